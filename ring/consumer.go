@@ -1,0 +1,319 @@
+package ring
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// maxHoles is how many aborted slots one ReadRun can hold between its
+// records. A run that would need more ends before the next one.
+const maxHoles = 6
+
+// Consumer is the consuming side of a queue. Unless the queue was made with
+// SingleConsumer, any number of goroutines and processes may consume at once.
+type Consumer struct{ q *Queue }
+
+// Consumer returns the consuming side of q.
+func (q *Queue) Consumer() Consumer { return Consumer{q} }
+
+// ReadRun is a run of consecutive published records reserved by a consumer.
+// Read each record in place (Slot), then Release it; records may be released
+// in any order and from any goroutine, but each exactly once. Slots that
+// producers aborted are passed over: they never appear as records.
+type ReadRun struct {
+	q      *Queue
+	start  uint64 // position of record 0
+	n      int    // records
+	span   int    // positions the run covers from start, holes included
+	nholes int
+	holes  [maxHoles]uint32 // offsets from start of aborted slots, ascending
+}
+
+// Reserve reserves exactly n records, or none: ErrEmpty if fewer than n are
+// ready in one run.
+func (c Consumer) Reserve(n int) (ReadRun, error) { return c.q.reserveRead(n, true) }
+
+// ReserveUpTo reserves between 1 and n records, as many as are ready in one
+// run: ErrEmpty if none is.
+func (c Consumer) ReserveUpTo(n int) (ReadRun, error) { return c.q.reserveRead(n, false) }
+
+func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
+	if n < 1 || uint64(n) > q.slots {
+		return ReadRun{}, invalidf("reserve %d records: want 1 to %d", n, q.slots)
+	}
+	cons := q.m.cons
+	pos := cons.cursor.Load()
+	for range maxAttempts {
+		r := ReadRun{q: q}
+		lead := 0 // aborted slots before the first record
+		bad := ""
+		for r.n < n && uint64(lead+r.span) < q.slots {
+			p := pos + uint64(lead+r.span)
+			d := &q.m.descs[p&q.mask]
+			// Pairs with the producer's store of stamp p+1 in publish:
+			// seeing p+1 means the payload is written.
+			seq, length, flags := unpackDesc(d.word.Load())
+			diff := seq - uint32(p+1)
+			if diff == 0 {
+				if flags&^flagsKnown != 0 {
+					bad = fmt.Sprintf("slot %d flags %#x: unknown bits", p&q.mask, flags)
+					break
+				}
+				if flags&FlagAborted != 0 {
+					if r.n == 0 {
+						lead++
+						continue
+					}
+					if r.nholes == maxHoles {
+						break
+					}
+					r.holes[r.nholes] = uint32(r.span)
+					r.nholes++
+					r.span++
+					continue
+				}
+				if length > uint32(q.slotSize) {
+					bad = fmt.Sprintf("slot %d length %d: larger than the %d-byte slot", p&q.mask, length, q.slotSize)
+					break
+				}
+				r.n++
+				r.span++
+				continue
+			}
+			// p: not published yet. p-N+1: the slot still holds a
+			// record of the previous lap. Either way nothing is ready.
+			if diff == ^uint32(0) || diff == q.negSlots {
+				break
+			}
+			bad = fmt.Sprintf("slot %d stamp %#x at position %d: want %#x, or one behind", p&q.mask, seq, p, uint32(p+1))
+			break
+		}
+		if bad != "" {
+			// As for producers: with several consumers pos may be stale,
+			// and the stamp we read orders the next cursor load.
+			now := cons.cursor.Load()
+			if now == pos {
+				return ReadRun{}, q.corruptCons("%s", bad)
+			}
+			pos = now
+			continue
+		}
+		if r.n == 0 || exact && r.n < n {
+			if lead > 0 && q.claimRead(pos, pos+uint64(lead)) {
+				q.releaseHoles(pos, lead)
+			} else if lead > 0 {
+				pos = cons.cursor.Load()
+				continue
+			}
+			q.bumpCons(&cons.empty, 1)
+			return ReadRun{}, ErrEmpty
+		}
+		end := pos + uint64(lead+r.span)
+		if !q.claimRead(pos, end) {
+			pos = cons.cursor.Load()
+			continue
+		}
+		q.releaseHoles(pos, lead)
+		q.bumpCons(&cons.reserved, uint64(r.n))
+		r.start = pos + uint64(lead)
+		return r, nil
+	}
+	return ReadRun{}, q.corruptCons("consumer cursor moved %d times during one reserve", maxAttempts)
+}
+
+// claimRead moves the consumer cursor from pos to end.
+func (q *Queue) claimRead(pos, end uint64) bool {
+	if q.singleConsumer() {
+		storeRelease(&q.m.cons.cursor, end)
+		return true
+	}
+	return q.m.cons.cursor.CompareAndSwap(pos, end)
+}
+
+// releaseHoles hands n aborted slots from position p back to producers.
+func (q *Queue) releaseHoles(p uint64, n int) {
+	for i := range uint64(n) {
+		q.release(p + i)
+	}
+	if n > 0 {
+		q.bumpCons(&q.m.cons.skipped, uint64(n))
+	}
+}
+
+// release hands the slot at position p, which this consumer holds, back to
+// producers: stamp p+N pairs with the producer's load in reserveWrite.
+func (q *Queue) release(p uint64) {
+	storeRelease(&q.m.descs[p&q.mask].word, packDesc(uint32(p+q.slots), 0, 0))
+}
+
+// bumpCons adds n to a consumer counter, as bumpProd.
+func (q *Queue) bumpCons(c *atomic.Uint64, n uint64) {
+	if q.singleConsumer() {
+		storeRelease(c, c.Load()+n)
+	} else {
+		c.Add(n)
+	}
+}
+
+func (q *Queue) corruptCons(format string, args ...any) error {
+	q.m.cons.corrupt.Add(1)
+	return &CorruptError{Side: "consumer", Reason: fmt.Sprintf(format, args...)}
+}
+
+// Len is the number of records in the run.
+func (r *ReadRun) Len() int { return r.n }
+
+// offset is the position of record i relative to start.
+func (r *ReadRun) offset(i int) int {
+	o := i
+	for _, h := range r.holes[:r.nholes] {
+		if int(h) > o {
+			break
+		}
+		o++
+	}
+	return o
+}
+
+// Position is the queue position of record i.
+func (r *ReadRun) Position(i int) uint64 {
+	r.check(i)
+	return r.start + uint64(r.offset(i))
+}
+
+func (r *ReadRun) check(i int) {
+	if uint(i) >= uint(r.n) {
+		panic(fmt.Sprintf("ring: record index %d out of range for a run of %d", i, r.n))
+	}
+}
+
+// Slot returns record i's payload, in place, with the length its producer
+// published. The length is re-read and re-checked on every call, since the
+// metadata is shared. Like indexing a slice, it panics if i is out of range.
+func (r *ReadRun) Slot(i int) ([]byte, error) {
+	r.check(i)
+	q := r.q
+	p := r.start + uint64(r.offset(i))
+	seq, length, flags := unpackDesc(q.m.descs[p&q.mask].word.Load())
+	if seq != uint32(p+1) {
+		return nil, q.notHeldCons(p, seq)
+	}
+	if length > uint32(q.slotSize) || flags != 0 {
+		return nil, q.corruptCons("slot %d length %d flags %#x: changed after it was reserved as a %d-byte record", p&q.mask, length, flags, q.slotSize)
+	}
+	return q.slot(p)[:length:length], nil
+}
+
+func (q *Queue) notHeldCons(p uint64, seq uint32) error {
+	if int32(seq-uint32(p+1)) > 0 {
+		return ErrNotHeld
+	}
+	return q.corruptCons("slot %d stamp %#x at position %d: want %#x", p&q.mask, seq, p, uint32(p+1))
+}
+
+// Release hands record i back to producers.
+func (r *ReadRun) Release(i int) error {
+	if uint(i) >= uint(r.n) {
+		return invalidf("release record %d of a run of %d", i, r.n)
+	}
+	if err := r.release(i); err != nil {
+		return err
+	}
+	r.q.bumpCons(&r.q.m.cons.released, 1)
+	return nil
+}
+
+// ReleaseAll releases every record of the run not yet released.
+func (r *ReadRun) ReleaseAll() error {
+	q := r.q
+	if q == nil {
+		return nil
+	}
+	var first error
+	done := 0
+	// Last record first, for the same reason as WriteRun.PublishAll.
+	for i := r.n - 1; i >= 0; i-- {
+		if r.nholes != 0 {
+			if err := r.release(i); err == nil {
+				done++
+			} else if err != ErrNotHeld && first == nil {
+				first = err
+			}
+			continue
+		}
+		p := r.start + uint64(i)
+		d := &q.m.descs[p&q.mask]
+		if seq, _, _ := unpackDesc(d.word.Load()); seq != uint32(p+1) {
+			if err := q.notHeldCons(p, seq); err != ErrNotHeld && first == nil {
+				first = err
+			}
+			continue
+		}
+		storeRelease(&d.word, packDesc(uint32(p+q.slots), 0, 0))
+		done++
+	}
+	q.bumpCons(&q.m.cons.released, uint64(done))
+	return first
+}
+
+// release releases record i and the aborted slots that follow it in the run.
+func (r *ReadRun) release(i int) error {
+	q := r.q
+	o := r.offset(i)
+	p := r.start + uint64(o)
+	seq, _, _ := unpackDesc(q.m.descs[p&q.mask].word.Load())
+	if seq != uint32(p+1) {
+		return q.notHeldCons(p, seq)
+	}
+	q.release(p)
+	holes := 0
+	for _, h := range r.holes[:r.nholes] {
+		if int(h) == o+1+holes {
+			holes++
+		}
+	}
+	if holes > 0 {
+		q.releaseHoles(p+1, holes)
+	}
+	return nil
+}
+
+// AbortFrom gives records i to Len()-1 back to the queue unread, so that
+// they are delivered again in the same order. That is possible only while no
+// consumer has reserved after this run: otherwise it returns ErrNotLast and
+// the records stay held. The run then holds records 0 to i-1.
+func (r *ReadRun) AbortFrom(i int) error {
+	if uint(i) > uint(r.n) {
+		return invalidf("abort from record %d of a run of %d", i, r.n)
+	}
+	if i == r.n {
+		return nil
+	}
+	q := r.q
+	for j := i; j < r.n; j++ {
+		p := r.start + uint64(r.offset(j))
+		seq, _, _ := unpackDesc(q.m.descs[p&q.mask].word.Load())
+		if seq != uint32(p+1) {
+			return q.notHeldCons(p, seq)
+		}
+	}
+	o := r.offset(i)
+	end, back := r.start+uint64(r.span), r.start+uint64(o)
+	if q.singleConsumer() {
+		if q.m.cons.cursor.Load() != end {
+			return ErrNotLast
+		}
+		storeRelease(&q.m.cons.cursor, back)
+	} else if !q.m.cons.cursor.CompareAndSwap(end, back) {
+		return ErrNotLast
+	}
+	q.bumpCons(&q.m.cons.reserved, ^uint64(r.n-i-1)) // subtract r.n-i
+	for r.nholes > 0 && int(r.holes[r.nholes-1]) >= o {
+		r.nholes--
+	}
+	r.n, r.span = i, o
+	return nil
+}
+
+// AbortAll gives every record of the run back, as AbortFrom(0).
+func (r *ReadRun) AbortAll() error { return r.AbortFrom(0) }

@@ -1,0 +1,65 @@
+package ring
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Check them with errors.Is; the errors returned may wrap
+// them with detail.
+var (
+	// ErrFull: no slot is free for the reservation asked for. Try again
+	// after consumers release.
+	ErrFull = errors.New("ring: full")
+	// ErrEmpty: no published record is ready for the reservation asked for.
+	// Try again after producers publish.
+	ErrEmpty = errors.New("ring: empty")
+	// ErrCorrupt: the metadata region holds something no correct agent
+	// writes. Returned as a *CorruptError with the reason, and counted.
+	ErrCorrupt = errors.New("ring: metadata corrupt")
+	// ErrIncompatible: the metadata region is not a queue this package can
+	// drive (magic, version or a required feature bit).
+	ErrIncompatible = errors.New("ring: incompatible metadata")
+	// ErrInvalid: a caller passed an argument out of range.
+	ErrInvalid = errors.New("ring: invalid argument")
+	// ErrNotHeld: the slot is no longer held by this run: it was already
+	// published, released or aborted.
+	ErrNotHeld = errors.New("ring: slot not held by this run")
+	// ErrNotLast: a consumer tried to give records back, but another run
+	// was reserved after this one. The records are still held by the run:
+	// read and release them.
+	ErrNotLast = errors.New("ring: a later run was reserved; records are still held")
+)
+
+// CorruptError says what was wrong with the metadata and where.
+type CorruptError struct {
+	Side   string // "producer", "consumer" or "attach"
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("ring: metadata corrupt (%s): %s", e.Side, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// HeaderError is returned by Attach for a header it will not drive: which
+// field, the value found, and why it is refused. It unwraps to
+// ErrIncompatible or ErrCorrupt.
+type HeaderError struct {
+	Field  string
+	Value  uint64
+	Reason string
+	Err    error
+}
+
+func (e *HeaderError) Error() string {
+	return fmt.Sprintf("ring: attach: header %s = %#x: %s", e.Field, e.Value, e.Reason)
+}
+
+func (e *HeaderError) Unwrap() error { return e.Err }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}

@@ -1,0 +1,116 @@
+package ring
+
+// The metadata region, layout version 1. This file is the only definition of
+// it: every other file names these constants, LAYOUT.md describes them in
+// prose, ycq_ring.h is generated from them, and layout_test.go pins them
+// against literal bytes.
+//
+// All fields are little-endian. Offsets are from the start of the metadata
+// region, which must be at least 8-byte aligned (64 is recommended).
+//
+//	offset  size  line
+//	0       64    header: identity and geometry, written once by Format
+//	64      64    producer line: producer cursor and producer counters
+//	128     64    consumer line: consumer cursor and consumer counters
+//	192     64    items wake line: consumers sleep here for items
+//	256     64    space wake line: producers sleep here for space
+//	320     64    link line: reserved for grow/shrink (zero in version 1)
+//	384     8*N   slot descriptors, one per slot
+const (
+	// Magic is the first word of every metadata region: the bytes "YCQ1".
+	Magic = 0x31514359
+	// Version is the layout version this package writes and accepts.
+	Version = 1
+
+	lineSize = 64
+
+	// Header line. Written by Format before any other agent attaches;
+	// read-only afterwards.
+	offMagic      = 0  // u32 Magic
+	offVersion    = 4  // u32 Version
+	offFeatures   = 8  // u32 feature bits (Feature*)
+	offDescOffset = 12 // u32 offset of descriptor 0 (offDescs)
+	offSlots      = 16 // u32 slot count N, a power of two
+	offSlotSize   = 20 // u32 bytes per slot in the data region, a multiple of 8
+	offMetaSize   = 24 // u64 bytes of metadata the layout uses: MetaSize(N)
+	offDataSize   = 32 // u64 bytes of data region used: N * slot size
+	offDescSize   = 40 // u32 bytes per descriptor (sizeofDesc)
+	offGeneration = 44 // u32 generation of this queue (0 until grow/shrink exists)
+	// 48..63 reserved: written as zero, ignored on read.
+
+	// Producer line. Written only by producers.
+	offProdCursor         = 64  // u64 next position a producer reserves
+	offProdReserved       = 72  // u64 counter: slots reserved
+	offProdPublished      = 80  // u64 counter: records published
+	offProdAborted        = 88  // u64 counter: slots aborted (holes and rollbacks)
+	offProdFull           = 96  // u64 counter: reserve attempts refused as full
+	offProdCorrupt        = 104 // u64 counter: corruption detected by producers
+	offProdWakeSent       = 112 // u64 counter: wakeups sent to consumers
+	offProdWakeSuppressed = 120 // u64 counter: wakeups skipped, nobody slept
+
+	// Consumer line. Written only by consumers.
+	offConsCursor         = 128 // u64 next position a consumer reserves
+	offConsReserved       = 136 // u64 counter: records reserved
+	offConsReleased       = 144 // u64 counter: records released
+	offConsSkipped        = 152 // u64 counter: aborted slots passed over
+	offConsEmpty          = 160 // u64 counter: reserve attempts refused as empty
+	offConsCorrupt        = 168 // u64 counter: corruption detected by consumers
+	offConsWakeSent       = 176 // u64 counter: wakeups sent to producers
+	offConsWakeSuppressed = 184 // u64 counter: wakeups skipped, nobody slept
+
+	// Items wake line: consumers wait here for published records.
+	offItemsFutex   = 192 // u32 bumped after a publish when someone sleeps
+	offItemsWaiters = 196 // u32 number of consumers asleep on the futex word
+	// Space wake line: producers wait here for released slots.
+	offSpaceFutex   = 256 // u32 bumped after a release when someone sleeps
+	offSpaceWaiters = 260 // u32 number of producers asleep on the futex word
+
+	// Link line: reserved for the generation/link record of a future grow
+	// or shrink; zero in version 1.
+	offLink = 320
+
+	// Descriptor table: one 8-byte descriptor per slot, 8 to a cache line.
+	offDescs   = 384
+	sizeofDesc = 8
+	// Fields of one descriptor, relative to its start.
+	descOffSeq  = 0 // u32 sequence stamp (see LAYOUT.md)
+	descOffInfo = 4 // u32 bits 0-23 payload length, bits 24-31 Flag* bits
+	// The info word.
+	infoLenMask    = 1<<24 - 1
+	infoFlagsShift = 24
+)
+
+// Feature bits in the header. Bits 0-15 change how the queue must be driven:
+// an agent that does not know one of them must not attach. Bits 16-31 are
+// informational and may be ignored.
+const (
+	// FeatureSingleProducer: exactly one agent produces. It may advance the
+	// producer cursor with a plain store instead of compare-and-swap.
+	FeatureSingleProducer = 1 << 0
+	// FeatureSingleConsumer: exactly one agent consumes, likewise.
+	FeatureSingleConsumer = 1 << 1
+
+	featuresKnown        = FeatureSingleProducer | FeatureSingleConsumer
+	featuresIncompatMask = 0xffff
+)
+
+// Descriptor flag bits, stored in bits 24-31 of the info word.
+const (
+	// FlagAborted marks a slot a producer gave up after it reserved it.
+	// Consumers pass over it; it never appears in a ReadRun.
+	FlagAborted = 1 << 0
+
+	flagsKnown = FlagAborted
+)
+
+// Geometry limits.
+const (
+	MinSlots    = 2
+	MaxSlots    = 1 << 24
+	MaxSlotSize = 1 << 23
+	slotAlign   = 8
+)
+
+// MetaSize is the number of metadata bytes a queue of the given slot count
+// uses. The metadata region may be larger; the rest is left alone.
+func MetaSize(slots int) int { return offDescs + slots*sizeofDesc }

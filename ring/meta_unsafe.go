@@ -1,0 +1,159 @@
+package ring
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// This file is the only place in package ring that turns metadata bytes into
+// typed words. The overlay structs below mirror layout.go; the assertions at
+// the end fail to compile if a field drifts from its named offset.
+
+// header overlays the header line.
+type header struct {
+	magic      atomic.Uint32
+	version    atomic.Uint32
+	features   atomic.Uint32
+	descOffset atomic.Uint32
+	slots      atomic.Uint32
+	slotSize   atomic.Uint32
+	metaSize   atomic.Uint64
+	dataSize   atomic.Uint64
+	descSize   atomic.Uint32
+	generation atomic.Uint32
+}
+
+// prodLine overlays the producer line.
+type prodLine struct {
+	cursor         atomic.Uint64
+	reserved       atomic.Uint64
+	published      atomic.Uint64
+	aborted        atomic.Uint64
+	full           atomic.Uint64
+	corrupt        atomic.Uint64
+	wakeSent       atomic.Uint64
+	wakeSuppressed atomic.Uint64
+}
+
+// consLine overlays the consumer line.
+type consLine struct {
+	cursor         atomic.Uint64
+	reserved       atomic.Uint64
+	released       atomic.Uint64
+	skipped        atomic.Uint64
+	empty          atomic.Uint64
+	corrupt        atomic.Uint64
+	wakeSent       atomic.Uint64
+	wakeSuppressed atomic.Uint64
+}
+
+// wakeLine overlays a wake line.
+type wakeLine struct {
+	futex   atomic.Uint32
+	waiters atomic.Uint32
+}
+
+// slotDesc overlays one descriptor. The layout defines it as two u32 words,
+// the stamp (offset 0) and the info word (offset 4); on a little-endian host
+// they form one u64 with the stamp in the low half. A producer publishes
+// length, flags and stamp in one store, and a consumer reads all three in one
+// load; agents that use 32-bit accesses see exactly the same bytes.
+type slotDesc struct {
+	word atomic.Uint64
+}
+
+func packDesc(seq, length, flags uint32) uint64 {
+	return uint64(seq) | uint64(length&infoLenMask|flags<<infoFlagsShift)<<32
+}
+
+func unpackDesc(v uint64) (seq, length, flags uint32) {
+	info := uint32(v >> 32)
+	return uint32(v), info & infoLenMask, info >> infoFlagsShift
+}
+
+// metaView holds typed pointers into a metadata region. Every pointer is
+// taken from a bounds-checked reslice, so a bad offset panics here at
+// construction instead of touching stray memory later.
+type metaView struct {
+	hdr   *header
+	prod  *prodLine
+	cons  *consLine
+	items *wakeLine
+	space *wakeLine
+	descs []slotDesc
+}
+
+// aligned reports whether b starts on an n-byte boundary (n a power of two).
+func aligned(b []byte, n uintptr) bool {
+	return len(b) == 0 || uintptr(unsafe.Pointer(&b[0]))&(n-1) == 0
+}
+
+// hostLittleEndian reports whether this machine stores words little-endian,
+// as the layout requires for the atomic overlay.
+func hostLittleEndian() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}
+
+// viewHeader overlays just the header; the caller has checked
+// len(meta) >= lineSize and 8-byte alignment.
+func viewHeader(meta []byte) *header {
+	return (*header)(unsafe.Pointer(&meta[offMagic:][:lineSize][0]))
+}
+
+// view overlays a whole metadata region of the given slot count; the caller
+// has checked len(meta) >= MetaSize(slots) and 8-byte alignment.
+func view(meta []byte, slots int) metaView {
+	d := meta[offDescs:][:slots*sizeofDesc]
+	return metaView{
+		hdr:   viewHeader(meta),
+		prod:  (*prodLine)(unsafe.Pointer(&meta[offProdCursor:][:lineSize][0])),
+		cons:  (*consLine)(unsafe.Pointer(&meta[offConsCursor:][:lineSize][0])),
+		items: (*wakeLine)(unsafe.Pointer(&meta[offItemsFutex:][:lineSize][0])),
+		space: (*wakeLine)(unsafe.Pointer(&meta[offSpaceFutex:][:lineSize][0])),
+		descs: unsafe.Slice((*slotDesc)(unsafe.Pointer(&d[0])), slots),
+	}
+}
+
+// Compile-time checks that each overlay field sits at its named offset. An
+// array length that is negative or a non-zero array assigned to a zero-length
+// one does not compile.
+var (
+	_ [0]struct{} = [unsafe.Offsetof(header{}.magic) - offMagic]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.version) - offVersion]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.features) - offFeatures]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.descOffset) - offDescOffset]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.slots) - offSlots]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.slotSize) - offSlotSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.metaSize) - offMetaSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.dataSize) - offDataSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.descSize) - offDescSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.generation) - offGeneration]struct{}{}
+
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.cursor) - offProdCursor]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.reserved) - offProdReserved]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.published) - offProdPublished]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.aborted) - offProdAborted]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.full) - offProdFull]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.corrupt) - offProdCorrupt]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.wakeSent) - offProdWakeSent]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.wakeSuppressed) - offProdWakeSuppressed]struct{}{}
+
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.cursor) - offConsCursor]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.reserved) - offConsReserved]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.released) - offConsReleased]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.skipped) - offConsSkipped]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.empty) - offConsEmpty]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.corrupt) - offConsCorrupt]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.wakeSent) - offConsWakeSent]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.wakeSuppressed) - offConsWakeSuppressed]struct{}{}
+
+	_ [0]struct{} = [offItemsFutex + unsafe.Offsetof(wakeLine{}.waiters) - offItemsWaiters]struct{}{}
+	_ [0]struct{} = [offSpaceFutex + unsafe.Offsetof(wakeLine{}.waiters) - offSpaceWaiters]struct{}{}
+
+	_ [0]struct{} = [unsafe.Offsetof(slotDesc{}.word) - descOffSeq]struct{}{}
+	_ [0]struct{} = [unsafe.Sizeof(slotDesc{}) - sizeofDesc]struct{}{}
+	_ [0]struct{} = [unsafe.Sizeof(prodLine{}) - lineSize]struct{}{}
+	_ [0]struct{} = [unsafe.Sizeof(consLine{}) - lineSize]struct{}{}
+	_ [0]struct{} = [descOffInfo - descOffSeq - 4]struct{}{}
+)

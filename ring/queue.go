@@ -1,0 +1,267 @@
+package ring
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// Config describes a queue for Format.
+type Config struct {
+	// Slots is the number of slots: a power of two in [MinSlots, MaxSlots].
+	Slots int
+	// SlotSize is the payload capacity of each slot in bytes: a multiple of
+	// 8 in [8, MaxSlotSize].
+	SlotSize int
+	// SingleProducer records that exactly one agent produces; it then
+	// advances the producer cursor with plain stores.
+	SingleProducer bool
+	// SingleConsumer records that exactly one agent consumes.
+	SingleConsumer bool
+}
+
+// MetaSize is the number of metadata bytes the queue needs.
+func (c Config) MetaSize() int { return MetaSize(c.Slots) }
+
+// DataSize is the number of data bytes the queue needs.
+func (c Config) DataSize() int { return c.Slots * c.SlotSize }
+
+func (c Config) features() uint32 {
+	var f uint32
+	if c.SingleProducer {
+		f |= FeatureSingleProducer
+	}
+	if c.SingleConsumer {
+		f |= FeatureSingleConsumer
+	}
+	return f
+}
+
+// Validate reports whether the configuration describes a valid queue.
+func (c Config) Validate() error {
+	if c.Slots < MinSlots || c.Slots > MaxSlots || bits.OnesCount(uint(c.Slots)) != 1 {
+		return invalidf("slots %d: want a power of two in [%d, %d]", c.Slots, MinSlots, MaxSlots)
+	}
+	if c.SlotSize < slotAlign || c.SlotSize > MaxSlotSize || c.SlotSize%slotAlign != 0 {
+		return invalidf("slot size %d: want a multiple of %d in [%d, %d]", c.SlotSize, slotAlign, slotAlign, MaxSlotSize)
+	}
+	return nil
+}
+
+// Queue is a handle on a queue laid out in two caller-supplied regions. It
+// holds the geometry it validated when it was made and never re-reads it
+// from shared memory, so a peer that rewrites the header cannot steer it out
+// of bounds. A Queue is safe for use by many goroutines, within the limits
+// the SingleProducer and SingleConsumer features set.
+type Queue struct {
+	m        metaView
+	data     []byte
+	slots    uint64 // N
+	mask     uint64 // N-1
+	negSlots uint32 // -N modulo 2^32
+	slotSize int
+	features uint32
+}
+
+// Format lays a new, empty queue out in meta and data and returns a handle
+// on it. meta must hold at least cfg.MetaSize() bytes and start on an 8-byte
+// boundary; data must hold at least cfg.DataSize() bytes. Format must finish
+// before any other agent attaches: it writes the magic word last.
+func Format(meta, data []byte, cfg Config) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkRegions(meta, data, cfg.MetaSize(), cfg.DataSize()); err != nil {
+		return nil, err
+	}
+	q := newQueue(meta, data, cfg)
+	h := q.m.hdr
+	h.magic.Store(0)
+	clear(meta[offVersion:cfg.MetaSize()])
+	h.version.Store(Version)
+	h.features.Store(cfg.features())
+	h.descOffset.Store(offDescs)
+	h.slots.Store(uint32(cfg.Slots))
+	h.slotSize.Store(uint32(cfg.SlotSize))
+	h.metaSize.Store(uint64(cfg.MetaSize()))
+	h.dataSize.Store(uint64(cfg.DataSize()))
+	h.descSize.Store(sizeofDesc)
+	for i := range q.m.descs {
+		q.m.descs[i].word.Store(packDesc(uint32(i), 0, 0))
+	}
+	h.magic.Store(Magic)
+	return q, nil
+}
+
+// Attach returns a handle on a queue that another agent (a process, a
+// device, firmware) laid out, after checking its header: magic, version,
+// feature bits, descriptor geometry, slot count and size, and that both
+// regions are large enough. A header it refuses gives a *HeaderError.
+func Attach(meta, data []byte) (*Queue, error) {
+	if !hostLittleEndian() {
+		return nil, fmt.Errorf("%w: this host is big-endian; the layout is little-endian", ErrIncompatible)
+	}
+	if len(meta) < lineSize {
+		return nil, invalidf("metadata region of %d bytes: shorter than the %d-byte header", len(meta), lineSize)
+	}
+	if !aligned(meta, 8) {
+		return nil, invalidf("metadata region does not start on an 8-byte boundary")
+	}
+	h := viewHeader(meta)
+	bad := func(field string, v uint64, err error, format string, args ...any) error {
+		return &HeaderError{Field: field, Value: v, Reason: fmt.Sprintf(format, args...), Err: err}
+	}
+	if v := h.magic.Load(); v != Magic {
+		return nil, bad("magic", uint64(v), ErrIncompatible, "want %#x (\"YCQ1\"): not a ycq queue, or not formatted yet", Magic)
+	}
+	if v := h.version.Load(); v != Version {
+		return nil, bad("version", uint64(v), ErrIncompatible, "this package drives layout version %d", Version)
+	}
+	features := h.features.Load()
+	if unknown := features & featuresIncompatMask &^ featuresKnown; unknown != 0 {
+		return nil, bad("features", uint64(features), ErrIncompatible, "unknown required feature bits %#x", unknown)
+	}
+	if v := h.descOffset.Load(); v != offDescs {
+		return nil, bad("desc_offset", uint64(v), ErrCorrupt, "want %d", offDescs)
+	}
+	if v := h.descSize.Load(); v != sizeofDesc {
+		return nil, bad("desc_size", uint64(v), ErrCorrupt, "want %d", sizeofDesc)
+	}
+	cfg := Config{
+		Slots:          int(h.slots.Load()),
+		SlotSize:       int(h.slotSize.Load()),
+		SingleProducer: features&FeatureSingleProducer != 0,
+		SingleConsumer: features&FeatureSingleConsumer != 0,
+	}
+	if n := cfg.Slots; n < MinSlots || n > MaxSlots || bits.OnesCount(uint(n)) != 1 {
+		return nil, bad("slots", uint64(n), ErrCorrupt, "want a power of two in [%d, %d]", MinSlots, MaxSlots)
+	}
+	if s := cfg.SlotSize; s < slotAlign || s > MaxSlotSize || s%slotAlign != 0 {
+		return nil, bad("slot_size", uint64(s), ErrCorrupt, "want a multiple of %d in [%d, %d]", slotAlign, slotAlign, MaxSlotSize)
+	}
+	if v := h.metaSize.Load(); v != uint64(cfg.MetaSize()) {
+		return nil, bad("meta_size", v, ErrCorrupt, "want %d for %d slots", cfg.MetaSize(), cfg.Slots)
+	}
+	if v := h.dataSize.Load(); v != uint64(cfg.DataSize()) {
+		return nil, bad("data_size", v, ErrCorrupt, "want %d (%d slots of %d bytes)", cfg.DataSize(), cfg.Slots, cfg.SlotSize)
+	}
+	if err := checkRegions(meta, data, cfg.MetaSize(), cfg.DataSize()); err != nil {
+		return nil, err
+	}
+	return newQueue(meta, data, cfg), nil
+}
+
+func checkRegions(meta, data []byte, metaSize, dataSize int) error {
+	if !hostLittleEndian() {
+		return fmt.Errorf("%w: this host is big-endian; the layout is little-endian", ErrIncompatible)
+	}
+	if len(meta) < metaSize {
+		return invalidf("metadata region of %d bytes: the queue needs %d", len(meta), metaSize)
+	}
+	if !aligned(meta, 8) {
+		return invalidf("metadata region does not start on an 8-byte boundary")
+	}
+	if len(data) < dataSize {
+		return invalidf("data region of %d bytes: the queue needs %d", len(data), dataSize)
+	}
+	return nil
+}
+
+func newQueue(meta, data []byte, cfg Config) *Queue {
+	return &Queue{
+		m:        view(meta, cfg.Slots),
+		data:     data[:cfg.DataSize():cfg.DataSize()],
+		slots:    uint64(cfg.Slots),
+		mask:     uint64(cfg.Slots - 1),
+		negSlots: -uint32(cfg.Slots),
+		slotSize: cfg.SlotSize,
+		features: cfg.features(),
+	}
+}
+
+// New allocates both regions on the Go heap (metadata 64-byte aligned) and
+// formats a queue in them: the simplest way to get a queue used only inside
+// one process.
+func New(cfg Config) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return Format(AlignedBytes(cfg.MetaSize()), make([]byte, cfg.DataSize()), cfg)
+}
+
+// AlignedBytes returns n zeroed bytes on the Go heap starting on a 64-byte
+// boundary.
+func AlignedBytes(n int) []byte {
+	b := make([]byte, n+lineSize)
+	for off := 0; off < lineSize; off++ {
+		if aligned(b[off:], lineSize) {
+			return b[off : off+n : off+n]
+		}
+	}
+	panic("unreachable")
+}
+
+// Config returns the geometry and features the queue was made or attached
+// with.
+func (q *Queue) Config() Config {
+	return Config{
+		Slots:          int(q.slots),
+		SlotSize:       q.slotSize,
+		SingleProducer: q.singleProducer(),
+		SingleConsumer: q.singleConsumer(),
+	}
+}
+
+func (q *Queue) singleProducer() bool { return q.features&FeatureSingleProducer != 0 }
+func (q *Queue) singleConsumer() bool { return q.features&FeatureSingleConsumer != 0 }
+
+// slot returns the whole payload area of the slot at position p.
+func (q *Queue) slot(p uint64) []byte {
+	off := int(p&q.mask) * q.slotSize
+	return q.data[off : off+q.slotSize : off+q.slotSize]
+}
+
+// Stats is a snapshot of the counters and cursors in the metadata region.
+// The words are read one at a time while the queue runs, and a peer may
+// write anything there, so treat them as a monitoring view, not as truth.
+type Stats struct {
+	ProducerCursor uint64 // next position producers reserve
+	ConsumerCursor uint64 // next position consumers reserve
+
+	Reserved        uint64 // slots reserved by producers
+	Published       uint64 // records published
+	Aborted         uint64 // slots producers aborted
+	Full            uint64 // producer reserves refused as full
+	ProducerCorrupt uint64 // corruption found by producers
+
+	Consumed        uint64 // records reserved by consumers, net of those given back
+	Released        uint64 // records released
+	Skipped         uint64 // aborted slots consumers passed over
+	Empty           uint64 // consumer reserves refused as empty
+	ConsumerCorrupt uint64 // corruption found by consumers
+
+	ProducerWakeSent, ProducerWakeSuppressed uint64 // wakeups producers sent to consumers, or skipped
+	ConsumerWakeSent, ConsumerWakeSuppressed uint64 // wakeups consumers sent to producers, or skipped
+}
+
+// Stats reads the counters.
+func (q *Queue) Stats() Stats {
+	p, c := q.m.prod, q.m.cons
+	return Stats{
+		ProducerCursor:         p.cursor.Load(),
+		ConsumerCursor:         c.cursor.Load(),
+		Reserved:               p.reserved.Load(),
+		Published:              p.published.Load(),
+		Aborted:                p.aborted.Load(),
+		Full:                   p.full.Load(),
+		ProducerCorrupt:        p.corrupt.Load(),
+		Consumed:               c.reserved.Load(),
+		Released:               c.released.Load(),
+		Skipped:                c.skipped.Load(),
+		Empty:                  c.empty.Load(),
+		ConsumerCorrupt:        c.corrupt.Load(),
+		ProducerWakeSent:       p.wakeSent.Load(),
+		ProducerWakeSuppressed: p.wakeSuppressed.Load(),
+		ConsumerWakeSent:       c.wakeSent.Load(),
+		ConsumerWakeSuppressed: c.wakeSuppressed.Load(),
+	}
+}
