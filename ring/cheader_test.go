@@ -1,0 +1,122 @@
+package ring
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// cHeader renders ycq_ring.h, the C view of the layout for firmware
+// authors, from the constants in layout.go. TestCHeader keeps the committed
+// file equal to it (go test ./ring -run TestCHeader -update rewrites it).
+func cHeader() []byte {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	def := func(name string, v uint64, comment string) {
+		p("#define %-30s %-10d /* %s */", name, v, comment)
+	}
+	hex := func(name string, v uint64, comment string) {
+		p("#define %-30s %-10s /* %s */", name, fmt.Sprintf("%#xu", v), comment)
+	}
+	p("/* ycq_ring.h: the ycq queue metadata layout, version %d.", Version)
+	p(" * Generated from ring/layout.go; do not edit. ring/LAYOUT.md explains every")
+	p(" * field and the protocol. All fields are little-endian. */")
+	p("#ifndef YCQ_RING_H")
+	p("#define YCQ_RING_H")
+	p("")
+	p("#include <stddef.h>")
+	p("#include <stdint.h>")
+	p("")
+	hex("YCQ_MAGIC", Magic, `"YCQ1" as little-endian bytes`)
+	def("YCQ_VERSION", Version, "layout version")
+	def("YCQ_LINE_SIZE", lineSize, "bytes per line")
+	p("")
+	p("/* Byte offsets from the start of the metadata region. */")
+	for _, f := range cFields {
+		def("YCQ_OFF_"+f.name, uint64(f.off), f.comment)
+	}
+	def("YCQ_OFF_DESCS", offDescs, "descriptor 0")
+	def("YCQ_DESC_SIZE", sizeofDesc, "bytes per descriptor")
+	def("YCQ_DESC_OFF_SEQ", descOffSeq, "u32 stamp, within a descriptor")
+	def("YCQ_DESC_OFF_INFO", descOffInfo, "u32 info word, within a descriptor")
+	hex("YCQ_INFO_LEN_MASK", infoLenMask, "info bits 0-23: payload length")
+	def("YCQ_INFO_FLAGS_SHIFT", infoFlagsShift, "info bits 24-31: flags")
+	p("")
+	hex("YCQ_FEATURE_SINGLE_PRODUCER", FeatureSingleProducer, "one agent produces")
+	hex("YCQ_FEATURE_SINGLE_CONSUMER", FeatureSingleConsumer, "one agent consumes")
+	hex("YCQ_FEATURES_INCOMPAT_MASK", featuresIncompatMask, "bits an agent must understand")
+	hex("YCQ_FLAG_ABORTED", FlagAborted, "slot given up by its producer")
+	def("YCQ_MIN_SLOTS", MinSlots, "fewest slots; the count is a power of two")
+	def("YCQ_MAX_SLOTS", MaxSlots, "most slots")
+	def("YCQ_MAX_SLOT_SIZE", MaxSlotSize, "slot size limit; a multiple of 8")
+	p("")
+	p("#define YCQ_META_SIZE(slots) (YCQ_OFF_DESCS + YCQ_DESC_SIZE * (uint64_t)(slots))")
+	p("")
+	p("/* The header line as a struct. */")
+	p("struct ycq_header {")
+	for _, f := range cFields {
+		if f.off >= lineSize {
+			break
+		}
+		p("\t%-8s %s;", f.ctype, f.field)
+	}
+	p("\tuint8_t  reserved[%d];", lineSize-offGeneration-4)
+	p("};")
+	p("")
+	p("/* One slot descriptor. */")
+	p("struct ycq_desc {")
+	p("\tuint32_t seq;  /* stamp: position when free, position + 1 when published */")
+	p("\tuint32_t info; /* length | flags << YCQ_INFO_FLAGS_SHIFT */")
+	p("};")
+	p("")
+	for _, f := range cFields {
+		if f.off >= lineSize {
+			break
+		}
+		p("_Static_assert(offsetof(struct ycq_header, %s) == YCQ_OFF_%s, \"%s\");", f.field, f.name, f.field)
+	}
+	p("_Static_assert(sizeof(struct ycq_header) == YCQ_LINE_SIZE, \"header size\");")
+	p("_Static_assert(sizeof(struct ycq_desc) == YCQ_DESC_SIZE, \"descriptor size\");")
+	p("")
+	p("#endif /* YCQ_RING_H */")
+	return b.Bytes()
+}
+
+// cFields lists the named words of the layout in offset order, with their C
+// spelling.
+var cFields = []struct {
+	name, field, ctype string
+	off                int
+	comment            string
+}{
+	{"MAGIC", "magic", "uint32_t", offMagic, "u32 YCQ_MAGIC"},
+	{"VERSION", "version", "uint32_t", offVersion, "u32 YCQ_VERSION"},
+	{"FEATURES", "features", "uint32_t", offFeatures, "u32 YCQ_FEATURE_* bits"},
+	{"DESC_OFFSET", "desc_offset", "uint32_t", offDescOffset, "u32 offset of descriptor 0"},
+	{"SLOTS", "slots", "uint32_t", offSlots, "u32 slot count N, a power of two"},
+	{"SLOT_SIZE", "slot_size", "uint32_t", offSlotSize, "u32 bytes per data slot, a multiple of 8"},
+	{"META_SIZE", "meta_size", "uint64_t", offMetaSize, "u64 YCQ_META_SIZE(N)"},
+	{"DATA_SIZE", "data_size", "uint64_t", offDataSize, "u64 N * slot_size"},
+	{"DESC_SIZE", "desc_size", "uint32_t", offDescSize, "u32 YCQ_DESC_SIZE"},
+	{"GENERATION", "generation", "uint32_t", offGeneration, "u32 0 in version 1"},
+	{"PROD_CURSOR", "", "", offProdCursor, "u64 next position a producer reserves"},
+	{"PROD_RESERVED", "", "", offProdReserved, "u64 counter: slots reserved"},
+	{"PROD_PUBLISHED", "", "", offProdPublished, "u64 counter: records published"},
+	{"PROD_ABORTED", "", "", offProdAborted, "u64 counter: slots aborted"},
+	{"PROD_FULL", "", "", offProdFull, "u64 counter: reserves refused as full"},
+	{"PROD_CORRUPT", "", "", offProdCorrupt, "u64 counter: corruption seen by producers"},
+	{"PROD_WAKE_SENT", "", "", offProdWakeSent, "u64 counter: wakeups sent to consumers"},
+	{"PROD_WAKE_SUPPRESSED", "", "", offProdWakeSuppressed, "u64 counter: wakeups not needed"},
+	{"CONS_CURSOR", "", "", offConsCursor, "u64 next position a consumer reserves"},
+	{"CONS_RESERVED", "", "", offConsReserved, "u64 counter: records reserved"},
+	{"CONS_RELEASED", "", "", offConsReleased, "u64 counter: records released"},
+	{"CONS_SKIPPED", "", "", offConsSkipped, "u64 counter: aborted slots passed over"},
+	{"CONS_EMPTY", "", "", offConsEmpty, "u64 counter: reserves refused as empty"},
+	{"CONS_CORRUPT", "", "", offConsCorrupt, "u64 counter: corruption seen by consumers"},
+	{"CONS_WAKE_SENT", "", "", offConsWakeSent, "u64 counter: wakeups sent to producers"},
+	{"CONS_WAKE_SUPPRESSED", "", "", offConsWakeSuppressed, "u64 counter: wakeups not needed"},
+	{"ITEMS_FUTEX", "", "", offItemsFutex, "u32 consumers sleep here for records"},
+	{"ITEMS_WAITERS", "", "", offItemsWaiters, "u32 consumers asleep"},
+	{"SPACE_FUTEX", "", "", offSpaceFutex, "u32 producers sleep here for space"},
+	{"SPACE_WAITERS", "", "", offSpaceWaiters, "u32 producers asleep"},
+	{"LINK", "", "", offLink, "64 bytes reserved for grow/shrink, zero"},
+}

@@ -1,0 +1,151 @@
+package ring
+
+import (
+	"bytes"
+	"encoding/binary"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestLayoutBytes pins the version 1 layout byte for byte: a 4-slot queue
+// of 16-byte slots with a single producer, as Format writes it and as one
+// publish, release and abort leave it.
+func TestLayoutBytes(t *testing.T) {
+	cfg := Config{Slots: 4, SlotSize: 16, SingleProducer: true}
+	meta := AlignedBytes(cfg.MetaSize())
+	data := make([]byte, cfg.DataSize())
+	q, err := Format(meta, data, cfg)
+	require.NoError(t, err)
+
+	header := []byte{
+		0x59, 0x43, 0x51, 0x31, // magic "YCQ1"
+		0x01, 0x00, 0x00, 0x00, // version 1
+		0x01, 0x00, 0x00, 0x00, // features: single producer
+		0x80, 0x01, 0x00, 0x00, // desc_offset 384
+		0x04, 0x00, 0x00, 0x00, // slots 4
+		0x10, 0x00, 0x00, 0x00, // slot_size 16
+		0xa0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // meta_size 416 = 384 + 4*8
+		0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // data_size 64 = 4*16
+		0x08, 0x00, 0x00, 0x00, // desc_size 8
+		0x00, 0x00, 0x00, 0x00, // generation 0
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // reserved
+	}
+	descs := []byte{
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 0: stamp 0 (free for position 0), info 0
+		0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 1: stamp 1
+		0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 2: stamp 2
+		0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 3: stamp 3
+	}
+	want := append(append(append([]byte{}, header...), make([]byte, offDescs-lineSize)...), descs...)
+	require.Equal(t, want, meta, "freshly formatted metadata")
+	require.Len(t, meta, 416)
+
+	// Publish 5 bytes at position 0.
+	w, err := q.Producer().Reserve(1)
+	require.NoError(t, err)
+	require.NoError(t, w.Publish(0, 5))
+	require.Equal(t, []byte{
+		0x01, 0x00, 0x00, 0x00, // stamp 1 = position 0 + 1: published
+		0x05, 0x00, 0x00, 0x00, // info: length 5, flags 0
+	}, meta[offDescs:][:8], "slot 0 after publish")
+	require.Equal(t, le64(1), meta[offProdCursor:][:8], "producer cursor")
+	require.Equal(t, le64(1), meta[offProdReserved:][:8], "producer reserved")
+	require.Equal(t, le64(1), meta[offProdPublished:][:8], "producer published")
+
+	// Consume and release it.
+	r, err := q.Consumer().Reserve(1)
+	require.NoError(t, err)
+	require.NoError(t, r.Release(0))
+	require.Equal(t, []byte{
+		0x04, 0x00, 0x00, 0x00, // stamp 4 = position 0 + N: free for position 4
+		0x00, 0x00, 0x00, 0x00, // info cleared
+	}, meta[offDescs:][:8], "slot 0 after release")
+	require.Equal(t, le64(1), meta[offConsCursor:][:8], "consumer cursor")
+	require.Equal(t, le64(1), meta[offConsReserved:][:8], "consumer reserved")
+	require.Equal(t, le64(1), meta[offConsReleased:][:8], "consumer released")
+
+	// Abort position 1: a hole.
+	w, err = q.Producer().Reserve(1)
+	require.NoError(t, err)
+	require.NoError(t, w.Abort(0))
+	require.Equal(t, []byte{
+		0x02, 0x00, 0x00, 0x00, // stamp 2 = position 1 + 1
+		0x00, 0x00, 0x00, 0x01, // info: length 0, flags FlagAborted (bit 24)
+	}, meta[offDescs+8:][:8], "slot 1 after abort")
+	require.Equal(t, le64(1), meta[offProdAborted:][:8], "producer aborted")
+
+	// A consumer passes the hole and counts it.
+	_, err = q.Consumer().ReserveUpTo(1)
+	require.ErrorIs(t, err, ErrEmpty)
+	require.Equal(t, le64(1), meta[offConsSkipped:][:8], "consumer skipped")
+	require.Equal(t, le64(1), meta[offConsEmpty:][:8], "consumer empty")
+	require.Equal(t, le64(2), meta[offConsCursor:][:8], "consumer cursor past the hole")
+	require.Equal(t, []byte{0x05, 0, 0, 0, 0, 0, 0, 0}, meta[offDescs+8:][:8], "slot 1 released: stamp 5")
+}
+
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+// TestLayoutOffsets pins every named offset, so a change to layout.go shows
+// up here and in LAYOUT.md together.
+func TestLayoutOffsets(t *testing.T) {
+	offsets := []struct {
+		name string
+		got  int
+		want int
+	}{
+		{"magic", offMagic, 0}, {"version", offVersion, 4}, {"features", offFeatures, 8},
+		{"desc_offset", offDescOffset, 12}, {"slots", offSlots, 16}, {"slot_size", offSlotSize, 20},
+		{"meta_size", offMetaSize, 24}, {"data_size", offDataSize, 32}, {"desc_size", offDescSize, 40},
+		{"generation", offGeneration, 44},
+		{"prod_cursor", offProdCursor, 64}, {"prod_reserved", offProdReserved, 72},
+		{"prod_published", offProdPublished, 80}, {"prod_aborted", offProdAborted, 88},
+		{"prod_full", offProdFull, 96}, {"prod_corrupt", offProdCorrupt, 104},
+		{"prod_wake_sent", offProdWakeSent, 112}, {"prod_wake_suppressed", offProdWakeSuppressed, 120},
+		{"cons_cursor", offConsCursor, 128}, {"cons_reserved", offConsReserved, 136},
+		{"cons_released", offConsReleased, 144}, {"cons_skipped", offConsSkipped, 152},
+		{"cons_empty", offConsEmpty, 160}, {"cons_corrupt", offConsCorrupt, 168},
+		{"cons_wake_sent", offConsWakeSent, 176}, {"cons_wake_suppressed", offConsWakeSuppressed, 184},
+		{"items_futex", offItemsFutex, 192}, {"items_waiters", offItemsWaiters, 196},
+		{"space_futex", offSpaceFutex, 256}, {"space_waiters", offSpaceWaiters, 260},
+		{"link", offLink, 320}, {"descs", offDescs, 384}, {"sizeof_desc", sizeofDesc, 8},
+		{"desc_seq", descOffSeq, 0}, {"desc_info", descOffInfo, 4},
+	}
+	for _, o := range offsets {
+		require.Equal(t, o.want, o.got, o.name)
+	}
+	require.Equal(t, uint32(0x31514359), uint32(Magic))
+	require.Equal(t, []byte("YCQ1"), le64(Magic)[:4])
+	require.Equal(t, 1, FeatureSingleProducer)
+	require.Equal(t, 2, FeatureSingleConsumer)
+	require.Equal(t, 1, FlagAborted)
+	require.Equal(t, 384+8*1024, MetaSize(1024))
+}
+
+var update = flag.Bool("update", false, "rewrite ycq_ring.h from layout.go")
+
+// TestCHeader checks that the committed C header says what layout.go says,
+// and that a C compiler accepts it and agrees with its offsets.
+func TestCHeader(t *testing.T) {
+	want := cHeader()
+	if *update {
+		require.NoError(t, os.WriteFile("ycq_ring.h", want, 0o644))
+	}
+	got, err := os.ReadFile("ycq_ring.h")
+	require.NoError(t, err)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("ycq_ring.h is out of date with layout.go: run go test ./ring -run TestCHeader -update")
+	}
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skipf("no gcc to compile ycq_ring.h (apt-get install gcc): %v", err)
+	}
+	src := filepath.Join(t.TempDir(), "check.c")
+	require.NoError(t, os.WriteFile(src, []byte("#include \"ycq_ring.h\"\nint main(void) { return 0; }\n"), 0o644))
+	out, err := exec.Command(cc, "-std=c11", "-Wall", "-Werror", "-fsyntax-only", "-I.", src).CombinedOutput()
+	require.NoError(t, err, "gcc rejects ycq_ring.h:\n%s", out)
+}
