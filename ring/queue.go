@@ -2,6 +2,7 @@ package ring
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 )
 
@@ -43,6 +44,9 @@ func (c Config) Validate() error {
 	}
 	if c.SlotSize < slotAlign || c.SlotSize > MaxSlotSize || c.SlotSize%slotAlign != 0 {
 		return invalidf("slot size %d: want a multiple of %d in [%d, %d]", c.SlotSize, slotAlign, slotAlign, MaxSlotSize)
+	}
+	if uint64(c.Slots)*uint64(c.SlotSize) > math.MaxInt {
+		return invalidf("%d slots of %d bytes do not fit in this address space", c.Slots, c.SlotSize)
 	}
 	return nil
 }
@@ -137,6 +141,9 @@ func Attach(meta, data []byte) (*Queue, error) {
 	}
 	if s := cfg.SlotSize; s < slotAlign || s > MaxSlotSize || s%slotAlign != 0 {
 		return nil, bad("slot_size", uint64(s), ErrCorrupt, "want a multiple of %d in [%d, %d]", slotAlign, slotAlign, MaxSlotSize)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, bad("data_size", h.dataSize.Load(), ErrCorrupt, "%v", err)
 	}
 	if v := h.metaSize.Load(); v != uint64(cfg.MetaSize()) {
 		return nil, bad("meta_size", v, ErrCorrupt, "want %d for %d slots", cfg.MetaSize(), cfg.Slots)
@@ -301,3 +308,20 @@ func (q *Queue) Check() error {
 	}
 	return nil
 }
+
+// Len returns how many positions producers have reserved that consumers
+// have not yet passed: records published or being written, not yet taken.
+// It reads both cursors, one after the other, while the queue runs, so
+// take it as an estimate, for example to decide how long to wait. It is
+// always between 0 and the slot count.
+func (q *Queue) Len() int {
+	cons := q.m.cons.cursor.Load()
+	prod := q.m.prod.cursor.Load()
+	if prod <= cons {
+		return 0
+	}
+	return int(min(prod-cons, q.slots))
+}
+
+// Cap returns the slot count.
+func (q *Queue) Cap() int { return int(q.slots) }

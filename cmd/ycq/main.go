@@ -1,0 +1,59 @@
+// Command ycq is the one command-line tool of the ycq project.
+//
+//	ycq bench ring [-items N] [-rounds R] [-json]
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// command is one subcommand: its words ("bench ring"), a one-line summary,
+// and what runs it with the remaining arguments.
+type command struct {
+	words []string
+	usage string
+	run   func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	for _, c := range commands {
+		if len(args) >= len(c.words) && equal(args[:len(c.words)], c.words) {
+			if err := c.run(args[len(c.words):], stdout, stderr); err != nil {
+				fmt.Fprintf(stderr, "ycq %s: %v\n", strings.Join(c.words, " "), err)
+				return 1
+			}
+			return 0
+		}
+	}
+	fmt.Fprintln(stderr, "usage: ycq COMMAND [flags]; commands:")
+	for _, c := range commands {
+		fmt.Fprintf(stderr, "  ycq %-14s %s\n", strings.Join(c.words, " "), c.usage)
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		return 0
+	}
+	return 2
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
