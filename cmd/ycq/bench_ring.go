@@ -18,14 +18,11 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 5, "runs of each system and scenario; the median is reported")
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
 	if *items < 64 || *rounds < 1 {
-		return fmt.Errorf("-items must be at least 64 and -rounds at least 1")
+		return usagef("-items must be at least 64 and -rounds at least 1")
 	}
 	type key struct {
 		system string

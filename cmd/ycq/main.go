@@ -4,6 +4,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,11 +31,18 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	for _, c := range commands {
 		if len(args) >= len(c.words) && equal(args[:len(c.words)], c.words) {
-			if err := c.run(args[len(c.words):], stdout, stderr); err != nil {
+			err := c.run(args[len(c.words):], stdout, stderr)
+			var ue usageError
+			switch {
+			case err == nil, errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.As(err, &ue):
+				fmt.Fprintf(stderr, "ycq %s: %v\n", strings.Join(c.words, " "), err)
+				return 2
+			default:
 				fmt.Fprintf(stderr, "ycq %s: %v\n", strings.Join(c.words, " "), err)
 				return 1
 			}
-			return 0
 		}
 	}
 	fmt.Fprintln(stderr, "usage: ycq COMMAND [flags]; commands:")
@@ -44,6 +53,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return 2
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// parseFlags parses args into fs; any mistake is a usageError.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	return nil
 }
 
 func equal(a, b []string) bool {

@@ -1,0 +1,53 @@
+# ycq: `make run` is the main job, `make test` is everything CI checks.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+
+# Where provisioning scripts keep what they download or build (QEMU root,
+# guest kernel), outside the repository so `git clean` does not lose it.
+YCQ_CACHE ?= $(HOME)/.cache/ycq
+export YCQ_CACHE
+
+FUZZTIME ?= 60s
+FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile
+
+.PHONY: all build run test lint fmt-check vet bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+## run: the main job (for now the ring benchmark, short)
+run:
+	$(GO) run ./cmd/ycq bench ring -items 500000 -rounds 3
+
+## test: everything CI checks
+test: fmt-check vet
+	$(GO) test -race -count=1 ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint: fmt-check vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+## bench: measurements, not tests
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./ring
+	$(GO) run ./cmd/ycq bench ring
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+clean:
+	$(GO) clean -testcache
