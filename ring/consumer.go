@@ -42,52 +42,53 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 		return ReadRun{}, invalidf("reserve %d records: want 1 to %d", n, q.slots)
 	}
 	cons := q.m.cons
+	descs, mask := q.m.descs, q.mask
+	slotSize := uint32(q.slotSize)
 	pos := cons.cursor.Load()
 	for range maxAttempts {
 		r := ReadRun{q: q}
 		lead := 0 // aborted slots before the first record
+		recs, span := 0, 0
 		bad := ""
-		for r.n < n && uint64(lead+r.span) < q.slots {
-			p := pos + uint64(lead+r.span)
-			d := &q.m.descs[p&q.mask]
+		for recs < n && uint64(lead+span) < q.slots {
+			p := pos + uint64(lead+span)
 			// Pairs with the producer's store of stamp p+1 in publish:
 			// seeing p+1 means the payload is written.
-			seq, length, flags := unpackDesc(d.word.Load())
-			diff := seq - uint32(p+1)
-			if diff == 0 {
-				if flags&^flagsKnown != 0 {
-					bad = fmt.Sprintf("slot %d flags %#x: unknown bits", p&q.mask, flags)
+			w := descs[p&mask].word.Load()
+			seq, info := uint32(w), uint32(w>>32)
+			if seq == uint32(p+1) && info <= slotSize {
+				// Published, no flags, a length that fits: a record.
+				recs++
+				span++
+				continue
+			}
+			if seq == uint32(p+1) {
+				_, length, flags := unpackDesc(w)
+				if flags != FlagAborted {
+					bad = fmt.Sprintf("slot %d info %#x: length %d in a %d-byte slot, flags %#x", p&mask, info, length, slotSize, flags)
 					break
 				}
-				if flags&FlagAborted != 0 {
-					if r.n == 0 {
-						lead++
-						continue
-					}
-					if r.nholes == maxHoles {
-						break
-					}
-					r.holes[r.nholes] = uint32(r.span)
-					r.nholes++
-					r.span++
+				if recs == 0 {
+					lead++
 					continue
 				}
-				if length > uint32(q.slotSize) {
-					bad = fmt.Sprintf("slot %d length %d: larger than the %d-byte slot", p&q.mask, length, q.slotSize)
+				if r.nholes == maxHoles {
 					break
 				}
-				r.n++
-				r.span++
+				r.holes[r.nholes] = uint32(span)
+				r.nholes++
+				span++
 				continue
 			}
 			// p: not published yet. p-N+1: the slot still holds a
 			// record of the previous lap. Either way nothing is ready.
-			if diff == ^uint32(0) || diff == q.negSlots {
+			if diff := seq - uint32(p+1); diff == ^uint32(0) || diff == q.negSlots {
 				break
 			}
-			bad = fmt.Sprintf("slot %d stamp %#x at position %d: want %#x, or one behind", p&q.mask, seq, p, uint32(p+1))
+			bad = fmt.Sprintf("slot %d stamp %#x at position %d: want %#x, or one behind", p&mask, seq, p, uint32(p+1))
 			break
 		}
+		r.n, r.span = recs, span
 		if bad != "" {
 			// As for producers: with several consumers pos may be stale,
 			// and the stamp we read orders the next cursor load.
@@ -101,6 +102,7 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 		if r.n == 0 || exact && r.n < n {
 			if lead > 0 && q.claimRead(pos, pos+uint64(lead)) {
 				q.releaseHoles(pos, lead)
+				q.bumpCons(&cons.skipped, uint64(lead))
 			} else if lead > 0 {
 				pos = cons.cursor.Load()
 				continue
@@ -114,7 +116,9 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 			continue
 		}
 		q.releaseHoles(pos, lead)
-		q.bumpCons(&cons.reserved, uint64(r.n))
+		if lead+r.nholes > 0 {
+			q.bumpCons(&cons.skipped, uint64(lead+r.nholes))
+		}
 		r.start = pos + uint64(lead)
 		return r, nil
 	}
@@ -131,12 +135,10 @@ func (q *Queue) claimRead(pos, end uint64) bool {
 }
 
 // releaseHoles hands n aborted slots from position p back to producers.
+// They were counted as skipped when the run was reserved.
 func (q *Queue) releaseHoles(p uint64, n int) {
 	for i := range uint64(n) {
 		q.release(p + i)
-	}
-	if n > 0 {
-		q.bumpCons(&q.m.cons.skipped, uint64(n))
 	}
 }
 
@@ -183,25 +185,44 @@ func (r *ReadRun) Position(i int) uint64 {
 
 func (r *ReadRun) check(i int) {
 	if uint(i) >= uint(r.n) {
-		panic(fmt.Sprintf("ring: record index %d out of range for a run of %d", i, r.n))
+		panic(errIndex)
 	}
 }
 
 // Slot returns record i's payload, in place, with the length its producer
-// published. The length is re-read and re-checked on every call, since the
-// metadata is shared. Like indexing a slice, it panics if i is out of range.
+// published. The descriptor is re-read and re-checked on every call, since
+// the metadata is shared. Like indexing a slice, it panics if i is out of
+// range.
 func (r *ReadRun) Slot(i int) ([]byte, error) {
 	r.check(i)
 	q := r.q
+	p := r.start + uint64(i)
+	w := q.m.descs[p&q.mask].word.Load()
+	if r.nholes != 0 || uint32(w) != uint32(p+1) || uint32(w>>32) > uint32(q.slotSize) {
+		return r.slotSlow(i)
+	}
+	return q.slot(p)[:w>>32], nil
+}
+
+// slotSlow is Slot for runs with holes, and for descriptors that no longer
+// read as a held record.
+func (r *ReadRun) slotSlow(i int) ([]byte, error) {
+	q := r.q
 	p := r.start + uint64(r.offset(i))
-	seq, length, flags := unpackDesc(q.m.descs[p&q.mask].word.Load())
+	w := q.m.descs[p&q.mask].word.Load()
+	if uint32(w) != uint32(p+1) || uint32(w>>32) > uint32(q.slotSize) {
+		return nil, q.slotError(p, w)
+	}
+	return q.slot(p)[:w>>32], nil
+}
+
+// slotError explains why a held record's descriptor no longer reads as one.
+func (q *Queue) slotError(p, w uint64) error {
+	seq, length, flags := unpackDesc(w)
 	if seq != uint32(p+1) {
-		return nil, q.notHeldCons(p, seq)
+		return q.notHeldCons(p, seq)
 	}
-	if length > uint32(q.slotSize) || flags != 0 {
-		return nil, q.corruptCons("slot %d length %d flags %#x: changed after it was reserved as a %d-byte record", p&q.mask, length, flags, q.slotSize)
-	}
-	return q.slot(p)[:length:length], nil
+	return q.corruptCons("slot %d length %d flags %#x: changed after it was reserved as a %d-byte record", p&q.mask, length, flags, q.slotSize)
 }
 
 func (q *Queue) notHeldCons(p uint64, seq uint32) error {
@@ -231,6 +252,7 @@ func (r *ReadRun) ReleaseAll() error {
 	}
 	var first error
 	done := 0
+	descs, mask := q.m.descs, q.mask
 	// Last record first, for the same reason as WriteRun.PublishAll.
 	for i := r.n - 1; i >= 0; i-- {
 		if r.nholes != 0 {
@@ -242,8 +264,8 @@ func (r *ReadRun) ReleaseAll() error {
 			continue
 		}
 		p := r.start + uint64(i)
-		d := &q.m.descs[p&q.mask]
-		if seq, _, _ := unpackDesc(d.word.Load()); seq != uint32(p+1) {
+		d := &descs[p&mask]
+		if seq := uint32(d.word.Load()); seq != uint32(p+1) {
 			if err := q.notHeldCons(p, seq); err != ErrNotHeld && first == nil {
 				first = err
 			}
@@ -307,9 +329,15 @@ func (r *ReadRun) AbortFrom(i int) error {
 	} else if !q.m.cons.cursor.CompareAndSwap(end, back) {
 		return ErrNotLast
 	}
-	q.bumpCons(&q.m.cons.reserved, ^uint64(r.n-i-1)) // subtract r.n-i
+	q.bumpCons(&q.m.cons.returned, uint64(r.n-i))
+	dropped := 0
 	for r.nholes > 0 && int(r.holes[r.nholes-1]) >= o {
 		r.nholes--
+		dropped++
+	}
+	if dropped > 0 {
+		// They will be passed over, and counted, again.
+		q.bumpCons(&q.m.cons.skipped, ^uint64(dropped-1))
 	}
 	r.n, r.span = i, o
 	return nil

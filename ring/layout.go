@@ -40,9 +40,9 @@ const (
 
 	// Producer line. Written only by producers.
 	offProdCursor         = 64  // u64 next position a producer reserves
-	offProdReserved       = 72  // u64 counter: slots reserved
+	offProdRolledBack     = 72  // u64 counter: slots given back by moving the cursor back
 	offProdPublished      = 80  // u64 counter: records published
-	offProdAborted        = 88  // u64 counter: slots aborted (holes and rollbacks)
+	offProdAborted        = 88  // u64 counter: slots aborted (holes and rolled back)
 	offProdFull           = 96  // u64 counter: reserve attempts refused as full
 	offProdCorrupt        = 104 // u64 counter: corruption detected by producers
 	offProdWakeSent       = 112 // u64 counter: wakeups sent to consumers
@@ -50,9 +50,9 @@ const (
 
 	// Consumer line. Written only by consumers.
 	offConsCursor         = 128 // u64 next position a consumer reserves
-	offConsReserved       = 136 // u64 counter: records reserved
+	offConsReturned       = 136 // u64 counter: records given back unread
 	offConsReleased       = 144 // u64 counter: records released
-	offConsSkipped        = 152 // u64 counter: aborted slots passed over
+	offConsSkipped        = 152 // u64 counter: aborted slots passed over (net of given back)
 	offConsEmpty          = 160 // u64 counter: reserve attempts refused as empty
 	offConsCorrupt        = 168 // u64 counter: corruption detected by consumers
 	offConsWakeSent       = 176 // u64 counter: wakeups sent to producers

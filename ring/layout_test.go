@@ -54,7 +54,7 @@ func TestLayoutBytes(t *testing.T) {
 		0x05, 0x00, 0x00, 0x00, // info: length 5, flags 0
 	}, meta[offDescs:][:8], "slot 0 after publish")
 	require.Equal(t, le64(1), meta[offProdCursor:][:8], "producer cursor")
-	require.Equal(t, le64(1), meta[offProdReserved:][:8], "producer reserved")
+	require.Equal(t, le64(0), meta[offProdRolledBack:][:8], "producer rolled back")
 	require.Equal(t, le64(1), meta[offProdPublished:][:8], "producer published")
 
 	// Consume and release it.
@@ -66,7 +66,7 @@ func TestLayoutBytes(t *testing.T) {
 		0x00, 0x00, 0x00, 0x00, // info cleared
 	}, meta[offDescs:][:8], "slot 0 after release")
 	require.Equal(t, le64(1), meta[offConsCursor:][:8], "consumer cursor")
-	require.Equal(t, le64(1), meta[offConsReserved:][:8], "consumer reserved")
+	require.Equal(t, le64(0), meta[offConsReturned:][:8], "consumer returned")
 	require.Equal(t, le64(1), meta[offConsReleased:][:8], "consumer released")
 
 	// Abort position 1: a hole.
@@ -102,11 +102,11 @@ func TestLayoutOffsets(t *testing.T) {
 		{"desc_offset", offDescOffset, 12}, {"slots", offSlots, 16}, {"slot_size", offSlotSize, 20},
 		{"meta_size", offMetaSize, 24}, {"data_size", offDataSize, 32}, {"desc_size", offDescSize, 40},
 		{"generation", offGeneration, 44},
-		{"prod_cursor", offProdCursor, 64}, {"prod_reserved", offProdReserved, 72},
+		{"prod_cursor", offProdCursor, 64}, {"prod_rolled_back", offProdRolledBack, 72},
 		{"prod_published", offProdPublished, 80}, {"prod_aborted", offProdAborted, 88},
 		{"prod_full", offProdFull, 96}, {"prod_corrupt", offProdCorrupt, 104},
 		{"prod_wake_sent", offProdWakeSent, 112}, {"prod_wake_suppressed", offProdWakeSuppressed, 120},
-		{"cons_cursor", offConsCursor, 128}, {"cons_reserved", offConsReserved, 136},
+		{"cons_cursor", offConsCursor, 128}, {"cons_returned", offConsReturned, 136},
 		{"cons_released", offConsReleased, 144}, {"cons_skipped", offConsSkipped, 152},
 		{"cons_empty", offConsEmpty, 160}, {"cons_corrupt", offConsCorrupt, 168},
 		{"cons_wake_sent", offConsWakeSent, 176}, {"cons_wake_suppressed", offConsWakeSuppressed, 184},

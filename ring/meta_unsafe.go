@@ -26,7 +26,7 @@ type header struct {
 // prodLine overlays the producer line.
 type prodLine struct {
 	cursor         atomic.Uint64
-	reserved       atomic.Uint64
+	rolledBack     atomic.Uint64
 	published      atomic.Uint64
 	aborted        atomic.Uint64
 	full           atomic.Uint64
@@ -38,7 +38,7 @@ type prodLine struct {
 // consLine overlays the consumer line.
 type consLine struct {
 	cursor         atomic.Uint64
-	reserved       atomic.Uint64
+	returned       atomic.Uint64
 	released       atomic.Uint64
 	skipped        atomic.Uint64
 	empty          atomic.Uint64
@@ -131,7 +131,7 @@ var (
 	_ [0]struct{} = [unsafe.Offsetof(header{}.generation) - offGeneration]struct{}{}
 
 	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.cursor) - offProdCursor]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.reserved) - offProdReserved]struct{}{}
+	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.rolledBack) - offProdRolledBack]struct{}{}
 	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.published) - offProdPublished]struct{}{}
 	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.aborted) - offProdAborted]struct{}{}
 	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.full) - offProdFull]struct{}{}
@@ -140,7 +140,7 @@ var (
 	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.wakeSuppressed) - offProdWakeSuppressed]struct{}{}
 
 	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.cursor) - offConsCursor]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.reserved) - offConsReserved]struct{}{}
+	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.returned) - offConsReturned]struct{}{}
 	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.released) - offConsReleased]struct{}{}
 	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.skipped) - offConsSkipped]struct{}{}
 	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.empty) - offConsEmpty]struct{}{}

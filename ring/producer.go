@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 )
@@ -41,6 +42,7 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 		return WriteRun{}, invalidf("reserve %d slots: want 1 to %d", n, q.slots)
 	}
 	prod := q.m.prod
+	descs, mask := q.m.descs, q.mask
 	pos := prod.cursor.Load()
 	for range maxAttempts {
 		// Count the free slots from pos. Slot p is free for this lap when
@@ -50,7 +52,7 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 		full := false
 		for m < n {
 			p := pos + uint64(m)
-			seq, _, _ := unpackDesc(q.m.descs[p&q.mask].word.Load())
+			seq := uint32(descs[p&mask].word.Load())
 			d := seq - uint32(p)
 			if d == 0 {
 				m++
@@ -88,7 +90,6 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 			pos = prod.cursor.Load()
 			continue
 		}
-		q.bumpProd(&prod.reserved, uint64(m))
 		return WriteRun{q: q, start: pos, n: m}, nil
 	}
 	return WriteRun{}, q.corruptProd("producer cursor moved %d times during one reserve", maxAttempts)
@@ -118,9 +119,13 @@ func (w *WriteRun) Slot(i int) []byte {
 
 func (w *WriteRun) check(i int) {
 	if uint(i) >= uint(w.n) {
-		panic(fmt.Sprintf("ring: slot index %d out of range for a run of %d", i, w.n))
+		panic(errIndex)
 	}
 }
+
+// errIndex is what the accessors panic with for an index outside the run,
+// as slice indexing does; a plain value keeps them small enough to inline.
+var errIndex = errors.New("ring: slot or record index out of range for the run")
 
 // Publish makes slot i visible to consumers as a record of length bytes.
 func (w *WriteRun) Publish(i, length int) error {
@@ -149,12 +154,13 @@ func (w *WriteRun) PublishAll(length int) error {
 	}
 	var first error
 	done := 0
+	descs, mask := q.m.descs, q.mask
 	// Last slot first: a consumer waiting at the first slot then finds the
 	// whole run ready at once instead of chasing it slot by slot.
 	for i := w.n - 1; i >= 0; i-- {
 		p := w.start + uint64(i)
-		d := &q.m.descs[p&q.mask]
-		if seq, _, _ := unpackDesc(d.word.Load()); seq != uint32(p) {
+		d := &descs[p&mask]
+		if seq := uint32(d.word.Load()); seq != uint32(p) {
 			if err := q.notHeldProd(p, seq); err != ErrNotHeld && first == nil {
 				first = err
 			}
@@ -212,6 +218,7 @@ func (w *WriteRun) AbortAll() error {
 	}
 	if rolled > 0 {
 		w.n = k
+		q.bumpProd(&q.m.prod.rolledBack, uint64(rolled))
 	}
 	var first error
 	holes := 0

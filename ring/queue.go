@@ -234,13 +234,15 @@ type Stats struct {
 	ProducerCursor uint64 // next position producers reserve
 	ConsumerCursor uint64 // next position consumers reserve
 
-	Reserved        uint64 // slots reserved by producers
+	Reserved        uint64 // slots reserved by producers: cursor + RolledBack
 	Published       uint64 // records published
-	Aborted         uint64 // slots producers aborted
+	Aborted         uint64 // slots producers aborted, as holes or rolled back
+	RolledBack      uint64 // aborted slots given back by moving the cursor back
 	Full            uint64 // producer reserves refused as full
 	ProducerCorrupt uint64 // corruption found by producers
 
-	Consumed        uint64 // records reserved by consumers, net of those given back
+	Consumed        uint64 // records reserved by consumers, net of those given back: cursor - Skipped
+	Returned        uint64 // records consumers gave back unread
 	Released        uint64 // records released
 	Skipped         uint64 // aborted slots consumers passed over
 	Empty           uint64 // consumer reserves refused as empty
@@ -253,15 +255,15 @@ type Stats struct {
 // Stats reads the counters.
 func (q *Queue) Stats() Stats {
 	p, c := q.m.prod, q.m.cons
-	return Stats{
+	st := Stats{
 		ProducerCursor:         p.cursor.Load(),
 		ConsumerCursor:         c.cursor.Load(),
-		Reserved:               p.reserved.Load(),
+		RolledBack:             p.rolledBack.Load(),
+		Returned:               c.returned.Load(),
 		Published:              p.published.Load(),
 		Aborted:                p.aborted.Load(),
 		Full:                   p.full.Load(),
 		ProducerCorrupt:        p.corrupt.Load(),
-		Consumed:               c.reserved.Load(),
 		Released:               c.released.Load(),
 		Skipped:                c.skipped.Load(),
 		Empty:                  c.empty.Load(),
@@ -271,6 +273,11 @@ func (q *Queue) Stats() Stats {
 		ConsumerWakeSent:       c.wakeSent.Load(),
 		ConsumerWakeSuppressed: c.wakeSuppressed.Load(),
 	}
+	// The reserve paths keep no counter of their own: a cursor counts every
+	// position its side passed, so the counts follow from it.
+	st.Reserved = st.ProducerCursor + st.RolledBack
+	st.Consumed = st.ConsumerCursor - st.Skipped
+	return st
 }
 
 // Check validates the shared state as a whole, which single operations

@@ -325,6 +325,8 @@ func TestProducerAbort(t *testing.T) {
 		st := q.Stats()
 		require.Equal(t, uint64(1), st.ProducerCursor, "cursor moved back")
 		require.Equal(t, uint64(3), st.Aborted)
+		require.Equal(t, uint64(3), st.RolledBack)
+		require.Equal(t, uint64(4), st.Reserved)
 		produce(t, q, 8, 9)
 		require.Equal(t, []uint64{7, 8, 9}, consume(t, q, 8))
 		require.Equal(t, uint64(0), q.Stats().Skipped, "no holes left behind")
@@ -399,6 +401,7 @@ func TestConsumerAbort(t *testing.T) {
 		}
 		require.Equal(t, []uint64{1, 2, 3, 4, 5}, got)
 		require.Equal(t, uint64(5), q.Stats().Consumed, "given back records are not counted twice")
+		require.Equal(t, uint64(2), q.Stats().Returned)
 
 		// Give back a run with holes in it: they come back too.
 		w, err := q.Producer().Reserve(4)
@@ -415,6 +418,10 @@ func TestConsumerAbort(t *testing.T) {
 		require.NoError(t, r2.ReleaseAll())
 		_, err = c.ReserveUpTo(1)
 		require.ErrorIs(t, err, ring.ErrEmpty)
+		st := q.Stats()
+		require.Equal(t, uint64(1), st.Skipped, "the given-back hole is counted once")
+		require.Equal(t, uint64(4), st.Returned)
+		require.Equal(t, st.Consumed, st.Released)
 		w, err = q.Producer().Reserve(8)
 		require.NoError(t, err, "nothing was lost")
 		require.NoError(t, w.AbortAll())

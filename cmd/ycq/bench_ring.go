@@ -14,7 +14,7 @@ import (
 func benchRing(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ycq bench ring", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	items := fs.Int("items", 2_000_000, "records per run")
+	items := fs.Int("items", 5_000_000, "records per run")
 	rounds := fs.Int("rounds", 5, "runs of each system and scenario; the median is reported")
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
