@@ -99,8 +99,6 @@ const (
 	// FlagAborted marks a slot a producer gave up after it reserved it.
 	// Consumers pass over it; it never appears in a ReadRun.
 	FlagAborted = 1 << 0
-
-	flagsKnown = FlagAborted
 )
 
 // Geometry limits.

@@ -1,6 +1,7 @@
 package ring_test
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -68,15 +69,7 @@ func checkRecord(b []byte) (uint32, uint64, error) {
 func verifySeen(t *testing.T, all []seen, producers int, perProducer uint64) {
 	t.Helper()
 	require.Len(t, all, producers*int(perProducer), "records consumed")
-	slices.SortFunc(all, func(a, b seen) int {
-		switch {
-		case a.pos < b.pos:
-			return -1
-		case a.pos > b.pos:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(all, func(a, b seen) int { return cmp.Compare(a.pos, b.pos) })
 	next := make([]uint64, producers)
 	for i, s := range all {
 		if i > 0 && all[i-1].pos == s.pos {

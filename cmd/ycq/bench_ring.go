@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -52,15 +53,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	}
 	median := func(rs []ringbench.Result) ringbench.Result {
 		s := slices.Clone(rs)
-		slices.SortFunc(s, func(a, b ringbench.Result) int {
-			switch {
-			case a.ItemsPerSec < b.ItemsPerSec:
-				return -1
-			case a.ItemsPerSec > b.ItemsPerSec:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(s, func(a, b ringbench.Result) int { return cmp.Compare(a.ItemsPerSec, b.ItemsPerSec) })
 		return s[len(s)/2]
 	}
 	if *asJSON {

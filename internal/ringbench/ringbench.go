@@ -80,12 +80,13 @@ func Run(system string, sc Scenario, items int) (Result, error) {
 	case SystemRing:
 		run = runRing
 	case SystemChan:
-		run = runChan
-		if sc.Batch > 1 {
-			if sc.Batch != ChanBatch {
-				return Result{}, fmt.Errorf("ringbench: the channel baseline batches %d, not %d", ChanBatch, sc.Batch)
-			}
-			run = runChanBatch
+		switch sc.Batch {
+		case 1:
+			run = runChan[[1][Payload]byte]
+		case ChanBatch:
+			run = runChan[[ChanBatch][Payload]byte]
+		default:
+			return Result{}, fmt.Errorf("ringbench: the channel baseline batches 1 or %d, not %d", ChanBatch, sc.Batch)
 		}
 	default:
 		return Result{}, fmt.Errorf("ringbench: unknown system %q", system)
@@ -238,46 +239,24 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 	return wsum.Load(), rsum.Load(), nil
 }
 
-func runChan(sc Scenario, per int) (written, read uint64, err error) {
-	c := make(chan [Payload]byte, Capacity)
-	var wsum, rsum atomic.Uint64
-	var prod, cons sync.WaitGroup
-	for range sc.Producers {
-		prod.Go(func() {
-			var s uint64
-			for i := range per {
-				var v [Payload]byte
-				s += fill(v[:], uint64(i))
-				c <- v
-			}
-			wsum.Add(s)
-		})
-	}
-	for range sc.Consumers {
-		cons.Go(func() {
-			var s uint64
-			for v := range c {
-				s += sum(v[:])
-			}
-			rsum.Add(s)
-		})
-	}
-	prod.Wait()
-	close(c)
-	cons.Wait()
-	return wsum.Load(), rsum.Load(), nil
+// batchOf is what the channel carries: one record, or ChanBatch of them.
+type batchOf interface {
+	[1][Payload]byte | [ChanBatch][Payload]byte
 }
 
-func runChanBatch(sc Scenario, per int) (written, read uint64, err error) {
-	c := make(chan [ChanBatch][Payload]byte, Capacity/ChanBatch)
+// runChan sends batches of B through a buffered channel of Capacity records.
+func runChan[B batchOf](sc Scenario, per int) (written, read uint64, err error) {
+	var zero B
+	n := len(zero)
+	c := make(chan B, Capacity/n)
 	var wsum, rsum atomic.Uint64
 	var prod, cons sync.WaitGroup
 	for range sc.Producers {
 		prod.Go(func() {
 			var s uint64
-			for i := 0; i < per; i += ChanBatch {
-				var v [ChanBatch][Payload]byte
-				for j := range v {
+			for i := 0; i < per; i += n {
+				var v B
+				for j := 0; j < n; j++ {
 					s += fill(v[j][:], uint64(i+j))
 				}
 				c <- v
@@ -289,7 +268,7 @@ func runChanBatch(sc Scenario, per int) (written, read uint64, err error) {
 		cons.Go(func() {
 			var s uint64
 			for v := range c {
-				for j := range v {
+				for j := 0; j < n; j++ {
 					s += sum(v[j][:])
 				}
 			}
