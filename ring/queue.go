@@ -283,37 +283,39 @@ func (q *Queue) Stats() Stats {
 // Check validates the shared state as a whole, which single operations
 // cannot: that the cursors are in order and at most a lap apart, and that
 // every slot between them carries a stamp at or past its position. A peer
-// that moves a cursor by a whole multiple of 2^32 positions wedges the queue
-// without tripping the per-slot checks (it looks full or empty forever);
-// Check finds that. It is safe to call while the queue runs, for example when
-// a wait has lasted too long. It returns nil or a *CorruptError.
+// that moves a cursor by a whole multiple of 2^32 positions passes the
+// per-slot checks (stamps are 32-bit); Check finds that. It may be called
+// while the queue runs, for example when a wait has lasted too long: it
+// reports corruption only for a state it read twice, and returns nil if the
+// queue keeps moving too fast to read a state twice. It returns nil or a
+// *CorruptError.
 func (q *Queue) Check() error {
-	var prod, cons uint64
-	settled := false
 	for range 64 {
-		prod = q.m.prod.cursor.Load()
-		cons = q.m.cons.cursor.Load()
-		if q.m.prod.cursor.Load() == prod {
-			settled = true
-			break
+		reason := q.inconsistency()
+		if reason == "" {
+			return nil
 		}
-	}
-	bad := func(format string, args ...any) error {
-		return &CorruptError{Side: "check", Reason: fmt.Sprintf(format, args...)}
-	}
-	if !settled {
-		return bad("producer cursor never held still")
-	}
-	if cons > prod || prod-cons > q.slots {
-		return bad("producer cursor %d and consumer cursor %d are not within one lap of %d", prod, cons, q.slots)
-	}
-	for p := cons; p < prod; p++ {
-		seq, _, _ := unpackDesc(q.m.descs[p&q.mask].word.Load())
-		if int32(seq-uint32(p)) < 0 {
-			return bad("slot %d stamp %#x: behind position %d, which a producer reserved", p&q.mask, seq, p)
+		if q.inconsistency() == reason {
+			return &CorruptError{Side: "check", Reason: reason}
 		}
 	}
 	return nil
+}
+
+// inconsistency describes what is wrong with one reading of the shared
+// state, or returns "".
+func (q *Queue) inconsistency() string {
+	prod, cons := q.m.prod.cursor.Load(), q.m.cons.cursor.Load()
+	if cons > prod || prod-cons > q.slots {
+		return fmt.Sprintf("producer cursor %d and consumer cursor %d are not within one lap of %d", prod, cons, q.slots)
+	}
+	for p := cons; p < prod; p++ {
+		seq := uint32(q.m.descs[p&q.mask].word.Load())
+		if int32(seq-uint32(p)) < 0 {
+			return fmt.Sprintf("slot %d stamp %#x: behind position %d, which a producer reserved", p&q.mask, seq, p)
+		}
+	}
+	return ""
 }
 
 // Len returns how many positions producers have reserved that consumers

@@ -105,7 +105,7 @@ func runStress(t *testing.T, sc stressConfig) ring.Stats {
 
 	var consumed atomic.Int64
 	var failed atomic.Bool
-	errs := make(chan error, sc.producers+sc.consumers)
+	errs := make(chan error, sc.producers+sc.consumers+1)
 	fail := func(err error) {
 		failed.Store(true)
 		errs <- err
@@ -251,7 +251,26 @@ func runStress(t *testing.T, sc stressConfig) ring.Stats {
 			}
 		})
 	}
+	// Check must not see corruption in an honest queue under load.
+	checking := make(chan struct{})
+	var checker sync.WaitGroup
+	checker.Go(func() {
+		for {
+			select {
+			case <-checking:
+				return
+			default:
+			}
+			if err := q.Check(); err != nil {
+				fail(err)
+				return
+			}
+			runtime.Gosched()
+		}
+	})
 	wg.Wait()
+	close(checking)
+	checker.Wait()
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
