@@ -1,0 +1,280 @@
+// Package wait lets producers and consumers of a ring.Queue sleep instead
+// of spinning: consumers until there are records, producers until there is
+// room. Sleeping uses futexes on words in the queue's own metadata (its wake
+// lines), not process-private ones, so a producer in one process wakes a
+// consumer in another.
+//
+// The protocol, for consumers waiting for records (producers waiting for
+// room mirror it):
+//
+//	consumer                          producer
+//	reserve: empty                    publish (release store of the stamp)
+//	v = load futex word               Fence (full barrier)
+//	waiters++ (locked: full barrier)  if load waiters > 0:
+//	reserve again: empty?               futex word++; futex wake all
+//	futex wait while word == v        else count the wakeup as suppressed
+//	waiters--
+//
+// Either the producer's load of waiters sees the consumer's increment and
+// wakes it, or the consumer's second reserve sees the producer's record:
+// each side stores, fences, then loads what the other stored. A wakeup
+// system call is made only when someone sleeps. The words are shared with
+// the peer, so they are hints: a peer that corrupts them can cost a wakeup,
+// never memory safety. Give waits against an untrusted peer a deadline.
+//
+// The wrapper adds nothing to the queue's layout and takes no locks. Its
+// types embed the ring's runs, so everything but the waking methods is the
+// ring's own.
+package wait
+
+import (
+	"context"
+	"errors"
+	"math"
+	"runtime"
+	"time"
+
+	"ycq/ring"
+)
+
+// Options tune a Queue.
+type Options struct {
+	// Spin is how many times a reserve is retried, yielding the processor
+	// in between, before the caller sleeps. 0 sleeps at once.
+	Spin int
+	// MaxSleep caps one sleep, after which the reserve is retried; 0 is no
+	// cap. A cap bounds the cost of a lost wakeup (a peer that corrupted the
+	// wake words); it is not needed for correctness.
+	MaxSleep time.Duration
+}
+
+// DefaultSpin is the Spin of New's default options.
+const DefaultSpin = 64
+
+// Queue is a ring.Queue whose reserves can wait.
+type Queue struct {
+	q     *ring.Queue
+	items ring.WakeLine // consumers sleep here
+	space ring.WakeLine // producers sleep here
+	opt   Options
+}
+
+// New wraps q. A nil opt means {Spin: DefaultSpin}.
+func New(q *ring.Queue, opt *Options) *Queue {
+	o := Options{Spin: DefaultSpin}
+	if opt != nil {
+		o = *opt
+	}
+	return &Queue{q: q, items: q.ItemsWake(), space: q.SpaceWake(), opt: o}
+}
+
+// Queue returns the wrapped queue.
+func (w *Queue) Queue() *ring.Queue { return w.q }
+
+// Producer returns the producing side.
+func (w *Queue) Producer() Producer { return Producer{w} }
+
+// Consumer returns the consuming side.
+func (w *Queue) Consumer() Consumer { return Consumer{w} }
+
+// Producer is the producing side of a waiting queue.
+type Producer struct{ w *Queue }
+
+// Reserve reserves exactly n slots, waiting until they are free or ctx is
+// done (then ctx.Err()).
+func (p Producer) Reserve(ctx context.Context, n int) (WriteRun, error) {
+	return p.reserve(ctx, n, true)
+}
+
+// ReserveUpTo reserves 1 to n slots, waiting until at least one is free.
+func (p Producer) ReserveUpTo(ctx context.Context, n int) (WriteRun, error) {
+	return p.reserve(ctx, n, false)
+}
+
+func (p Producer) reserve(ctx context.Context, n int, exact bool) (WriteRun, error) {
+	rp := p.w.q.Producer()
+	var run ring.WriteRun
+	err := p.w.wait(ctx, p.w.space, ring.ErrFull, func() (err error) {
+		if exact {
+			run, err = rp.Reserve(n)
+		} else {
+			run, err = rp.ReserveUpTo(n)
+		}
+		return err
+	})
+	return WriteRun{WriteRun: run, w: p.w}, err
+}
+
+// Consumer is the consuming side of a waiting queue.
+type Consumer struct{ w *Queue }
+
+// Reserve reserves exactly n records, waiting until they are ready or ctx
+// is done (then ctx.Err()).
+func (c Consumer) Reserve(ctx context.Context, n int) (ReadRun, error) {
+	return c.reserve(ctx, n, true)
+}
+
+// ReserveUpTo reserves 1 to n records, waiting until at least one is ready.
+func (c Consumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, error) {
+	return c.reserve(ctx, n, false)
+}
+
+func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
+	rc := c.w.q.Consumer()
+	var run ring.ReadRun
+	err := c.w.wait(ctx, c.w.items, ring.ErrEmpty, func() (err error) {
+		if exact {
+			run, err = rc.Reserve(n)
+		} else {
+			run, err = rc.ReserveUpTo(n)
+		}
+		return err
+	})
+	return ReadRun{ReadRun: run, w: c.w}, err
+}
+
+// wait calls try until it returns something other than again, sleeping on
+// line between tries once spinning is over.
+func (w *Queue) wait(ctx context.Context, line ring.WakeLine, again error, try func() error) error {
+	for i := 0; ; i++ {
+		err := try()
+		if err != again {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if i < w.opt.Spin {
+			runtime.Gosched()
+			continue
+		}
+		if err := w.sleep(ctx, line, try, again); err != errRetry {
+			return err
+		}
+	}
+}
+
+var errRetry = errors.New("retry")
+
+// sleep registers as a waiter, tries once more, and sleeps until woken,
+// until ctx is done, or for MaxSleep. It returns errRetry to try again, or
+// the result of the last try.
+func (w *Queue) sleep(ctx context.Context, line ring.WakeLine, try func() error, again error) error {
+	futex, waiters := line.Futex(), line.Waiters()
+	v := futex.Load()
+	waiters.Add(1) // a locked add: the full barrier the waker's Fence pairs with
+	defer waiters.Add(math.MaxUint32)
+	if err := try(); err != again {
+		return err
+	}
+	// A cancelled context bumps the word and wakes every sleeper on it, so
+	// this one returns at once; the others see a spurious wakeup and sleep
+	// again.
+	stop := context.AfterFunc(ctx, func() {
+		futex.Add(1)
+		futexWake(futex, math.MaxInt32)
+	})
+	defer stop()
+	timeout := w.opt.MaxSleep
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left <= 0 {
+			// The context's own timer may not have fired yet.
+			return context.DeadlineExceeded
+		}
+		if timeout == 0 || left < timeout {
+			timeout = left
+		}
+	}
+	futexWait(futex, v, timeout)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errRetry
+}
+
+// wake wakes the sleepers on line, if there are any. Call it after the
+// stores that may let them go on.
+func wake(line ring.WakeLine) {
+	ring.Fence()
+	if line.Waiters().Load() == 0 {
+		line.CountWake(false)
+		return
+	}
+	line.Futex().Add(1)
+	futexWake(line.Futex(), math.MaxInt32)
+	line.CountWake(true)
+}
+
+// WriteRun is a ring.WriteRun whose publishing and aborting wake sleeping
+// consumers (and, when an abort hands slots straight back, producers).
+type WriteRun struct {
+	ring.WriteRun
+	w *Queue
+}
+
+// Publish publishes slot i and wakes consumers.
+func (r *WriteRun) Publish(i, length int) error {
+	err := r.WriteRun.Publish(i, length)
+	wake(r.w.items)
+	return err
+}
+
+// PublishAll publishes every held slot and wakes consumers.
+func (r *WriteRun) PublishAll(length int) error {
+	err := r.WriteRun.PublishAll(length)
+	wake(r.w.items)
+	return err
+}
+
+// Abort gives slot i up and wakes consumers, which pass over the hole and
+// so free the slot.
+func (r *WriteRun) Abort(i int) error {
+	err := r.WriteRun.Abort(i)
+	wake(r.w.items)
+	return err
+}
+
+// AbortAll gives up every unpublished slot; it wakes consumers for the
+// holes and producers for slots handed straight back.
+func (r *WriteRun) AbortAll() error {
+	err := r.WriteRun.AbortAll()
+	wake(r.w.items)
+	wake(r.w.space)
+	return err
+}
+
+// ReadRun is a ring.ReadRun whose releasing wakes sleeping producers, and
+// whose giving back wakes sleeping consumers.
+type ReadRun struct {
+	ring.ReadRun
+	w *Queue
+}
+
+// Release releases record i and wakes producers.
+func (r *ReadRun) Release(i int) error {
+	err := r.ReadRun.Release(i)
+	wake(r.w.space)
+	return err
+}
+
+// ReleaseAll releases every held record and wakes producers.
+func (r *ReadRun) ReleaseAll() error {
+	err := r.ReadRun.ReleaseAll()
+	wake(r.w.space)
+	return err
+}
+
+// AbortFrom gives records i onwards back and wakes consumers.
+func (r *ReadRun) AbortFrom(i int) error {
+	err := r.ReadRun.AbortFrom(i)
+	wake(r.w.items)
+	return err
+}
+
+// AbortAll gives every record back and wakes consumers.
+func (r *ReadRun) AbortAll() error {
+	err := r.ReadRun.AbortAll()
+	wake(r.w.items)
+	return err
+}
