@@ -1,6 +1,8 @@
 // Command ycq is the one command-line tool of the ycq project.
 //
 //	ycq bench ring [-items N] [-rounds R] [-json]
+//	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
+//	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block]
 package main
 
 import (
@@ -22,6 +24,8 @@ type command struct {
 
 var commands = []command{
 	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
+	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe},
+	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect},
 }
 
 func main() {

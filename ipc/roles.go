@@ -1,0 +1,160 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"ycq/ring"
+	"ycq/ring/wait"
+)
+
+// Mode says how a side waits when its queue is empty or full.
+type Mode struct {
+	// Block sleeps on the queue's futex words; otherwise a side spins,
+	// yielding the processor between tries.
+	Block bool
+}
+
+func (m Mode) wrap(q *ring.Queue) *wait.Queue {
+	if m.Block {
+		return wait.New(q, nil)
+	}
+	return wait.New(q, &wait.Options{Spin: math.MaxInt})
+}
+
+// job is one side's part of a session.
+type job struct {
+	count    uint64
+	payload  int
+	batch    int
+	source   uint32
+	checksum bool
+	done     *atomic.Uint64 // records finished so far, for progress reports
+	hist     histogram      // latency, on the receiving side
+}
+
+// produce writes count records into q.
+func (j *job) produce(ctx context.Context, q *wait.Queue) error {
+	p := q.Producer()
+	for seq := uint64(0); seq < j.count; {
+		w, err := p.ReserveUpTo(ctx, int(min(uint64(j.batch), j.count-seq)))
+		if err != nil {
+			return fmt.Errorf("produce record %d: %w", seq, err)
+		}
+		now := monotonicNs()
+		for i := range w.Len() {
+			writeRecord(w.Slot(i)[:j.payload], j.source, seq+uint64(i), now, j.checksum)
+		}
+		if err := w.PublishAll(j.payload); err != nil {
+			return fmt.Errorf("publish records %d-%d: %w", seq, seq+uint64(w.Len())-1, err)
+		}
+		seq += uint64(w.Len())
+		j.done.Store(seq)
+	}
+	return nil
+}
+
+// consume reads count records from q, checking each, and measures their
+// latency. If ctx ends early it still takes what was already published.
+func (j *job) consume(ctx context.Context, q *wait.Queue) error {
+	c := q.Consumer()
+	for next := uint64(0); next < j.count; {
+		r, err := c.ReserveUpTo(ctx, j.batch)
+		if err != nil && ctx.Err() != nil {
+			// The peer is gone or we were stopped: drain what was
+			// published, then report.
+			r, err = c.ReserveUpTo(stopped, j.batch)
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("after %d of %d records: %w", next, j.count, context.Cause(ctx))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("consume record %d: %w", next, err)
+		}
+		now := monotonicNs()
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", next, err)
+			}
+			rec, err := readRecord(b, j.payload, j.checksum)
+			if err != nil {
+				return err
+			}
+			if rec.seq != next {
+				return fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.seq, next)
+			}
+			if now > rec.sentNs {
+				j.hist.record(now - rec.sentNs)
+			}
+			next++
+		}
+		if err := r.ReleaseAll(); err != nil {
+			return fmt.Errorf("release before record %d: %w", next, err)
+		}
+		j.done.Store(next)
+	}
+	return nil
+}
+
+// echo copies count records from in to out, as they come.
+func (j *job) echo(ctx context.Context, in, out *wait.Queue) error {
+	c, p := in.Consumer(), out.Producer()
+	for next := uint64(0); next < j.count; {
+		r, err := c.ReserveUpTo(ctx, j.batch)
+		if err != nil {
+			return fmt.Errorf("echo: consume record %d: %w", next, err)
+		}
+		w, err := p.Reserve(ctx, r.Len())
+		if err != nil {
+			return fmt.Errorf("echo: produce record %d: %w", next, err)
+		}
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			if err != nil {
+				return fmt.Errorf("echo: record %d: %w", next, err)
+			}
+			if len(b) != j.payload {
+				return fmt.Errorf("%w: echo: record %d is %d bytes, %d expected", ErrRecord, next, len(b), j.payload)
+			}
+			copy(w.Slot(i), b)
+			next++
+		}
+		if err := w.PublishAll(j.payload); err != nil {
+			return fmt.Errorf("echo: publish: %w", err)
+		}
+		if err := r.ReleaseAll(); err != nil {
+			return fmt.Errorf("echo: release: %w", err)
+		}
+		j.done.Store(next)
+	}
+	return nil
+}
+
+// stopped is a context that is already done, for non-blocking reserves.
+var stopped = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// Result is what one side of a session measured.
+type Result struct {
+	Role    string        // the role this side played
+	Records uint64        // records this side finished
+	Payload int           // bytes a record
+	Elapsed time.Duration // from the start of the role to its end
+	P50     time.Duration // one-way (or, for RoleBoth, round-trip) latency
+	P99     time.Duration
+	Max     time.Duration
+}
+
+// ItemsPerSec is Records over Elapsed.
+func (r Result) ItemsPerSec() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
+
+// BytesPerSec is the payload rate.
+func (r Result) BytesPerSec() float64 { return r.ItemsPerSec() * float64(r.Payload) }

@@ -1,0 +1,319 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ycq/dma"
+	"ycq/internal/fdpass"
+)
+
+// session is one connection's shared state, on either side.
+type session struct {
+	conn   *net.UnixConn
+	pair   *Pair
+	hello  Hello
+	mode   Mode
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	peer   chan Done // the peer's Done, once
+	// progress counts the records this side has finished so far.
+	progress atomic.Uint64
+	spare    atomic.Uint64 // the producing half's count, for RoleBoth
+}
+
+// watch reads the peer's Done, or notices it is gone, and cancels the
+// session's context in that case, which stops every wait at once.
+func (s *session) watch() {
+	var d Done
+	_, err := readMsg(s.conn, &d, 0)
+	if err != nil {
+		s.cancel(fmt.Errorf("%w: %v", ErrPeerGone, err))
+		close(s.peer)
+		return
+	}
+	s.peer <- d
+}
+
+// finish tells the peer this side is done and waits for its Done, for the
+// peer to go, or for grace to pass.
+func (s *session) finish(records uint64, roleErr error, grace time.Duration) error {
+	d := Done{Records: records}
+	if roleErr != nil {
+		d.Error = roleErr.Error()
+	}
+	if err := writeMsg(s.conn, d); err != nil && roleErr == nil {
+		roleErr = fmt.Errorf("%w: send done: %v", ErrPeerGone, err)
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case pd, ok := <-s.peer:
+		switch {
+		case !ok && roleErr == nil:
+			return context.Cause(s.ctx)
+		case ok && pd.Error != "" && roleErr == nil:
+			return fmt.Errorf("ipc: peer failed after %d records: %s", pd.Records, pd.Error)
+		}
+	case <-timer.C:
+		if roleErr == nil {
+			return fmt.Errorf("%w: no word from the peer %v after finishing", ErrPeerGone, grace)
+		}
+	}
+	return roleErr
+}
+
+// ServerOptions configure Serve.
+type ServerOptions struct {
+	Mode Mode
+	// ShmName, if set, makes each session's regions /dev/shm files named
+	// ShmName.N.up.meta and so on (N counts sessions), for clients that
+	// join by name. Descriptors are passed either way unless the client
+	// asks for names.
+	ShmName string
+	ShmOpt  dma.Options
+	Log     *slog.Logger
+	// Grace is how long a side waits for the peer's Done; default 10 s.
+	Grace time.Duration
+}
+
+// Serve accepts clients on l one after another and plays the other side
+// of each, until ctx is done or l fails. A client that misbehaves or dies
+// ends its own session only.
+func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for n := 1; ; n++ {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ipc: accept: %w", err)
+		}
+		start := time.Now()
+		res, err := serveOne(ctx, conn, n, opt)
+		conn.Close()
+		attrs := []any{"session", n, "role", res.Role, "records", res.Records, "elapsed", time.Since(start).Round(time.Millisecond)}
+		if err != nil {
+			log.Warn("session ended", append(attrs, "err", err)...)
+		} else {
+			log.Info("session done", append(attrs, "items_per_sec", int64(res.ItemsPerSec()))...)
+		}
+	}
+}
+
+// serveOne runs one session on the server side.
+func serveOne(ctx context.Context, conn *net.UnixConn, n int, opt ServerOptions) (Result, error) {
+	var h Hello
+	if _, err := readMsg(conn, &h, 0); err != nil {
+		return Result{}, err
+	}
+	if err := h.Validate(); err != nil {
+		writeMsg(conn, Welcome{Version: ProtocolVersion, Error: err.Error()})
+		return Result{}, err
+	}
+	name := ""
+	if opt.ShmName != "" {
+		name = fmt.Sprintf("%s.%d", opt.ShmName, n)
+	}
+	if h.ByName && name == "" {
+		err := fmt.Errorf("%w: the client asked for regions by name, but this server was started without a name", ErrProtocol)
+		writeMsg(conn, Welcome{Version: ProtocolVersion, Error: err.Error()})
+		return Result{}, err
+	}
+	pair, err := CreatePair(h.Geometry, name, opt.ShmOpt)
+	if err != nil {
+		writeMsg(conn, Welcome{Version: ProtocolVersion, Error: err.Error()})
+		return Result{}, err
+	}
+	defer pair.Close()
+	w := Welcome{Version: ProtocolVersion, Geometry: h.Geometry}
+	var fds []int
+	if h.ByName {
+		w.Name = name
+	} else {
+		fds = pair.FDs()
+	}
+	if err := writeMsg(conn, w, fds...); err != nil {
+		return Result{}, fmt.Errorf("send welcome: %w", err)
+	}
+	var j Joined
+	if _, err := readMsg(conn, &j, 0); err != nil {
+		return Result{}, fmt.Errorf("waiting for the client to join: %w", err)
+	}
+	if !j.OK {
+		return Result{}, fmt.Errorf("ipc: the client could not join the pair")
+	}
+	if err := pair.Unlink(); err != nil {
+		return Result{}, err
+	}
+	s := newSession(ctx, conn, pair, h, opt.Mode)
+	defer s.cancel(nil)
+	res, err := s.run(false)
+	return res, s.finish(res.Records, err, grace(opt.Grace))
+}
+
+func grace(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d
+}
+
+func newSession(ctx context.Context, conn *net.UnixConn, pair *Pair, h Hello, mode Mode) *session {
+	s := &session{conn: conn, pair: pair, hello: h, mode: mode, peer: make(chan Done, 1)}
+	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	go s.watch()
+	return s
+}
+
+// run plays this side's part: the client's role, or the server's
+// complement of it.
+func (s *session) run(client bool) (Result, error) {
+	h := s.hello
+	newJob := func(source uint32, done *atomic.Uint64) *job {
+		return &job{count: h.Count, payload: h.Payload, batch: h.Batch, source: source, checksum: h.Checksum, done: done}
+	}
+	up, down := s.mode.wrap(s.pair.Up), s.mode.wrap(s.pair.Down)
+	res := Result{Role: h.Role, Payload: h.Payload}
+	if !client {
+		res.Role = map[string]string{RoleProducer: "sink", RoleConsumer: "source", RoleBoth: "echo"}[h.Role]
+	}
+	start := time.Now()
+	var err error
+	var hist *histogram
+	switch {
+	case client && h.Role == RoleProducer, !client && h.Role == RoleConsumer:
+		q := up
+		if !client {
+			q = down
+		}
+		err = newJob(1, &s.progress).produce(s.ctx, q)
+	case client && h.Role == RoleConsumer, !client && h.Role == RoleProducer:
+		q := down
+		if !client {
+			q = up
+		}
+		j := newJob(0, &s.progress)
+		hist = &j.hist
+		err = j.consume(s.ctx, q)
+	case client && h.Role == RoleBoth:
+		pj, cj := newJob(1, &s.spare), newJob(0, &s.progress)
+		hist = &cj.hist
+		var wg sync.WaitGroup
+		var perr atomic.Value
+		wg.Go(func() {
+			if err := pj.produce(s.ctx, up); err != nil {
+				perr.Store(err)
+				s.cancel(err)
+			}
+		})
+		err = cj.consume(s.ctx, down)
+		wg.Wait()
+		if pe, ok := perr.Load().(error); ok {
+			err = errors.Join(pe, err)
+		}
+	default: // the server echoes
+		err = newJob(0, &s.progress).echo(s.ctx, up, down)
+	}
+	res.Elapsed = time.Since(start)
+	res.Records = s.progress.Load()
+	if hist != nil {
+		res.P50, res.P99, res.Max = hist.quantile(0.50), hist.quantile(0.99), time.Duration(hist.max)
+	}
+	return res, err
+}
+
+// Client is one connection to a server, after the handshake.
+type Client struct {
+	s *session
+}
+
+// Dial connects to the server at path, asks for h, and joins the pair the
+// server made for it.
+func Dial(ctx context.Context, path string, h Hello, mode Mode, shm dma.Options) (*Client, error) {
+	h.Version = ProtocolVersion
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ipc: %w", err)
+	}
+	conn := c.(*net.UnixConn)
+	fail := func(err error) (*Client, error) {
+		conn.Close()
+		return nil, err
+	}
+	if err := writeMsg(conn, h); err != nil {
+		return fail(fmt.Errorf("ipc: send hello: %w", err))
+	}
+	var w Welcome
+	want := len(regionNames)
+	if h.ByName {
+		want = 0
+	}
+	fds, err := readMsg(conn, &w, want)
+	if err != nil {
+		return fail(fmt.Errorf("ipc: welcome: %w", err))
+	}
+	if w.Error != "" {
+		fdpass.CloseAll(fds)
+		return fail(fmt.Errorf("ipc: server refused: %s", w.Error))
+	}
+	if w.Version != ProtocolVersion || w.Geometry != h.Geometry {
+		fdpass.CloseAll(fds)
+		return fail(fmt.Errorf("%w: welcome for version %d, geometry %+v; asked for %d, %+v",
+			ErrProtocol, w.Version, w.Geometry, ProtocolVersion, h.Geometry))
+	}
+	var pair *Pair
+	if h.ByName {
+		if err := dma.CheckName(w.Name + ".up.meta"); err != nil {
+			return fail(fmt.Errorf("%w: welcome name: %v", ErrProtocol, err))
+		}
+		pair, err = OpenPair(w.Name, h.Geometry, shm)
+	} else {
+		pair, err = JoinPair(fds, h.Geometry)
+	}
+	if err != nil {
+		writeMsg(conn, Joined{OK: false})
+		return fail(fmt.Errorf("ipc: join: %w", err))
+	}
+	if err := writeMsg(conn, Joined{OK: true}); err != nil {
+		pair.Close()
+		return fail(fmt.Errorf("ipc: send joined: %w", err))
+	}
+	return &Client{s: newSession(ctx, conn, pair, h, mode)}, nil
+}
+
+// Pair is the joined queue pair.
+func (c *Client) Pair() *Pair { return c.s.pair }
+
+// Run plays the client's role to the end and reports what it measured.
+func (c *Client) Run() (Result, error) {
+	res, err := c.s.run(true)
+	return res, c.s.finish(res.Records, err, grace(0))
+}
+
+// Progress is how many records the client has finished so far; safe to
+// call while Run runs.
+func (c *Client) Progress() uint64 { return c.s.progress.Load() }
+
+// Close ends the session and releases the pair.
+func (c *Client) Close() error {
+	c.s.cancel(nil)
+	err := c.s.conn.Close()
+	return errors.Join(err, c.s.pair.Close())
+}
