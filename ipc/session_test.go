@@ -106,8 +106,8 @@ func TestServerRefusesBadHello(t *testing.T) {
 func TestServerSurvivesGarbage(t *testing.T) {
 	path := startServer(t, ServerOptions{})
 	for _, junk := range [][]byte{
-		{0xff, 0xff, 0xff, 0xff},           // length far too large
-		{0, 0, 0, 0},                       // empty message
+		{0xff, 0xff, 0xff, 0xff},              // length far too large
+		{0, 0, 0, 0},                          // empty message
 		{5, 0, 0, 0, '{', '"', 'x', '"', '}'}, // cut short
 		append([]byte{11, 0, 0, 0}, []byte(`{"role":12}`)...),
 	} {

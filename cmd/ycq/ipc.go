@@ -154,4 +154,3 @@ func showProgress(w io.Writer, total uint64, done func() uint64, stop <-chan str
 		}
 	}
 }
-
