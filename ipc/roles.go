@@ -43,7 +43,7 @@ func (j *job) produce(ctx context.Context, q *wait.Queue) error {
 	for seq := uint64(0); seq < j.count; {
 		w, err := p.ReserveUpTo(ctx, int(min(uint64(j.batch), j.count-seq)))
 		if err != nil {
-			return fmt.Errorf("produce record %d: %w", seq, err)
+			return fmt.Errorf("produce record %d: %w", seq, cause(ctx, err))
 		}
 		now := monotonicNs()
 		for i := range w.Len() {
@@ -107,11 +107,11 @@ func (j *job) echo(ctx context.Context, in, out *wait.Queue) error {
 	for next := uint64(0); next < j.count; {
 		r, err := c.ReserveUpTo(ctx, j.batch)
 		if err != nil {
-			return fmt.Errorf("echo: consume record %d: %w", next, err)
+			return fmt.Errorf("echo: consume record %d: %w", next, cause(ctx, err))
 		}
 		w, err := p.Reserve(ctx, r.Len())
 		if err != nil {
-			return fmt.Errorf("echo: produce record %d: %w", next, err)
+			return fmt.Errorf("echo: produce record %d: %w", next, cause(ctx, err))
 		}
 		for i := range r.Len() {
 			b, err := r.Slot(i)
@@ -133,6 +133,17 @@ func (j *job) echo(ctx context.Context, in, out *wait.Queue) error {
 		j.done.Store(next)
 	}
 	return nil
+}
+
+// cause replaces the error of a wait that ctx ended with the reason ctx
+// ended, such as ErrPeerGone.
+func cause(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		if c := context.Cause(ctx); c != nil {
+			return c
+		}
+	}
+	return err
 }
 
 // stopped is a context that is already done, for non-blocking reserves.
