@@ -792,7 +792,10 @@ func DecodeRegionInfoReply(p []byte) (RegionInfo, error) {
 			if avail := uint64(len(c)-sizeofCapSparseMmap) / sizeofSparseArea; n > avail {
 				return RegionInfo{}, malformed(cmd, "nr_areas", "%d areas claimed, room for %d", n, avail)
 			}
-			areas := make([]SparseArea, n) // n is bounded by the bytes present
+			var areas []SparseArea
+			if n > 0 {
+				areas = make([]SparseArea, n) // n is bounded by the bytes present
+			}
 			for i := range areas {
 				ab := c[offSparseAreas+i*sizeofSparseArea:]
 				areas[i] = SparseArea{Offset: le.Uint64(ab[offAreaOffset:]), Size: le.Uint64(ab[offAreaSize:])}
@@ -842,11 +845,11 @@ func decodeRegionInfoFixed(p []byte) RegionInfo {
 // DEVICE_GET_IRQ_INFO (7): request and reply have the same layout.
 
 const (
-	sizeofIRQInfo     = 16
-	offIRQInfoArgSz   = 0  // u32 argsz
-	offIRQInfoFlags   = 4  // u32 flags
-	offIRQInfoIndex   = 8  // u32 index
-	offIRQInfoCount   = 12 // u32 count
+	sizeofIRQInfo   = 16
+	offIRQInfoArgSz = 0  // u32 argsz
+	offIRQInfoFlags = 4  // u32 flags
+	offIRQInfoIndex = 8  // u32 index
+	offIRQInfoCount = 12 // u32 count
 )
 
 // IRQInfoFlags are the IRQ info flags.
@@ -1141,7 +1144,10 @@ func DecodeRegionWriteMulti(p []byte) (RegionWriteMulti, error) {
 	if n > rest/sizeofWriteMultiEntry || n*sizeofWriteMultiEntry != rest {
 		return RegionWriteMulti{}, malformed(cmd, "wr_cnt", "%d entries claimed, %d bytes of entries present", n, rest)
 	}
-	m := RegionWriteMulti{Writes: make([]WriteMultiEntry, n)} // n is bounded by the bytes present
+	var m RegionWriteMulti
+	if n > 0 {
+		m.Writes = make([]WriteMultiEntry, n) // n is bounded by the bytes present
+	}
 	for i := range m.Writes {
 		e := p[offWriteMultiEntries+i*sizeofWriteMultiEntry:]
 		w := &m.Writes[i]
