@@ -9,7 +9,8 @@ YCQ_CACHE ?= $(HOME)/.cache/ycq
 export YCQ_CACHE
 
 FUZZTIME ?= 60s
-FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile
+FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
+	./dma:FuzzCheckName ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone
 
 .PHONY: all build run test lint fmt-check vet bench fuzz clean
 
@@ -40,6 +41,7 @@ lint: fmt-check vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ring
 	$(GO) run ./cmd/ycq bench ring
+	$(GO) run ./cmd/ycq bench ipc
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

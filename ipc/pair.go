@@ -21,7 +21,11 @@ const (
 	MaxPairBytes = 1 << 30
 )
 
-func (g Geometry) config() ring.Config { return ring.Config{Slots: g.Slots, SlotSize: g.SlotSize} }
+// config is the queues' configuration: each queue of a session has exactly
+// one producer and one consumer.
+func (g Geometry) config() ring.Config {
+	return ring.Config{Slots: g.Slots, SlotSize: g.SlotSize, SingleProducer: true, SingleConsumer: true}
+}
 
 // Validate checks the geometry against ring's rules and this package's
 // limits.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 )
 
@@ -24,11 +25,25 @@ type command struct {
 
 var commands = []command{
 	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
+	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
+	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
+	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer},
 	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe},
 	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect},
 }
 
 func main() {
+	// YCQ_CPUPROFILE=FILE writes a CPU profile of the whole run, for
+	// looking into a benchmark.
+	if path := os.Getenv("YCQ_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			code := run(os.Args[1:], os.Stdout, os.Stderr)
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"ycq/dma"
+	"ycq/ipc"
+	"ycq/ring"
+	"ycq/ring/wait"
+)
+
+// benchIPC measures the ring between two processes against a UNIX stream
+// socket between the same two processes: this process produces, a child
+// (this binary again) consumes.
+func benchIPC(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ycq bench ipc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	small := fs.Int("count-small", 2_000_000, "records per run of 64-byte records")
+	large := fs.Int("count-large", 200_000, "records per run of 4 KiB records")
+	rounds := fs.Int("rounds", 3, "runs of each; the median is reported")
+	idle := fs.Duration("idle", 5*time.Second, "how long the idle consumers wait, for their CPU time")
+	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *small < 1 || *large < 1 || *rounds < 1 {
+		return usagef("counts and rounds must be positive")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "ycq-bench-ipc-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	type scenario struct {
+		system  string
+		payload int
+		batch   int
+	}
+	var scenarios []scenario
+	for _, payload := range []int{64, 4096} {
+		for _, batch := range []int{1, 32} {
+			for _, sys := range []string{"ring", "socket"} {
+				scenarios = append(scenarios, scenario{sys, payload, batch})
+			}
+		}
+	}
+	scenarios = append(scenarios, scenario{"ring-blocking", 64, 32}, scenario{"ring-blocking", 4096, 32})
+	results := map[scenario][]float64{}
+	for round := range *rounds {
+		for _, sc := range scenarios {
+			count := *small
+			if sc.payload > 64 {
+				count = *large
+			}
+			sock := filepath.Join(dir, fmt.Sprintf("r%d.sock", round))
+			var rate float64
+			switch sc.system {
+			case "socket":
+				rate, err = runSocketBench(exe, sock, count, sc.payload, sc.batch)
+			default:
+				rate, err = runRingBench(exe, sock, count, sc.payload, sc.batch, sc.system == "ring-blocking")
+			}
+			os.Remove(sock)
+			if err != nil {
+				return fmt.Errorf("%s, %d-byte records, batch %d: %w", sc.system, sc.payload, sc.batch, err)
+			}
+			results[sc] = append(results[sc], rate)
+		}
+	}
+	median := func(v []float64) float64 {
+		s := slices.Clone(v)
+		slices.SortFunc(s, cmp.Compare)
+		return s[len(s)/2]
+	}
+	idleBlock, err := idleCPU(exe, *idle, true)
+	if err != nil {
+		return fmt.Errorf("idle consumer: %w", err)
+	}
+	idleSpin, err := idleCPU(exe, min(*idle, time.Second), false)
+	if err != nil {
+		return fmt.Errorf("idle spinning consumer: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, sc := range scenarios {
+			enc.Encode(map[string]any{"system": sc.system, "scenario": "ipc", "batch": sc.batch, "producers": 1,
+				"consumers": 1, "payload": sc.payload, "items_per_sec": median(results[sc])})
+		}
+		enc.Encode(map[string]any{"system": "ring-blocking", "scenario": "ipc-idle", "idle_seconds": idle.Seconds(),
+			"cpu_seconds": idleBlock.Seconds()})
+		enc.Encode(map[string]any{"system": "ring", "scenario": "ipc-idle", "idle_seconds": min(*idle, time.Second).Seconds(),
+			"cpu_seconds": idleSpin.Seconds()})
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "payload\tbatch\tring items/s\tsocket items/s\tring/socket\tring MB/s\t\n")
+	for _, sc := range scenarios {
+		if sc.system != "ring" {
+			continue
+		}
+		r := median(results[sc])
+		s := median(results[scenario{"socket", sc.payload, sc.batch}])
+		fmt.Fprintf(tw, "%d\t%d\t%.2fM\t%.2fM\t%.1fx\t%.0f\t\n", sc.payload, sc.batch, r/1e6, s/1e6, r/s, r*float64(sc.payload)/1e6)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "payload\tbatch\tspinning items/s\tblocking items/s\tblocking/spinning\t\n")
+	for _, p := range []int{64, 4096} {
+		sp, bl := median(results[scenario{"ring", p, 32}]), median(results[scenario{"ring-blocking", p, 32}])
+		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.2f\t\n", p, sp/1e6, bl/1e6, bl/sp)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nidle consumer CPU time: blocking %v in %v; spinning %v in %v\n",
+		idleBlock.Round(time.Microsecond), *idle, idleSpin.Round(time.Millisecond), min(*idle, time.Second))
+	fmt.Fprintf(stdout, "two processes, one producing and one consuming; median of %d runs; queues of 1024 slots\n", *rounds)
+	return nil
+}
+
+// runRingBench serves one session in this process (the source) to a child
+// `ycq ipc connect` (the consumer) and returns the child's rate.
+func runRingBench(exe, sock string, count, payload, batch int, block bool) (float64, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{Mode: ipc.Mode{Block: block}}) }()
+	args := []string{"ipc", "connect", "-socket", sock, "-role", "consumer", "-count", strconv.Itoa(count),
+		"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch), "-slots", "1024", "-no-checksum", "-json"}
+	if block {
+		args = append(args, "-block")
+	}
+	out, err := runChild(exe, args...)
+	cancel()
+	if serr := <-served; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, err
+	}
+	var res struct {
+		Records     uint64  `json:"records"`
+		ItemsPerSec float64 `json:"items_per_sec"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, fmt.Errorf("child output %q: %w", out, err)
+	}
+	if res.Records != uint64(count) {
+		return 0, fmt.Errorf("child consumed %d of %d records", res.Records, count)
+	}
+	return res.ItemsPerSec, nil
+}
+
+func runChild(exe string, args ...string) ([]byte, error) {
+	cmd := exec.Command(exe, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", args[0], err, errb.String())
+	}
+	return out.Bytes(), nil
+}
+
+// runSocketBench sends the same records over a UNIX stream socket to a
+// child `ycq bench ipc-socket-peer`, batch records to a write.
+func runSocketBench(exe, sock string, count, payload, batch int) (float64, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	type result struct {
+		out []byte
+		err error
+	}
+	child := make(chan result, 1)
+	go func() {
+		out, err := runChild(exe, "bench", "ipc-socket-peer", "-socket", sock, "-count", strconv.Itoa(count),
+			"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch))
+		child <- result{out, err}
+	}()
+	l.SetDeadline(time.Now().Add(time.Minute))
+	conn, err := l.AcceptUnix()
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, batch*payload)
+	for seq := 0; seq < count; seq += batch {
+		n := min(batch, count-seq)
+		now := uint64(time.Now().UnixNano())
+		for i := range n {
+			rec := buf[i*payload : (i+1)*payload]
+			binary.LittleEndian.PutUint64(rec[0:], uint64(seq+i))
+			binary.LittleEndian.PutUint64(rec[8:], now)
+			for j := 24; j+8 <= payload; j += 8 {
+				binary.LittleEndian.PutUint64(rec[j:], uint64(seq+i+j))
+			}
+		}
+		if _, err := conn.Write(buf[:n*payload]); err != nil {
+			conn.Close()
+			return 0, err
+		}
+	}
+	conn.Close()
+	r := <-child
+	if r.err != nil {
+		return 0, r.err
+	}
+	var res struct {
+		Records     int     `json:"records"`
+		ItemsPerSec float64 `json:"items_per_sec"`
+	}
+	if err := json.Unmarshal(r.out, &res); err != nil {
+		return 0, fmt.Errorf("child output %q: %w", r.out, err)
+	}
+	if res.Records != count {
+		return 0, fmt.Errorf("child received %d of %d records", res.Records, count)
+	}
+	return res.ItemsPerSec, nil
+}
+
+// benchIPCSocketPeer is the consuming child of runSocketBench: it reads
+// records in batches into one buffer and checks each in place, as the ring
+// consumer does.
+func benchIPCSocketPeer(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ycq bench ipc-socket-peer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sock := fs.String("socket", "", "socket to connect to")
+	count := fs.Int("count", 0, "records")
+	payload := fs.Int("payload", 64, "bytes a record")
+	batch := fs.Int("batch", 1, "records a read")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *payload < ipc.MinPayload || *batch < 1 || *count < 1 {
+		return usagef("bad -payload, -batch or -count")
+	}
+	c, err := net.Dial("unix", *sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, *batch**payload)
+	var start time.Time
+	next := 0
+	for next < *count {
+		n := min(*batch, *count-next)
+		if _, err := io.ReadFull(c, buf[:n**payload]); err != nil {
+			return fmt.Errorf("after %d records: %w", next, err)
+		}
+		if next == 0 {
+			start = time.Now()
+		}
+		for i := range n {
+			if seq := binary.LittleEndian.Uint64(buf[i**payload:]); seq != uint64(next) {
+				return fmt.Errorf("record %d where %d was due", seq, next)
+			}
+			next++
+		}
+	}
+	elapsed := time.Since(start)
+	return json.NewEncoder(stdout).Encode(map[string]any{"records": next, "items_per_sec": float64(next) / elapsed.Seconds()})
+}
+
+// idleCPU starts a child that waits for records on an empty queue for d,
+// sleeping on the futex (block) or spinning, and returns the CPU time it
+// used.
+func idleCPU(exe string, d time.Duration, block bool) (time.Duration, error) {
+	cfg := ring.Config{Slots: 64, SlotSize: 64}
+	meta, err := dma.Memfd("idle.meta", cfg.MetaSize(), dma.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer meta.Close()
+	data, err := dma.Memfd("idle.data", cfg.DataSize(), dma.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer data.Close()
+	if _, err := ring.Format(meta.Bytes(), data.Bytes(), cfg); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-block="+strconv.FormatBool(block),
+		"-slots", strconv.Itoa(cfg.Slots), "-slot-size", strconv.Itoa(cfg.SlotSize))
+	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(meta.FD()), "meta"), os.NewFile(uintptr(data.FD()), "data")}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+// benchIPCIdlePeer waits on the queue in descriptors 3 and 4 until its time
+// is up; nothing ever arrives.
+func benchIPCIdlePeer(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ycq bench ipc-idle-peer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := fs.Duration("for", 5*time.Second, "how long to wait")
+	block := fs.Bool("block", true, "sleep rather than spin")
+	slots := fs.Int("slots", 64, "slots")
+	slotSize := fs.Int("slot-size", 64, "slot size")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := ring.Config{Slots: *slots, SlotSize: *slotSize}
+	meta, err := dma.Map(3, cfg.MetaSize())
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	data, err := dma.Map(4, cfg.DataSize())
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	q, err := ring.Attach(meta.Bytes(), data.Bytes())
+	if err != nil {
+		return err
+	}
+	opt := &wait.Options{Spin: 0}
+	if !*block {
+		opt.Spin = int(^uint(0) >> 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *d)
+	defer cancel()
+	_, err = wait.New(q, opt).Consumer().ReserveUpTo(ctx, 1)
+	if err != context.DeadlineExceeded {
+		return fmt.Errorf("waited for nothing and got %v", err)
+	}
+	return nil
+}
