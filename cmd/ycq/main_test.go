@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -45,4 +49,71 @@ func TestUsage(t *testing.T) {
 	require.Equal(t, 2, run([]string{"bench", "ring", "-items", "1"}, &out, &errb))
 	require.Contains(t, errb.String(), "-items")
 	require.Equal(t, 2, run([]string{"bench", "ring", "-bogus"}, &out, &errb))
+}
+
+// buildYCQ builds this command into a temporary directory, for tests that
+// need it as a separate process.
+func buildYCQ(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "ycq")
+	out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return exe
+}
+
+func TestBenchIPCJSON(t *testing.T) {
+	exe := buildYCQ(t)
+	out, err := exec.Command(exe, "bench", "ipc", "-count-small", "3000", "-count-large", "300",
+		"-rounds", "1", "-idle", "200ms", "-json").Output()
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 12)
+	systems := map[string]int{}
+	for _, l := range lines[:10] {
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		require.Equal(t, "ipc", r["scenario"])
+		for _, k := range []string{"system", "batch", "producers", "consumers", "payload", "items_per_sec"} {
+			require.Contains(t, r, k)
+		}
+		require.Greater(t, r["items_per_sec"].(float64), 0.0)
+		systems[r["system"].(string)]++
+	}
+	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-blocking": 2}, systems)
+	var idle map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[10]), &idle))
+	require.Equal(t, "ipc-idle", idle["scenario"])
+	require.Less(t, idle["cpu_seconds"].(float64), 0.2, "a sleeping consumer uses less CPU than the time it sleeps")
+}
+
+func TestIPCServeConnect(t *testing.T) {
+	exe := buildYCQ(t)
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	serve := exec.Command(exe, "ipc", "serve", "-socket", sock, "-shm", "ycq-cmd-test", "-block")
+	var logs bytes.Buffer
+	serve.Stderr = &logs
+	require.NoError(t, serve.Start())
+	defer func() {
+		serve.Process.Signal(os.Interrupt)
+		serve.Wait()
+		_, err := os.Stat(sock)
+		require.True(t, os.IsNotExist(err), "serve removed its socket")
+	}()
+	var out []byte
+	var err error
+	for range 100 {
+		if out, err = exec.Command(exe, "ipc", "connect", "-socket", sock, "-role", "both", "-count", "20000", "-payload", "100").CombinedOutput(); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the server is still starting
+	}
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "both: 20000 records of 100 bytes")
+	require.Contains(t, string(out), "round-trip latency p50")
+	out, err = exec.Command(exe, "ipc", "connect", "-socket", sock, "-by-name", "-role", "consumer", "-count", "5000", "-block").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "one-way latency")
+	out, err = exec.Command(exe, "ipc", "connect", "-socket", sock, "-role", "sideways").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "role")
 }
