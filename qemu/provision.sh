@@ -17,6 +17,7 @@
 # mirrors, and nothing else. The mirror is debootstrap's default; this file
 # names no host.
 set -euo pipefail
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 YCQ_CACHE=${YCQ_CACHE:-$HOME/.cache/ycq}
 SUITE=trixie
