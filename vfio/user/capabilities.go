@@ -259,9 +259,9 @@ func describeJSON(raw []byte) string {
 			kind = "invalid JSON"
 		}
 	}
-	const max = 32
-	if len(raw) > max {
-		return kind + " (" + strconv.Quote(string(raw[:max])) + "...)"
+	const excerpt = 32
+	if len(raw) > excerpt {
+		return kind + " (" + strconv.Quote(string(raw[:excerpt])) + "...)"
 	}
 	return kind + " (" + strconv.Quote(string(raw)) + ")"
 }

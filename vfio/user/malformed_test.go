@@ -93,7 +93,8 @@ var malformedCases = []malformedCase{
 	// DEVICE_GET_REGION_INFO reply and its capability chain.
 	{"RegionInfoReply", "argsz 31", cat(regionInfo(31, 0)), "argsz", "31 is smaller"},
 	{"RegionInfoReply", "cap_offset inside the struct", cat(regionInfo(64, 16), sparse(0, 0, 0), zeros(16)), "cap_offset", "16 points inside the 32-byte struct"},
-	{"RegionInfoReply", "cap_offset past the payload", cat(regionInfo(200, 100), sparse(0, 0, 0)), "cap_offset/next", "capability at 100 runs past the end of the chain (48 bytes)"},
+	{"RegionInfoReply", "cap_offset past the payload", cat(regionInfo(48, 100), sparse(0, 0, 0)), "cap_offset/next", "capability at 100 runs past the end of the chain (48 bytes)"},
+	{"RegionInfoReply", "cap_offset past argsz", cat(regionInfo(48, 60), sparse(0, 0, 0), zeros(32)), "cap_offset/next", "capability at 60 runs past the end of the chain (48 bytes)"},
 	{"RegionInfoReply", "cap header cut short", cat(regionInfo(40, 36), zeros(8)), "cap_offset/next", "capability at 36 runs past the end"},
 	{"RegionInfoReply", "cap beyond argsz", cat(regionInfo(32, 32), sparse(0, 0, 0)), "cap_offset/next", "capability at 32 runs past the end of the chain (32 bytes)"},
 	{"RegionInfoReply", "next loops to itself", cat(regionInfo(48, 32), sparse(32, 0, 0)), "next", "capability at 32 (ending at 48) points back to 32"},
@@ -245,6 +246,14 @@ func TestAccepted(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []user.RegionCap{user.RawRegionCap{ID: 1, Version: 2, Data: cat(le32(9), le32(0))}}, r.Caps)
 	})
+	t.Run("chain not walked in a truncated reply", func(t *testing.T) {
+		// argsz 80 > the 32 bytes sent: the client must retry; the
+		// CAPS flag and cap_offset point at bytes that are not there.
+		r, err := user.DecodeRegionInfoReply(regionInfo(80, 32))
+		require.NoError(t, err)
+		require.Nil(t, r.Caps)
+		require.EqualValues(t, 80, r.ArgSz)
+	})
 	t.Run("caps ignored without the CAPS flag", func(t *testing.T) {
 		p := cat(le32(48), le32(0), le32(0), le32(32), le64(0), le64(0), sparse(32, 0, 0))
 		r, err := user.DecodeRegionInfoReply(p)
@@ -329,7 +338,7 @@ func TestHugeCountsDoNotAllocate(t *testing.T) {
 		in    []byte
 	}{
 		{"RegionWriteMulti", cat(le64(1<<40), zeros(48))},
-		{"RegionInfoReply", cat(regionInfo(0xffffffff, 32), sparse(0, 0x0fffffff, 1))},
+		{"RegionInfoReply", cat(regionInfo(64, 32), sparse(0, 0x0fffffff, 1))},
 		{"IRQSet", cat(le32(20), le32(uint32(user.IRQSetDataBool|user.IRQSetActionTrigger)), le32(0), le32(0), le32(0xffffffff))},
 		{"RegionReadReply", cat(le64(0), le32(0), le32(0xffffffff))},
 		{"DMAReadReply/spec", cat(le64(0), le64(math.MaxUint64))},
@@ -388,4 +397,17 @@ func TestDMAWireMismatchIsSilent(t *testing.T) {
 	require.Equal(t, []byte{0, 0, 0, 0}, got.Data, "the wrong layout yields the wrong bytes")
 	_, err = user.DecodeDMAWriteRequest(qemu, user.DMAWireSpec)
 	require.ErrorIs(t, err, user.ErrMalformed, "the other way round the count is absurd")
+}
+
+// With a chain, an ArgSz above the encoded size pads the payload to ArgSz,
+// so the reply does not read as truncated.
+func TestRegionInfoPadsToArgSz(t *testing.T) {
+	r := user.RegionInfo{ArgSz: 64, Caps: []user.RegionCap{user.RegionTypeCap{Type: 1, Subtype: 2}}}
+	b, err := r.Encode(nil)
+	require.NoError(t, err)
+	require.Len(t, b, 64)
+	got, err := user.DecodeRegionInfoReply(b)
+	require.NoError(t, err)
+	r.Flags, r.CapOffset = user.RegionFlagCaps, 32
+	require.Equal(t, r, got)
 }

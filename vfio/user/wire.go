@@ -197,13 +197,13 @@ func DecodeHeader(b []byte) (Header, error) {
 	return h, nil
 }
 
-// CheckSize refuses a header whose msg_size exceeds max bytes, with a
+// CheckSize refuses a header whose msg_size exceeds limit bytes, with a
 // *ProtocolError that unwraps to ErrTooLarge. Call it before allocating or
 // reading the payload.
-func (h Header) CheckSize(max int) error {
-	if uint64(h.Size) > uint64(max) {
+func (h Header) CheckSize(limit int) error {
+	if limit < 0 || uint64(h.Size) > uint64(limit) {
 		return &ProtocolError{Command: h.Command, Field: "msg_size",
-			Reason: itoa(uint64(h.Size)) + " exceeds the limit of " + itoa(uint64(max)), Err: ErrTooLarge}
+			Reason: itoa(uint64(h.Size)) + " exceeds the limit of " + strconv.Itoa(limit), Err: ErrTooLarge}
 	}
 	return nil
 }
@@ -642,11 +642,11 @@ func (r RegionInfo) Type() (RegionTypeCap, bool) {
 }
 
 // Encode appends the region info payload. With no Caps it is the 32-byte
-// struct written as given. With Caps, the chain is laid out contiguously
-// from CapOffset (32 if 0), in order, each next pointing at the following
-// capability; Flags gains RegionFlagCaps and ArgSz, if 0, becomes the
-// encoded size. A nonzero ArgSz is written as given (a reply whose ArgSz
-// exceeds the payload tells the client to retry with a bigger buffer). It
+// struct written as given (an ArgSz above 32 then tells the client to retry
+// with a bigger buffer). With Caps, the chain is laid out contiguously from
+// CapOffset (32 if 0), in order, each next pointing at the following
+// capability; Flags gains RegionFlagCaps, ArgSz 0 becomes the encoded size,
+// and a larger ArgSz pads the payload with zeros to ArgSz bytes. It
 // fails if a capability cannot be placed: CapOffset inside the fixed part,
 // two capabilities of a known type, a raw capability that would decode as a
 // known one, or a payload beyond 4 GiB.
@@ -693,11 +693,16 @@ func (r RegionInfo) Encode(b []byte) ([]byte, error) {
 	if argsz == 0 {
 		argsz = uint32(end)
 	}
+	size := end // bytes to append
 	if len(r.Caps) > 0 {
 		flags |= RegionFlagCaps
 		capOff = uint32(first)
+		// argsz is the reply's full size: a chain ends within it, and
+		// a reply shorter than argsz reads as "retry with a bigger
+		// buffer", so pad the payload out to argsz.
+		size = max(end, uint64(argsz))
 	}
-	b, s := grow(b, int(end))
+	b, s := grow(b, int(size))
 	le.PutUint32(s[offRegionInfoArgSz:], argsz)
 	le.PutUint32(s[offRegionInfoFlags:], uint32(flags))
 	le.PutUint32(s[offRegionInfoIndex:], uint32(r.Index))
@@ -747,25 +752,25 @@ func DecodeRegionInfoRequest(p []byte) (RegionInfo, error) {
 }
 
 // DecodeRegionInfoReply decodes a DEVICE_GET_REGION_INFO reply and, when
-// RegionFlagCaps is set and cap_offset is not 0, walks its capability chain
-// within the bytes present and argsz. Every capability must start at or
-// after byte 32, lie wholly inside that bound, and point strictly forward
-// past its own body, so the walk ends; an area count must fit the bytes
-// present. A sparse mmap or type capability may appear once. Other ids
-// (or versions other than 1) are kept as RawRegionCap.
+// RegionFlagCaps is set, cap_offset is not 0 and the whole reply is present
+// (argsz <= the payload length), walks its capability chain within the
+// first argsz bytes. A reply whose argsz exceeds the payload is the "buffer
+// too small, retry" answer: its chain is not there and is not walked, as
+// QEMU does. Every capability must start at or after byte 32, lie wholly
+// inside argsz, and point strictly forward past its own body, so the walk
+// ends; an area count must fit the bytes present. A sparse mmap or type
+// capability may appear once. Other ids (or versions other than 1) are
+// kept as RawRegionCap.
 func DecodeRegionInfoReply(p []byte) (RegionInfo, error) {
 	const cmd = CmdDeviceGetRegionInfo
 	if err := needArgSz(cmd, p, sizeofRegionInfo); err != nil {
 		return RegionInfo{}, err
 	}
 	r := decodeRegionInfoFixed(p)
-	if r.Flags&RegionFlagCaps == 0 || r.CapOffset == 0 {
+	if r.Flags&RegionFlagCaps == 0 || r.CapOffset == 0 || uint64(r.ArgSz) > uint64(len(p)) {
 		return r, nil
 	}
-	bound := uint64(len(p))
-	if uint64(r.ArgSz) < bound {
-		bound = uint64(r.ArgSz)
-	}
+	bound := uint64(r.ArgSz) // the chain ends where argsz says the reply does
 	off := uint64(r.CapOffset)
 	if off < sizeofRegionInfo {
 		return RegionInfo{}, malformed(cmd, "cap_offset", "%d points inside the %d-byte struct", off, sizeofRegionInfo)
