@@ -241,10 +241,19 @@ func TestAccepted(t *testing.T) {
 		require.False(t, ok)
 	})
 	t.Run("sparse mmap version 2 kept raw", func(t *testing.T) {
-		p := cat(regionInfo(48, 32), capHdr(user.CapSparseMmap, 2, 0), le32(9), le32(0))
+		p := cat(regionInfo(64, 32), capHdr(user.CapSparseMmap, 2, 48), le32(9), le32(0), capHdr(user.CapType, 1, 0), le32(5), le32(6))
 		r, err := user.DecodeRegionInfoReply(p)
 		require.NoError(t, err)
-		require.Equal(t, []user.RegionCap{user.RawRegionCap{ID: 1, Version: 2, Data: cat(le32(9), le32(0))}}, r.Caps)
+		require.Equal(t, []user.RegionCap{
+			user.RawRegionCap{ID: 1, Version: 2, Data: cat(le32(9), le32(0))},
+			user.RegionTypeCap{Type: 5, Subtype: 6},
+		}, r.Caps)
+	})
+	t.Run("last raw capability has no known length", func(t *testing.T) {
+		p := cat(regionInfo(56, 32), capHdr(user.CapType, 1, 48), le32(5), le32(6), capHdr(9, 1, 0))
+		r, err := user.DecodeRegionInfoReply(p)
+		require.NoError(t, err)
+		require.Equal(t, []user.RegionCap{user.RegionTypeCap{Type: 5, Subtype: 6}, user.RawRegionCap{ID: 9, Version: 1}}, r.Caps)
 	})
 	t.Run("chain not walked in a truncated reply", func(t *testing.T) {
 		// argsz 80 > the 32 bytes sent: the client must retry; the

@@ -607,7 +607,9 @@ type RegionTypeCap struct {
 
 // RawRegionCap is a capability whose id and version this package does not
 // lay out. Data holds the bytes after its 8-byte header up to the next
-// capability (or to the end of the chain).
+// capability. The chain does not say how long the last capability is, so
+// when a raw capability ends the chain its decoded Data is empty (Encode
+// still writes whatever Data it is given).
 type RawRegionCap struct {
 	ID      uint16
 	Version uint16
@@ -818,9 +820,11 @@ func DecodeRegionInfoReply(p []byte) (RegionInfo, error) {
 			r.Caps = append(r.Caps, RegionTypeCap{Type: le.Uint32(c[offCapTypeType:]), Subtype: le.Uint32(c[offCapTypeSubtype:])})
 			end = off + sizeofCapType
 		default:
-			end = bound
+			// An unknown capability's length is only known from the
+			// next pointer; the last one's body is not recovered.
+			end = off + sizeofCapHeader
 			if next != 0 {
-				if next < off+sizeofCapHeader {
+				if next < end {
 					return RegionInfo{}, malformed(cmd, "next", "capability at %d points back to %d", off, next)
 				}
 				end = min(next, bound)
