@@ -32,8 +32,7 @@
 // hostile. They check every length, count and pointer against the bytes
 // actually present before using it, never allocate more than the payload's
 // length justifies, never panic, and report a *ProtocolError that unwraps
-// to ErrMalformed. Where implementations differ they are liberal in one
-// direction only:
+// to ErrMalformed. Where implementations differ, the rules are:
 //
 //   - A fixed-size payload may be longer than its struct (rust-vmm sends a
 //     20-byte DEVICE_GET_INFO); the extra bytes are ignored. An argsz
@@ -42,6 +41,9 @@
 //     reply, REGION_WRITE request, DMA_READ reply, DMA_WRITE request,
 //     REGION_WRITE_MULTI, MIG_DATA) must hold exactly that many bytes: a
 //     mismatch means the peers disagree about framing.
+//   - A region info reply whose argsz exceeds the payload is the "retry
+//     with a bigger buffer" answer: its capability chain is not walked.
+//     Unknown capabilities are kept raw; the last one's length is unknown.
 //   - Unknown commands and reserved header flag bits are accepted by
 //     DecodeHeader so a server can answer them with an error reply; a
 //     type nibble other than command or reply is refused.
