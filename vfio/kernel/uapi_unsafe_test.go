@@ -188,6 +188,11 @@ func TestLayouts(t *testing.T) {
 			assert.Equal(t, l.size, last.Offset+last.Type.Size(), "the last field ends the struct (no tail padding)")
 		})
 	}
+	// Reserved and padding fields keep their header names and places.
+	assert.Equal(t, uintptr(12), unsafe.Offsetof(vfioRegionInfoCapSparseMmap{}.reserved))
+	assert.Equal(t, uintptr(12), unsafe.Offsetof(vfioIommuType1InfoCapIovaRange{}.reserved))
+	assert.Equal(t, uintptr(20), unsafe.Offsetof(vfioIommuType1Info{}.pad))
+	assert.Equal(t, uintptr(20), unsafe.Offsetof(vfioDeviceInfo{}.pad))
 	// The argsz passed for the structs that grew.
 	assert.Equal(t, uint32(unsafe.Offsetof(vfioDeviceBindIommufd{}.out_devid)+4), uint32(sizeofVfioDeviceBindIommufdV1))
 	assert.Equal(t, uint32(unsafe.Offsetof(vfioDeviceAttachIommufdPt{}.pt_id)+4), uint32(sizeofVfioDeviceAttachIommufdPtV1))
