@@ -1,0 +1,253 @@
+package devicemodel
+
+import (
+	"sync/atomic"
+)
+
+// runPair is a queue pair's goroutine: it processes records while there are
+// any, and sleeps, registered in the queue's wake line, until a doorbell.
+func (d *YCQ) runPair(run *runState, p *queuePair) {
+	for {
+		select {
+		case <-run.stop:
+			return
+		default:
+		}
+		did, blocked, err := d.step(p)
+		if err != nil {
+			d.pairFailed(run, p, err)
+			return
+		}
+		if did {
+			continue
+		}
+		if err := d.sleep(run, p, blocked); err != nil {
+			d.pairFailed(run, p, err)
+			return
+		}
+	}
+}
+
+// step handles up to Batch requests: reads each from the host-to-device
+// queue, writes its responses into the device-to-host queue, releases it.
+// blocked reports that it stopped because the device-to-host queue is full.
+func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
+	consumed, produced := 0, 0
+	for consumed < d.opt.Batch && !blocked {
+		if !p.pending {
+			length, ok, err := p.h2d.peek()
+			if err != nil {
+				return false, false, err
+			}
+			if !ok {
+				break
+			}
+			if err := p.h2d.data.Read(p.h2d.slot(p.h2d.pos), p.in[:length]); err != nil {
+				return false, false, p.h2d.dmaErr(p.h2d.slot(p.h2d.pos), err)
+			}
+			p.reqLen, p.next, p.pending = int(length), 0, true
+			p.responses = p.engine.Responses(p.in[:length])
+		}
+		for p.next < p.responses {
+			free, err := p.d2h.free()
+			if err != nil {
+				return false, false, err
+			}
+			if !free {
+				blocked = true
+				break
+			}
+			n, err := p.engine.Respond(p.in[:p.reqLen], p.next, p.out)
+			if err != nil || n < 0 || n > len(p.out) {
+				return false, false, qerr(CodeBadRecord, p.h2d.pos, "queue pair %d, request at position %d: %v", p.q, p.h2d.pos, err)
+			}
+			if err := p.d2h.data.Write(p.d2h.slot(p.d2h.pos), p.out[:n]); err != nil {
+				return false, false, p.d2h.dmaErr(p.d2h.slot(p.d2h.pos), err)
+			}
+			if err := p.d2h.publish(uint32(n)); err != nil {
+				return false, false, err
+			}
+			p.next++
+			produced++
+		}
+		if blocked {
+			break
+		}
+		if err := p.h2d.release(); err != nil {
+			return false, false, err
+		}
+		if err := p.h2d.bump(lmConsReleased); err != nil {
+			return false, false, err
+		}
+		p.pending = false
+		consumed++
+	}
+	d.recordsIn.Add(uint64(consumed))
+	d.recordsOut.Add(uint64(produced))
+	d.qrecords[p.q].Add(uint64(consumed))
+	if err := d.wakeHost(p, produced > 0, consumed > 0); err != nil {
+		return false, false, err
+	}
+	return consumed+produced > 0, blocked, nil
+}
+
+// wakeHost raises the pair's vector if a host agent sleeps for what the
+// device just did: records published on the device-to-host queue, or slots
+// released on the host-to-device queue. The device's stores came first; a
+// device read does not pass its earlier writes, and here the accesses are
+// sequentially consistent, so this is the fence the protocol needs.
+func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
+	raise := false
+	for _, w := range []struct {
+		did                         bool
+		q                           *farQueue
+		waiters, futex, sent, quiet uint64
+	}{
+		{published, &p.d2h, lmItemsWaiters, lmItemsFutex, lmProdWakeSent, lmProdWakeNone},
+		{released, &p.h2d, lmSpaceWaiters, lmSpaceFutex, lmConsWakeSent, lmConsWakeNone},
+	} {
+		if !w.did {
+			continue
+		}
+		n, err := w.q.waiters(w.waiters)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if err := w.q.bump(w.quiet); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.q.wake(w.futex, w.sent); err != nil {
+			return err
+		}
+		raise = true
+	}
+	if raise {
+		d.raise(p.vector)
+	}
+	return nil
+}
+
+// sleep registers the device as a sleeper on the wake line it waits on,
+// looks once more, and waits for a doorbell. The host rings the doorbell
+// after it publishes (or releases) and then sees the device registered.
+func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
+	q, waiters := &p.h2d, uint64(lmItemsWaiters)
+	if blocked {
+		q, waiters = &p.d2h, lmSpaceWaiters
+	}
+	if err := q.sleep(waiters, 1); err != nil {
+		return err
+	}
+	var ready bool
+	var err error
+	if blocked {
+		ready, err = p.d2h.free()
+	} else {
+		_, ready, err = p.h2d.peek()
+	}
+	if err == nil && !ready {
+		d.qstatus[p.q].Store(QStatusRunning | QStatusSleeping)
+		select {
+		case <-d.bells[p.q]:
+			d.wakeups.Add(1)
+		case <-run.stop:
+		}
+		d.qstatus[p.q].Store(QStatusRunning)
+	}
+	if uerr := q.sleep(waiters, -1); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// pairFailed stops the device on a queue pair's error. The goroutines of
+// that run stop on their own; the next enable or reset waits for them.
+func (d *YCQ) pairFailed(run *runState, p *queuePair, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.run != run {
+		return // stopped meanwhile; the error is moot
+	}
+	d.failLocked(uint32(p.q), err)
+	d.run = nil
+	d.stopped = append(d.stopped, run)
+	close(run.stop)
+}
+
+// localSpace is the device's own BAR2 memory, by offset.
+type localSpace struct{ b []byte }
+
+func newLocalSpace(b []byte) localSpace { return localSpace{b} }
+
+func (s localSpace) check(a uint64, n int) bool {
+	return a <= uint64(len(s.b)) && uint64(n) <= uint64(len(s.b))-a
+}
+
+func (s localSpace) word32(a uint64) (*atomic.Uint32, error) {
+	if a%4 != 0 || !s.check(a, 4) {
+		return nil, errBAR2(a)
+	}
+	return localWord32(s.b[a:][:4]), nil
+}
+
+func (s localSpace) word64(a uint64) (*atomic.Uint64, error) {
+	if a%8 != 0 || !s.check(a, 8) {
+		return nil, errBAR2(a)
+	}
+	return localWord64(s.b[a:][:8]), nil
+}
+
+func (s localSpace) Load32(a uint64) (uint32, error) {
+	w, err := s.word32(a)
+	if err != nil {
+		return 0, err
+	}
+	return w.Load(), nil
+}
+
+func (s localSpace) Store32(a uint64, v uint32) error {
+	w, err := s.word32(a)
+	if err == nil {
+		w.Store(v)
+	}
+	return err
+}
+
+func (s localSpace) Load64(a uint64) (uint64, error) {
+	w, err := s.word64(a)
+	if err != nil {
+		return 0, err
+	}
+	return w.Load(), nil
+}
+
+func (s localSpace) Store64(a uint64, v uint64) error {
+	w, err := s.word64(a)
+	if err == nil {
+		w.Store(v)
+	}
+	return err
+}
+
+func (s localSpace) Read(a uint64, b []byte) error {
+	if !s.check(a, len(b)) {
+		return errBAR2(a)
+	}
+	copy(b, s.b[a:])
+	return nil
+}
+
+func (s localSpace) Write(a uint64, b []byte) error {
+	if !s.check(a, len(b)) {
+		return errBAR2(a)
+	}
+	copy(s.b[a:], b)
+	return nil
+}
+
+func errBAR2(a uint64) error {
+	return qerr(CodeBadConfig, a, "BAR2 access at offset %#x: outside the %d-byte BAR2 or misaligned", a, bar2Size)
+}

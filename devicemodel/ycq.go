@@ -1,0 +1,506 @@
+package devicemodel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"ycq/dma"
+	"ycq/ring"
+	"ycq/vfio"
+)
+
+// Options configure a ycq device.
+type Options struct {
+	// Queues is the number of queue pairs, 1 to MaxQueuePairs.
+	Queues int
+	// Identity is what config space says; DefaultIdentity if zero.
+	Identity Identity
+	// Engines adds engines by RegEngine id to the built-in ones.
+	Engines map[uint32]Engine
+	// Log receives one line per enable, reset and error.
+	Log *slog.Logger
+	// Batch bounds the records a queue pair handles between looks at its
+	// wake words; default 64.
+	Batch int
+}
+
+// YCQ is the ycq device: per queue pair it consumes the host-to-device
+// queue, runs the engine on each record, and writes the responses straight
+// into slots it reserves in the device-to-host queue, in host memory. It
+// touches queue metadata only with ordered word loads and stores through
+// its DMA window (or in its own BAR2), as LAYOUT.md describes for a single
+// agent, and takes nothing the host wrote on trust.
+type YCQ struct {
+	opt     Options
+	log     *slog.Logger
+	engines map[uint32]Engine
+	cfg     *configSpace
+	bar2    *dma.Region
+
+	mu      sync.Mutex // registers, lifecycle
+	regs    [bar0Size]byte
+	bar4    [bar4Size]byte
+	status  uint32
+	errSet  bool
+	host    Host
+	run     *runState   // non-nil while enabled
+	stopped []*runState // runs an error stopped, whose goroutines may not have returned yet
+
+	bells [MaxQueuePairs]chan struct{}
+
+	recordsIn, recordsOut, doorbells, interrupts, dmaErrors, wakeups atomic.Uint64
+	qrecords                                                         [MaxQueuePairs]atomic.Uint64
+	qstatus                                                          [MaxQueuePairs]atomic.Uint32
+}
+
+// runState is one enabled period: its goroutines and how to stop them.
+type runState struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ Device = (*YCQ)(nil)
+
+// NewYCQ makes a device with its BAR2 memory.
+func NewYCQ(opt Options) (*YCQ, error) {
+	if opt.Queues < 1 || opt.Queues > MaxQueuePairs {
+		return nil, fmt.Errorf("devicemodel: %d queue pairs: want 1 to %d", opt.Queues, MaxQueuePairs)
+	}
+	if opt.Identity == (Identity{}) {
+		opt.Identity = DefaultIdentity
+	}
+	if opt.Batch <= 0 {
+		opt.Batch = 64
+	}
+	engines := Engines()
+	for id, e := range opt.Engines {
+		engines[id] = e
+	}
+	bar2, err := dma.Memfd("ycq-bar2", bar2Size, dma.Options{})
+	if err != nil {
+		return nil, err
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &YCQ{opt: opt, log: log, engines: engines, cfg: newConfigSpace(opt.Identity, opt.Queues+1), bar2: bar2}
+	for i := range d.bells {
+		d.bells[i] = make(chan struct{}, 1)
+	}
+	d.resetRegs()
+	return d, nil
+}
+
+// Close stops the device and releases its BAR2 memory.
+func (d *YCQ) Close() error {
+	d.mu.Lock()
+	d.stopLocked()
+	d.mu.Unlock()
+	return d.bar2.Close()
+}
+
+func (d *YCQ) vectors() uint32 { return uint32(d.opt.Queues) + 1 }
+
+// Info implements Device.
+func (d *YCQ) Info() vfio.DeviceInfo {
+	return vfio.DeviceInfo{Reset: true, PCI: true, NumRegions: uint32(vfio.NumPCIRegions), NumIRQs: uint32(vfio.NumPCIIRQs)}
+}
+
+// Region implements Device.
+func (d *YCQ) Region(idx vfio.RegionIndex) Region {
+	rw := vfio.RegionRead | vfio.RegionWrite
+	r := Region{Info: vfio.RegionInfo{Index: idx}, FD: -1}
+	switch idx {
+	case vfio.BAR0:
+		r.Info.Flags, r.Info.Size = rw, bar0Size
+	case vfio.BAR2:
+		r.Info.Flags, r.Info.Size = rw|vfio.RegionMmap, bar2Size
+		r.Info.Areas = []vfio.Area{{Offset: 0, Size: bar2Size}}
+		r.FD = d.bar2.FD()
+	case vfio.BAR4:
+		r.Info.Flags, r.Info.Size = rw, bar4Size
+	case vfio.ConfigRegion:
+		r.Info.Flags, r.Info.Size = rw, cfgSize
+	}
+	return r
+}
+
+// IRQ implements Device.
+func (d *YCQ) IRQ(idx vfio.IRQIndex) vfio.IRQInfo {
+	i := vfio.IRQInfo{Index: idx}
+	switch idx {
+	case vfio.IRQINTx:
+		i.Flags, i.Count = vfio.IRQEventfd|vfio.IRQMaskable|vfio.IRQAutomasked, 1
+	case vfio.IRQMSIX:
+		i.Flags, i.Count = vfio.IRQEventfd|vfio.IRQNoResize, d.vectors()
+	case vfio.IRQErr, vfio.IRQReq:
+		i.Flags, i.Count = vfio.IRQEventfd, 1
+	}
+	return i
+}
+
+// Attach implements Device.
+func (d *YCQ) Attach(h Host) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.host = h
+}
+
+// Detach implements Device: the client is gone, so the device stops and
+// returns to its power-on state, as after a function reset.
+func (d *YCQ) Detach() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+	d.host = nil
+	d.resetRegs()
+	d.cfg.reset()
+}
+
+// Reset implements Device (DEVICE_RESET): a function-level reset.
+func (d *YCQ) Reset() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+	d.resetRegs()
+	d.cfg.reset()
+	d.log.Info("device reset")
+	return nil
+}
+
+// resetRegs puts every register at its power-on value.
+func (d *YCQ) resetRegs() {
+	clear(d.regs[:])
+	clear(d.bar4[:])
+	d.status, d.errSet = 0, false
+	le := binary.LittleEndian
+	le.PutUint32(d.regs[RegEngine:], EngineEcho)
+	le.PutUint32(d.regs[RegNumQueues:], uint32(d.opt.Queues))
+	le.PutUint32(d.regs[RegErrorVector:], uint32(d.opt.Queues))
+	le.PutUint32(d.regs[RegErrorQueue:], NoQueue)
+	for _, c := range []*atomic.Uint64{&d.recordsIn, &d.recordsOut, &d.doorbells, &d.interrupts, &d.dmaErrors, &d.wakeups} {
+		c.Store(0)
+	}
+	for q := range d.opt.Queues {
+		le.PutUint32(d.regs[queueReg(q, RegQVector):], uint32(q))
+		d.qstatus[q].Store(0)
+		d.qrecords[q].Store(0)
+	}
+}
+
+// ReadRegion implements Device.
+func (d *YCQ) ReadRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
+	switch idx {
+	case vfio.ConfigRegion:
+		d.cfg.read(off, b)
+	case vfio.BAR0:
+		d.readBAR0(off, b)
+	case vfio.BAR2:
+		copy(b, d.bar2.Bytes()[off:])
+	case vfio.BAR4:
+		d.mu.Lock()
+		copy(b, d.bar4[off:])
+		d.mu.Unlock()
+	default:
+		return fmt.Errorf("%w: %v", vfio.ErrNoRegion, idx)
+	}
+	return nil
+}
+
+// WriteRegion implements Device.
+func (d *YCQ) WriteRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
+	switch idx {
+	case vfio.ConfigRegion:
+		d.cfg.write(off, b)
+	case vfio.BAR0:
+		d.writeBAR0(off, b)
+	case vfio.BAR2:
+		copy(d.bar2.Bytes()[off:], b)
+	case vfio.BAR4:
+		d.mu.Lock()
+		if off < msixPBAOff { // the pending bits are read-only
+			copy(d.bar4[off:min(msixPBAOff, off+uint64(len(b)))], b)
+		}
+		d.mu.Unlock()
+	default:
+		return fmt.Errorf("%w: %v", vfio.ErrNoRegion, idx)
+	}
+	return nil
+}
+
+// readBAR0 reads registers: the stored ones, with the read-only ones
+// filled in from the device's state.
+func (d *YCQ) readBAR0(off uint64, b []byte) {
+	d.mu.Lock()
+	var view [bar0Size]byte
+	view = d.regs
+	st := d.status
+	d.mu.Unlock()
+	le := binary.LittleEndian
+	le.PutUint32(view[RegID:], RegIDValue)
+	le.PutUint32(view[RegVersion:], RegVersionV1)
+	le.PutUint32(view[RegFeatures:], FeatureMetaInBAR2|FeatureMSIX)
+	le.PutUint32(view[RegMaxQueues:], uint32(d.opt.Queues))
+	le.PutUint32(view[RegControl:], le.Uint32(view[RegControl:])&ControlEnable)
+	le.PutUint32(view[RegStatus:], st)
+	le.PutUint32(view[RegBAR2Size:], bar2Size)
+	le.PutUint64(view[RegRecordsIn:], d.recordsIn.Load())
+	le.PutUint64(view[RegRecordsOut:], d.recordsOut.Load())
+	le.PutUint64(view[RegDoorbells:], d.doorbells.Load())
+	le.PutUint64(view[RegInterrupts:], d.interrupts.Load())
+	le.PutUint64(view[RegDMAErrors:], d.dmaErrors.Load())
+	le.PutUint64(view[RegWakeups:], d.wakeups.Load())
+	for q := range d.opt.Queues {
+		le.PutUint32(view[queueReg(q, RegQDoorbell):], 0)
+		le.PutUint32(view[queueReg(q, RegQStatus):], d.qstatus[q].Load())
+		le.PutUint64(view[queueReg(q, RegQRecords):], d.qrecords[q].Load())
+	}
+	copy(b, view[off:])
+}
+
+// writable reports whether byte o of BAR0 is a writable register byte
+// now; queue registers are frozen while the device runs.
+func (d *YCQ) writable(o uint64, running bool) bool {
+	in := func(reg, size uint64) bool { return o >= reg && o < reg+size }
+	switch {
+	case in(RegControl, 4):
+		return true
+	case in(RegEngine, 4), in(RegErrorVector, 4), in(RegNumQueues, 4):
+		return !running
+	case o >= QueueBase && o < queueReg(d.opt.Queues, 0):
+		r := (o - QueueBase) % QueueStride
+		in := func(reg, size uint64) bool { return r >= reg && r < reg+size }
+		return !running && (in(RegQH2DMeta, 32) || in(RegQSlots, 16))
+	}
+	return false
+}
+
+// writeBAR0 applies a register write and its side effects.
+func (d *YCQ) writeBAR0(off uint64, b []byte) {
+	// Doorbells need no lock: they only wake a queue pair's goroutine.
+	for q := range d.opt.Queues {
+		if r := queueReg(q, RegQDoorbell); off < r+4 && off+uint64(len(b)) > r {
+			d.doorbells.Add(1)
+			select {
+			case d.bells[q] <- struct{}{}:
+			default:
+			}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	le := binary.LittleEndian
+	before := le.Uint32(d.regs[RegControl:])
+	running := d.run != nil
+	for i, v := range b {
+		if o := off + uint64(i); d.writable(o, running) {
+			d.regs[o] = v
+		}
+	}
+	ctl := le.Uint32(d.regs[RegControl:])
+	switch {
+	case ctl&ControlReset != 0:
+		d.stopLocked()
+		d.resetRegs()
+		d.log.Info("reset by register")
+	case ctl&ControlEnable != 0 && before&ControlEnable == 0:
+		d.enableLocked()
+	case ctl&ControlEnable == 0 && before&ControlEnable != 0:
+		d.stopLocked()
+		d.status &^= StatusEnabled
+	}
+}
+
+// queueConfig is one queue pair's registers.
+type queueConfig struct {
+	h2dMeta, h2dData, d2hMeta, d2hData uint64
+	slots, slotSize, flags, vector     uint32
+}
+
+func (d *YCQ) queueConfig(q int) queueConfig {
+	le := binary.LittleEndian
+	r := func(reg uint64) []byte { return d.regs[queueReg(q, reg):] }
+	return queueConfig{
+		h2dMeta: le.Uint64(r(RegQH2DMeta)), h2dData: le.Uint64(r(RegQH2DData)),
+		d2hMeta: le.Uint64(r(RegQD2HMeta)), d2hData: le.Uint64(r(RegQD2HData)),
+		slots: le.Uint32(r(RegQSlots)), slotSize: le.Uint32(r(RegQSlotSize)),
+		flags: le.Uint32(r(RegQFlags)), vector: le.Uint32(r(RegQVector)),
+	}
+}
+
+// queuePair is a running queue pair's state, owned by its goroutine.
+type queuePair struct {
+	q        int
+	h2d, d2h farQueue
+	vector   uint32
+	engine   Engine
+	in, out  []byte
+	// A request whose responses are not all written yet.
+	pending   bool
+	reqLen    int
+	responses int
+	next      int
+}
+
+// enableLocked checks every queue pair the host configured and starts
+// them, or records the first problem as the device error.
+func (d *YCQ) enableLocked() {
+	d.stopLocked() // goroutines of a run an error stopped must be gone
+	le := binary.LittleEndian
+	d.status &^= StatusError
+	d.errSet = false
+	n := int(le.Uint32(d.regs[RegNumQueues:]))
+	engineID := le.Uint32(d.regs[RegEngine:])
+	engine, ok := d.engines[engineID]
+	var pairs []*queuePair
+	var err error
+	switch {
+	case d.host == nil:
+		err = &queueError{code: CodeBadConfig, reason: "no host is attached"}
+	case !d.cfg.busMaster():
+		err = &queueError{code: CodeBadConfig, reason: "bus mastering is off in the command register: the device may not do DMA"}
+	case n < 1 || n > d.opt.Queues:
+		err = qerr(CodeBadConfig, uint64(n), "%d queue pairs: the device has 1 to %d", n, d.opt.Queues)
+	case !ok:
+		err = qerr(CodeBadConfig, uint64(engineID), "no engine %d", engineID)
+	}
+	errQueue := uint32(NoQueue)
+	for q := 0; err == nil && q < n; q++ {
+		var p *queuePair
+		p, err = d.setupPair(q, d.queueConfig(q), engine)
+		if err != nil {
+			errQueue = uint32(q)
+		}
+		pairs = append(pairs, p)
+	}
+	if err != nil {
+		d.failLocked(errQueue, err)
+		return
+	}
+	run := &runState{stop: make(chan struct{})}
+	for _, p := range pairs {
+		// Drop a doorbell rung before the enable: the pair looks anyway.
+		select {
+		case <-d.bells[p.q]:
+		default:
+		}
+		d.qstatus[p.q].Store(QStatusRunning)
+		run.wg.Go(func() { d.runPair(run, p) })
+	}
+	d.run = run
+	d.status |= StatusEnabled
+	d.log.Info("enabled", "queue_pairs", n, "engine", EngineName(engineID))
+}
+
+// setupPair checks one queue pair's registers and its queues' headers.
+func (d *YCQ) setupPair(q int, c queueConfig, engine Engine) (*queuePair, error) {
+	if c.slots < ring.MinSlots || c.slots > 1<<16 || bits.OnesCount32(c.slots) != 1 {
+		return nil, qerr(CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: want a power of two from %d to %d", q, c.slots, ring.MinSlots, 1<<16)
+	}
+	if c.slotSize < 8 || c.slotSize > ring.MaxSlotSize || c.slotSize%8 != 0 {
+		return nil, qerr(CodeBadConfig, uint64(c.slotSize), "queue pair %d: slot size %d: want a multiple of 8 up to %d", q, c.slotSize, ring.MaxSlotSize)
+	}
+	if c.flags&^QFlagMetaInBAR2 != 0 {
+		return nil, qerr(CodeBadConfig, uint64(c.flags), "queue pair %d: unknown flags %#x", q, c.flags)
+	}
+	if c.vector >= d.vectors() {
+		return nil, qerr(CodeBadConfig, uint64(c.vector), "queue pair %d: vector %d: the device has %d", q, c.vector, d.vectors())
+	}
+	host := hostSpace{d.host}
+	var meta space = host
+	if c.flags&QFlagMetaInBAR2 != 0 {
+		size := uint64(ring.MetaSize(int(c.slots)))
+		for _, m := range []uint64{c.h2dMeta, c.d2hMeta} {
+			if m%8 != 0 || m > bar2Size || size > bar2Size-m {
+				return nil, qerr(CodeBadConfig, m, "queue pair %d: metadata at BAR2 offset %#x: %d bytes do not fit in the %d-byte BAR2, 8-byte aligned", q, m, size, bar2Size)
+			}
+		}
+		meta = newLocalSpace(d.bar2.Bytes())
+	}
+	p := &queuePair{
+		q:      q,
+		h2d:    farQueue{meta: meta, data: host, metaAddr: c.h2dMeta, dataAddr: c.h2dData, slots: c.slots, slotSize: c.slotSize},
+		d2h:    farQueue{meta: meta, data: host, metaAddr: c.d2hMeta, dataAddr: c.d2hData, slots: c.slots, slotSize: c.slotSize},
+		vector: c.vector,
+		engine: engine,
+		in:     make([]byte, c.slotSize),
+		out:    make([]byte, c.slotSize),
+	}
+	if err := p.h2d.attach(true); err != nil {
+		return nil, err
+	}
+	if err := p.d2h.attach(false); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// failLocked stops the device on an error: the first error is the one the
+// registers keep. It raises the error vector.
+func (d *YCQ) failLocked(q uint32, err error) {
+	var qe *queueError
+	if !errors.As(err, &qe) {
+		qe = &queueError{code: CodeBadConfig, reason: err.Error()}
+	}
+	if !d.errSet {
+		le := binary.LittleEndian
+		le.PutUint32(d.regs[RegErrorCode:], qe.code)
+		le.PutUint32(d.regs[RegErrorQueue:], q)
+		le.PutUint64(d.regs[RegErrorAddr:], qe.addr)
+		d.errSet = true
+	}
+	if qe.code == CodeDMAFault {
+		d.dmaErrors.Add(1)
+	}
+	d.status |= StatusError
+	d.status &^= StatusEnabled
+	binary.LittleEndian.PutUint32(d.regs[RegControl:], 0)
+	if q != NoQueue {
+		d.qstatus[q].Store(QStatusError)
+	}
+	d.log.Warn("device error", "code", qe.code, "queue_pair", int32(q), "addr", fmt.Sprintf("%#x", qe.addr), "err", qe.reason)
+	d.raise(binary.LittleEndian.Uint32(d.regs[RegErrorVector:]))
+}
+
+// raise signals an MSI-X vector, or INTx when the host set no MSI-X.
+func (d *YCQ) raise(vector uint32) {
+	if d.host == nil {
+		return
+	}
+	d.interrupts.Add(1)
+	if d.host.Interrupt(vfio.IRQMSIX, vector) != nil {
+		d.host.Interrupt(vfio.IRQINTx, 0)
+	}
+}
+
+// stopLocked stops the queue pairs' goroutines and waits for them, and for
+// those of runs an error stopped. It drops the lock while waiting, since a
+// goroutine may need it to report an error.
+func (d *YCQ) stopLocked() {
+	runs := d.stopped
+	d.stopped = nil
+	if d.run != nil {
+		close(d.run.stop)
+		runs = append(runs, d.run)
+		d.run = nil
+	}
+	if len(runs) == 0 {
+		return
+	}
+	d.mu.Unlock()
+	for _, r := range runs {
+		r.wg.Wait()
+	}
+	d.mu.Lock()
+	for q := range d.opt.Queues {
+		if d.qstatus[q].Load()&QStatusError == 0 {
+			d.qstatus[q].Store(0)
+		}
+	}
+}
