@@ -29,37 +29,6 @@ func (s hostSpace) Store64(a uint64, v uint64) error { return s.h.Store64(vfio.I
 func (s hostSpace) Read(a uint64, b []byte) error    { return s.h.Read(vfio.IOVA(a), b) }
 func (s hostSpace) Write(a uint64, b []byte) error   { return s.h.Write(vfio.IOVA(a), b) }
 
-// The metadata offsets the device uses, from ring/LAYOUT.md; the ring
-// package's layout test and this package's far-side test keep them honest.
-const (
-	lmMagic         = 0
-	lmVersion       = 4
-	lmFeatures      = 8
-	lmDescOffset    = 12
-	lmSlots         = 16
-	lmSlotSize      = 20
-	lmMetaSize      = 24
-	lmDataSize      = 32
-	lmDescSize      = 40
-	lmProdCursor    = 64
-	lmProdPublished = 80
-	lmProdWakeSent  = 112
-	lmProdWakeNone  = 120
-	lmConsCursor    = 128
-	lmConsReleased  = 144
-	lmConsSkipped   = 152
-	lmConsWakeSent  = 176
-	lmConsWakeNone  = 184
-	lmItemsFutex    = 192
-	lmItemsWaiters  = 196
-	lmSpaceFutex    = 256
-	lmSpaceWaiters  = 260
-	lmDescs         = 384
-	lmDescSize8     = 8
-	lmInfoLenMask   = 1<<24 - 1
-	lmFlagAborted   = 1 << 24
-)
-
 // queueError is a device error about one queue: a code for RegErrorCode and
 // the address or value for RegErrorAddr.
 type queueError struct {
@@ -89,12 +58,12 @@ type farQueue struct {
 // and reads this side's cursor. consumer says which side the device is.
 func (f *farQueue) attach(consumer bool) error {
 	want := map[uint64]uint64{
-		lmMagic:      ring.Magic,
-		lmVersion:    ring.Version,
-		lmDescOffset: lmDescs,
-		lmSlots:      uint64(f.slots),
-		lmSlotSize:   uint64(f.slotSize),
-		lmDescSize:   lmDescSize8,
+		ring.OffMagic:      ring.Magic,
+		ring.OffVersion:    ring.Version,
+		ring.OffDescOffset: ring.OffDescs,
+		ring.OffSlots:      uint64(f.slots),
+		ring.OffSlotSize:   uint64(f.slotSize),
+		ring.OffDescSize:   ring.DescSize,
 	}
 	for off, w := range want {
 		v, err := f.meta.Load32(f.metaAddr + off)
@@ -105,9 +74,9 @@ func (f *farQueue) attach(consumer bool) error {
 			return qerr(CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %#x, %#x expected", off, v, w)
 		}
 	}
-	features, err := f.meta.Load32(f.metaAddr + lmFeatures)
+	features, err := f.meta.Load32(f.metaAddr + ring.OffFeatures)
 	if err != nil {
-		return f.dmaErr(f.metaAddr+lmFeatures, err)
+		return f.dmaErr(f.metaAddr+ring.OffFeatures, err)
 	}
 	need, what := uint32(ring.FeatureSingleProducer), "single producer"
 	if consumer {
@@ -116,12 +85,12 @@ func (f *farQueue) attach(consumer bool) error {
 	if features&need == 0 {
 		return qerr(CodeBadMetadata, uint64(features), "the queue is not formatted %s; the device is the only agent of its side", what)
 	}
-	if unknown := features & 0xFFFF &^ (ring.FeatureSingleProducer | ring.FeatureSingleConsumer); unknown != 0 {
+	if unknown := features & ring.FeaturesIncompatMask &^ (ring.FeatureSingleProducer | ring.FeatureSingleConsumer); unknown != 0 {
 		return qerr(CodeBadMetadata, uint64(features), "unknown required feature bits %#x", unknown)
 	}
 	for off, w := range map[uint64]uint64{
-		lmMetaSize: uint64(ring.MetaSize(int(f.slots))),
-		lmDataSize: uint64(f.slots) * uint64(f.slotSize),
+		ring.OffMetaSize: uint64(ring.MetaSize(int(f.slots))),
+		ring.OffDataSize: uint64(f.slots) * uint64(f.slotSize),
 	} {
 		v, err := f.meta.Load64(f.metaAddr + off)
 		if err != nil {
@@ -131,9 +100,9 @@ func (f *farQueue) attach(consumer bool) error {
 			return qerr(CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %d, %d expected", off, v, w)
 		}
 	}
-	cursor := uint64(lmProdCursor)
+	cursor := uint64(ring.OffProdCursor)
 	if consumer {
-		cursor = lmConsCursor
+		cursor = ring.OffConsCursor
 	}
 	f.pos, err = f.meta.Load64(f.metaAddr + cursor)
 	if err != nil {
@@ -147,7 +116,7 @@ func (f *farQueue) dmaErr(addr uint64, err error) error {
 }
 
 func (f *farQueue) desc(p uint64) uint64 {
-	return f.metaAddr + lmDescs + lmDescSize8*(p%uint64(f.slots))
+	return f.metaAddr + ring.OffDescs + ring.DescSize*(p%uint64(f.slots))
 }
 func (f *farQueue) slot(p uint64) uint64 { return f.dataAddr + (p%uint64(f.slots))*uint64(f.slotSize) }
 
@@ -164,11 +133,11 @@ func (f *farQueue) peek() (length uint32, ok bool, err error) {
 		switch {
 		case seq == uint32(p)+1 && info <= f.slotSize:
 			return info, true, nil
-		case seq == uint32(p)+1 && info&^lmInfoLenMask == lmFlagAborted && info&lmInfoLenMask == 0:
+		case seq == uint32(p)+1 && info&^ring.InfoLenMask == ring.FlagAborted<<ring.InfoFlagsShift && info&ring.InfoLenMask == 0:
 			if err := f.release(); err != nil {
 				return 0, false, err
 			}
-			if err := f.bump(lmConsSkipped); err != nil {
+			if err := f.bump(ring.OffConsSkipped); err != nil {
 				return 0, false, err
 			}
 		case seq == uint32(p), seq == uint32(p)+1-f.slots:
@@ -187,8 +156,8 @@ func (f *farQueue) release() error {
 		return f.dmaErr(f.desc(p), err)
 	}
 	f.pos++
-	if err := f.meta.Store64(f.metaAddr+lmConsCursor, f.pos); err != nil {
-		return f.dmaErr(f.metaAddr+lmConsCursor, err)
+	if err := f.meta.Store64(f.metaAddr+ring.OffConsCursor, f.pos); err != nil {
+		return f.dmaErr(f.metaAddr+ring.OffConsCursor, err)
 	}
 	return nil
 }
@@ -218,10 +187,10 @@ func (f *farQueue) publish(length uint32) error {
 		return f.dmaErr(f.desc(p), err)
 	}
 	f.pos++
-	if err := f.meta.Store64(f.metaAddr+lmProdCursor, f.pos); err != nil {
-		return f.dmaErr(f.metaAddr+lmProdCursor, err)
+	if err := f.meta.Store64(f.metaAddr+ring.OffProdCursor, f.pos); err != nil {
+		return f.dmaErr(f.metaAddr+ring.OffProdCursor, err)
 	}
-	return f.bump(lmProdPublished)
+	return f.bump(ring.OffProdPublished)
 }
 
 // bump adds one to a counter of the device's side.
@@ -237,7 +206,7 @@ func (f *farQueue) bump(off uint64) error {
 }
 
 // waiters reads the number of host agents asleep on one of the queue's wake
-// lines (lmItemsWaiters or lmSpaceWaiters).
+// lines (ring.OffItemsWaiters or ring.OffSpaceWaiters).
 func (f *farQueue) waiters(off uint64) (uint32, error) {
 	v, err := f.meta.Load32(f.metaAddr + off)
 	if err != nil {

@@ -2,6 +2,8 @@ package devicemodel
 
 import (
 	"sync/atomic"
+
+	"ycq/ring"
 )
 
 // runPair is a queue pair's goroutine: it processes records while there are
@@ -76,7 +78,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		if err := p.h2d.release(); err != nil {
 			return false, false, err
 		}
-		if err := p.h2d.bump(lmConsReleased); err != nil {
+		if err := p.h2d.bump(ring.OffConsReleased); err != nil {
 			return false, false, err
 		}
 		p.pending = false
@@ -103,8 +105,8 @@ func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 		q                           *farQueue
 		waiters, futex, sent, quiet uint64
 	}{
-		{published, &p.d2h, lmItemsWaiters, lmItemsFutex, lmProdWakeSent, lmProdWakeNone},
-		{released, &p.h2d, lmSpaceWaiters, lmSpaceFutex, lmConsWakeSent, lmConsWakeNone},
+		{published, &p.d2h, ring.OffItemsWaiters, ring.OffItemsFutex, ring.OffProdWakeSent, ring.OffProdWakeSuppressed},
+		{released, &p.h2d, ring.OffSpaceWaiters, ring.OffSpaceFutex, ring.OffConsWakeSent, ring.OffConsWakeSuppressed},
 	} {
 		if !w.did {
 			continue
@@ -134,9 +136,9 @@ func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 // looks once more, and waits for a doorbell. The host rings the doorbell
 // after it publishes (or releases) and then sees the device registered.
 func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
-	q, waiters := &p.h2d, uint64(lmItemsWaiters)
+	q, waiters := &p.h2d, uint64(ring.OffItemsWaiters)
 	if blocked {
-		q, waiters = &p.d2h, lmSpaceWaiters
+		q, waiters = &p.d2h, ring.OffSpaceWaiters
 	}
 	if err := q.sleep(waiters, 1); err != nil {
 		return err

@@ -475,10 +475,11 @@ func TestSinkAndSource(t *testing.T) {
 	setReg32(t, d, RegEngine, EngineSink)
 	setReg32(t, d, RegControl, ControlEnable)
 	s.p = p
-	for range 200 {
+	for sent := 0; sent < 200; sent++ {
 		w, err := p.h2d.Producer().Reserve(1)
 		if errors.Is(err, ring.ErrFull) {
 			require.NoError(t, s.waitIRQ(p.h2d.SpaceWake(), func() bool { return p.h2d.Len() < p.h2d.Cap() }))
+			sent--
 			continue
 		}
 		require.NoError(t, err)
@@ -535,7 +536,7 @@ func TestBadConfiguration(t *testing.T) {
 			setReg32(t, d, queueReg(0, RegQSlots), 32)
 		}, CodeBadMetadata},
 		{"H2D not single-consumer", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			binary.LittleEndian.PutUint32(h.mem[p.h2dMeta+lmFeatures:], 0)
+			binary.LittleEndian.PutUint32(h.mem[p.h2dMeta+ring.OffFeatures:], 0)
 		}, CodeBadMetadata},
 		{"BAR2 offset outside BAR2", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
 			setReg32(t, d, queueReg(0, RegQFlags), QFlagMetaInBAR2)
@@ -571,13 +572,13 @@ func TestGarbageWhileRunning(t *testing.T) {
 		code uint32
 	}{
 		{"stamp from nowhere", func(h *fakeHost, p *testPair) {
-			localWord64(h.mem[p.h2dMeta+lmDescs:]).Store(0x77 | uint64(8)<<32)
+			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(0x77 | uint64(8)<<32)
 		}, CodeCorruptQueue},
 		{"length larger than the slot", func(h *fakeHost, p *testPair) {
-			localWord64(h.mem[p.h2dMeta+lmDescs:]).Store(1 | uint64(slotSize+8)<<32)
+			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(1 | uint64(slotSize+8)<<32)
 		}, CodeCorruptQueue},
 		{"data region unmapped", func(h *fakeHost, p *testPair) {
-			localWord64(h.mem[p.h2dMeta+lmDescs:]).Store(1 | uint64(8)<<32)
+			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(1 | uint64(8)<<32)
 		}, CodeDMAFault},
 	} {
 		t.Run(poison.name, func(t *testing.T) {

@@ -34,16 +34,16 @@ func cHeader() []byte {
 	for _, f := range cFields {
 		def("YCQ_OFF_"+f.name, uint64(f.off), f.comment)
 	}
-	def("YCQ_OFF_DESCS", offDescs, "descriptor 0")
-	def("YCQ_DESC_SIZE", sizeofDesc, "bytes per descriptor")
-	def("YCQ_DESC_OFF_SEQ", descOffSeq, "u32 stamp, within a descriptor")
-	def("YCQ_DESC_OFF_INFO", descOffInfo, "u32 info word, within a descriptor")
-	hex("YCQ_INFO_LEN_MASK", infoLenMask, "info bits 0-23: payload length")
-	def("YCQ_INFO_FLAGS_SHIFT", infoFlagsShift, "info bits 24-31: flags")
+	def("YCQ_OFF_DESCS", OffDescs, "descriptor 0")
+	def("YCQ_DESC_SIZE", DescSize, "bytes per descriptor")
+	def("YCQ_DESC_OFF_SEQ", DescOffSeq, "u32 stamp, within a descriptor")
+	def("YCQ_DESC_OFF_INFO", DescOffInfo, "u32 info word, within a descriptor")
+	hex("YCQ_INFO_LEN_MASK", InfoLenMask, "info bits 0-23: payload length")
+	def("YCQ_INFO_FLAGS_SHIFT", InfoFlagsShift, "info bits 24-31: flags")
 	p("")
 	hex("YCQ_FEATURE_SINGLE_PRODUCER", FeatureSingleProducer, "one agent produces")
 	hex("YCQ_FEATURE_SINGLE_CONSUMER", FeatureSingleConsumer, "one agent consumes")
-	hex("YCQ_FEATURES_INCOMPAT_MASK", featuresIncompatMask, "bits an agent must understand")
+	hex("YCQ_FEATURES_INCOMPAT_MASK", FeaturesIncompatMask, "bits an agent must understand")
 	hex("YCQ_FLAG_ABORTED", FlagAborted, "slot given up by its producer")
 	def("YCQ_MIN_SLOTS", MinSlots, "fewest slots; the count is a power of two")
 	def("YCQ_MAX_SLOTS", MaxSlots, "most slots")
@@ -59,7 +59,7 @@ func cHeader() []byte {
 		}
 		p("\t%-8s %s;", f.ctype, f.field)
 	}
-	p("\tuint8_t  reserved[%d];", lineSize-offGeneration-4)
+	p("\tuint8_t  reserved[%d];", lineSize-OffGeneration-4)
 	p("};")
 	p("")
 	p("/* One slot descriptor. */")
@@ -88,35 +88,35 @@ var cFields = []struct {
 	off                int
 	comment            string
 }{
-	{"MAGIC", "magic", "uint32_t", offMagic, "u32 YCQ_MAGIC"},
-	{"VERSION", "version", "uint32_t", offVersion, "u32 YCQ_VERSION"},
-	{"FEATURES", "features", "uint32_t", offFeatures, "u32 YCQ_FEATURE_* bits"},
-	{"DESC_OFFSET", "desc_offset", "uint32_t", offDescOffset, "u32 offset of descriptor 0"},
-	{"SLOTS", "slots", "uint32_t", offSlots, "u32 slot count N, a power of two"},
-	{"SLOT_SIZE", "slot_size", "uint32_t", offSlotSize, "u32 bytes per data slot, a multiple of 8"},
-	{"META_SIZE", "meta_size", "uint64_t", offMetaSize, "u64 YCQ_META_SIZE(N)"},
-	{"DATA_SIZE", "data_size", "uint64_t", offDataSize, "u64 N * slot_size"},
-	{"DESC_SIZE", "desc_size", "uint32_t", offDescSize, "u32 YCQ_DESC_SIZE"},
-	{"GENERATION", "generation", "uint32_t", offGeneration, "u32 0 in version 1"},
-	{"PROD_CURSOR", "", "", offProdCursor, "u64 next position a producer reserves"},
-	{"PROD_ROLLED_BACK", "", "", offProdRolledBack, "u64 counter: slots given back by moving the cursor back"},
-	{"PROD_PUBLISHED", "", "", offProdPublished, "u64 counter: records published"},
-	{"PROD_ABORTED", "", "", offProdAborted, "u64 counter: slots aborted, holes and rolled back"},
-	{"PROD_FULL", "", "", offProdFull, "u64 counter: reserves refused as full"},
-	{"PROD_CORRUPT", "", "", offProdCorrupt, "u64 counter: corruption seen by producers"},
-	{"PROD_WAKE_SENT", "", "", offProdWakeSent, "u64 counter: wakeups sent to consumers"},
-	{"PROD_WAKE_SUPPRESSED", "", "", offProdWakeSuppressed, "u64 counter: wakeups not needed"},
-	{"CONS_CURSOR", "", "", offConsCursor, "u64 next position a consumer reserves"},
-	{"CONS_RETURNED", "", "", offConsReturned, "u64 counter: records given back unread"},
-	{"CONS_RELEASED", "", "", offConsReleased, "u64 counter: records released"},
-	{"CONS_SKIPPED", "", "", offConsSkipped, "u64 counter: aborted slots passed over, net"},
-	{"CONS_EMPTY", "", "", offConsEmpty, "u64 counter: reserves refused as empty"},
-	{"CONS_CORRUPT", "", "", offConsCorrupt, "u64 counter: corruption seen by consumers"},
-	{"CONS_WAKE_SENT", "", "", offConsWakeSent, "u64 counter: wakeups sent to producers"},
-	{"CONS_WAKE_SUPPRESSED", "", "", offConsWakeSuppressed, "u64 counter: wakeups not needed"},
-	{"ITEMS_FUTEX", "", "", offItemsFutex, "u32 consumers sleep here for records"},
-	{"ITEMS_WAITERS", "", "", offItemsWaiters, "u32 consumers asleep"},
-	{"SPACE_FUTEX", "", "", offSpaceFutex, "u32 producers sleep here for space"},
-	{"SPACE_WAITERS", "", "", offSpaceWaiters, "u32 producers asleep"},
-	{"LINK", "", "", offLink, "64 bytes reserved for grow/shrink, zero"},
+	{"MAGIC", "magic", "uint32_t", OffMagic, "u32 YCQ_MAGIC"},
+	{"VERSION", "version", "uint32_t", OffVersion, "u32 YCQ_VERSION"},
+	{"FEATURES", "features", "uint32_t", OffFeatures, "u32 YCQ_FEATURE_* bits"},
+	{"DESC_OFFSET", "desc_offset", "uint32_t", OffDescOffset, "u32 offset of descriptor 0"},
+	{"SLOTS", "slots", "uint32_t", OffSlots, "u32 slot count N, a power of two"},
+	{"SLOT_SIZE", "slot_size", "uint32_t", OffSlotSize, "u32 bytes per data slot, a multiple of 8"},
+	{"META_SIZE", "meta_size", "uint64_t", OffMetaSize, "u64 YCQ_META_SIZE(N)"},
+	{"DATA_SIZE", "data_size", "uint64_t", OffDataSize, "u64 N * slot_size"},
+	{"DESC_SIZE", "desc_size", "uint32_t", OffDescSize, "u32 YCQ_DESC_SIZE"},
+	{"GENERATION", "generation", "uint32_t", OffGeneration, "u32 0 in version 1"},
+	{"PROD_CURSOR", "", "", OffProdCursor, "u64 next position a producer reserves"},
+	{"PROD_ROLLED_BACK", "", "", OffProdRolledBack, "u64 counter: slots given back by moving the cursor back"},
+	{"PROD_PUBLISHED", "", "", OffProdPublished, "u64 counter: records published"},
+	{"PROD_ABORTED", "", "", OffProdAborted, "u64 counter: slots aborted, holes and rolled back"},
+	{"PROD_FULL", "", "", OffProdFull, "u64 counter: reserves refused as full"},
+	{"PROD_CORRUPT", "", "", OffProdCorrupt, "u64 counter: corruption seen by producers"},
+	{"PROD_WAKE_SENT", "", "", OffProdWakeSent, "u64 counter: wakeups sent to consumers"},
+	{"PROD_WAKE_SUPPRESSED", "", "", OffProdWakeSuppressed, "u64 counter: wakeups not needed"},
+	{"CONS_CURSOR", "", "", OffConsCursor, "u64 next position a consumer reserves"},
+	{"CONS_RETURNED", "", "", OffConsReturned, "u64 counter: records given back unread"},
+	{"CONS_RELEASED", "", "", OffConsReleased, "u64 counter: records released"},
+	{"CONS_SKIPPED", "", "", OffConsSkipped, "u64 counter: aborted slots passed over, net"},
+	{"CONS_EMPTY", "", "", OffConsEmpty, "u64 counter: reserves refused as empty"},
+	{"CONS_CORRUPT", "", "", OffConsCorrupt, "u64 counter: corruption seen by consumers"},
+	{"CONS_WAKE_SENT", "", "", OffConsWakeSent, "u64 counter: wakeups sent to producers"},
+	{"CONS_WAKE_SUPPRESSED", "", "", OffConsWakeSuppressed, "u64 counter: wakeups not needed"},
+	{"ITEMS_FUTEX", "", "", OffItemsFutex, "u32 consumers sleep here for records"},
+	{"ITEMS_WAITERS", "", "", OffItemsWaiters, "u32 consumers asleep"},
+	{"SPACE_FUTEX", "", "", OffSpaceFutex, "u32 producers sleep here for space"},
+	{"SPACE_WAITERS", "", "", OffSpaceWaiters, "u32 producers asleep"},
+	{"LINK", "", "", OffLink, "64 bytes reserved for grow/shrink, zero"},
 }

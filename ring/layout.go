@@ -3,7 +3,9 @@ package ring
 // The metadata region, layout version 1. This file is the only definition of
 // it: every other file names these constants, LAYOUT.md describes them in
 // prose, ycq_ring.h is generated from them, and layout_test.go pins them
-// against literal bytes.
+// against literal bytes. The offsets are exported for agents that implement
+// a side of a queue without this package's Queue, as a device does through
+// its DMA window (see devicemodel).
 //
 // All fields are little-endian. Offsets are from the start of the metadata
 // region, which must be at least 8-byte aligned (64 is recommended).
@@ -26,58 +28,58 @@ const (
 
 	// Header line. Written by Format before any other agent attaches;
 	// read-only afterwards.
-	offMagic      = 0  // u32 Magic
-	offVersion    = 4  // u32 Version
-	offFeatures   = 8  // u32 feature bits (Feature*)
-	offDescOffset = 12 // u32 offset of descriptor 0 (offDescs)
-	offSlots      = 16 // u32 slot count N, a power of two
-	offSlotSize   = 20 // u32 bytes per slot in the data region, a multiple of 8
-	offMetaSize   = 24 // u64 bytes of metadata the layout uses: MetaSize(N)
-	offDataSize   = 32 // u64 bytes of data region used: N * slot size
-	offDescSize   = 40 // u32 bytes per descriptor (sizeofDesc)
-	offGeneration = 44 // u32 generation of this queue (0 until grow/shrink exists)
+	OffMagic      = 0  // u32 Magic
+	OffVersion    = 4  // u32 Version
+	OffFeatures   = 8  // u32 feature bits (Feature*)
+	OffDescOffset = 12 // u32 offset of descriptor 0 (OffDescs)
+	OffSlots      = 16 // u32 slot count N, a power of two
+	OffSlotSize   = 20 // u32 bytes per slot in the data region, a multiple of 8
+	OffMetaSize   = 24 // u64 bytes of metadata the layout uses: MetaSize(N)
+	OffDataSize   = 32 // u64 bytes of data region used: N * slot size
+	OffDescSize   = 40 // u32 bytes per descriptor (DescSize)
+	OffGeneration = 44 // u32 generation of this queue (0 until grow/shrink exists)
 	// 48..63 reserved: written as zero, ignored on read.
 
 	// Producer line. Written only by producers.
-	offProdCursor         = 64  // u64 next position a producer reserves
-	offProdRolledBack     = 72  // u64 counter: slots given back by moving the cursor back
-	offProdPublished      = 80  // u64 counter: records published
-	offProdAborted        = 88  // u64 counter: slots aborted (holes and rolled back)
-	offProdFull           = 96  // u64 counter: reserve attempts refused as full
-	offProdCorrupt        = 104 // u64 counter: corruption detected by producers
-	offProdWakeSent       = 112 // u64 counter: wakeups sent to consumers
-	offProdWakeSuppressed = 120 // u64 counter: wakeups skipped, nobody slept
+	OffProdCursor         = 64  // u64 next position a producer reserves
+	OffProdRolledBack     = 72  // u64 counter: slots given back by moving the cursor back
+	OffProdPublished      = 80  // u64 counter: records published
+	OffProdAborted        = 88  // u64 counter: slots aborted (holes and rolled back)
+	OffProdFull           = 96  // u64 counter: reserve attempts refused as full
+	OffProdCorrupt        = 104 // u64 counter: corruption detected by producers
+	OffProdWakeSent       = 112 // u64 counter: wakeups sent to consumers
+	OffProdWakeSuppressed = 120 // u64 counter: wakeups skipped, nobody slept
 
 	// Consumer line. Written only by consumers.
-	offConsCursor         = 128 // u64 next position a consumer reserves
-	offConsReturned       = 136 // u64 counter: records given back unread
-	offConsReleased       = 144 // u64 counter: records released
-	offConsSkipped        = 152 // u64 counter: aborted slots passed over (net of given back)
-	offConsEmpty          = 160 // u64 counter: reserve attempts refused as empty
-	offConsCorrupt        = 168 // u64 counter: corruption detected by consumers
-	offConsWakeSent       = 176 // u64 counter: wakeups sent to producers
-	offConsWakeSuppressed = 184 // u64 counter: wakeups skipped, nobody slept
+	OffConsCursor         = 128 // u64 next position a consumer reserves
+	OffConsReturned       = 136 // u64 counter: records given back unread
+	OffConsReleased       = 144 // u64 counter: records released
+	OffConsSkipped        = 152 // u64 counter: aborted slots passed over (net of given back)
+	OffConsEmpty          = 160 // u64 counter: reserve attempts refused as empty
+	OffConsCorrupt        = 168 // u64 counter: corruption detected by consumers
+	OffConsWakeSent       = 176 // u64 counter: wakeups sent to producers
+	OffConsWakeSuppressed = 184 // u64 counter: wakeups skipped, nobody slept
 
 	// Items wake line: consumers wait here for published records.
-	offItemsFutex   = 192 // u32 bumped after a publish when someone sleeps
-	offItemsWaiters = 196 // u32 number of consumers asleep on the futex word
+	OffItemsFutex   = 192 // u32 bumped after a publish when someone sleeps
+	OffItemsWaiters = 196 // u32 number of consumers asleep on the futex word
 	// Space wake line: producers wait here for released slots.
-	offSpaceFutex   = 256 // u32 bumped after a release when someone sleeps
-	offSpaceWaiters = 260 // u32 number of producers asleep on the futex word
+	OffSpaceFutex   = 256 // u32 bumped after a release when someone sleeps
+	OffSpaceWaiters = 260 // u32 number of producers asleep on the futex word
 
 	// Link line: reserved for the generation/link record of a future grow
 	// or shrink; zero in version 1.
-	offLink = 320
+	OffLink = 320
 
 	// Descriptor table: one 8-byte descriptor per slot, 8 to a cache line.
-	offDescs   = 384
-	sizeofDesc = 8
+	OffDescs = 384
+	DescSize = 8
 	// Fields of one descriptor, relative to its start.
-	descOffSeq  = 0 // u32 sequence stamp (see LAYOUT.md)
-	descOffInfo = 4 // u32 bits 0-23 payload length, bits 24-31 Flag* bits
+	DescOffSeq  = 0 // u32 sequence stamp (see LAYOUT.md)
+	DescOffInfo = 4 // u32 bits 0-23 payload length, bits 24-31 Flag* bits
 	// The info word.
-	infoLenMask    = 1<<24 - 1
-	infoFlagsShift = 24
+	InfoLenMask    = 1<<24 - 1
+	InfoFlagsShift = 24
 )
 
 // Feature bits in the header. Bits 0-15 change how the queue must be driven:
@@ -90,8 +92,9 @@ const (
 	// FeatureSingleConsumer: exactly one agent consumes, likewise.
 	FeatureSingleConsumer = 1 << 1
 
-	featuresKnown        = FeatureSingleProducer | FeatureSingleConsumer
-	featuresIncompatMask = 0xffff
+	featuresKnown = FeatureSingleProducer | FeatureSingleConsumer
+	// FeaturesIncompatMask covers the bits an agent must understand.
+	FeaturesIncompatMask = 0xffff
 )
 
 // Descriptor flag bits, stored in bits 24-31 of the info word.
@@ -111,4 +114,4 @@ const (
 
 // MetaSize is the number of metadata bytes a queue of the given slot count
 // uses. The metadata region may be larger; the rest is left alone.
-func MetaSize(slots int) int { return offDescs + slots*sizeofDesc }
+func MetaSize(slots int) int { return OffDescs + slots*DescSize }

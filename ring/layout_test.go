@@ -41,7 +41,7 @@ func TestLayoutBytes(t *testing.T) {
 		0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 2: stamp 2
 		0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // slot 3: stamp 3
 	}
-	want := append(append(append([]byte{}, header...), make([]byte, offDescs-lineSize)...), descs...)
+	want := append(append(append([]byte{}, header...), make([]byte, OffDescs-lineSize)...), descs...)
 	require.Equal(t, want, meta, "freshly formatted metadata")
 	require.Len(t, meta, 416)
 
@@ -52,10 +52,10 @@ func TestLayoutBytes(t *testing.T) {
 	require.Equal(t, []byte{
 		0x01, 0x00, 0x00, 0x00, // stamp 1 = position 0 + 1: published
 		0x05, 0x00, 0x00, 0x00, // info: length 5, flags 0
-	}, meta[offDescs:][:8], "slot 0 after publish")
-	require.Equal(t, le64(1), meta[offProdCursor:][:8], "producer cursor")
-	require.Equal(t, le64(0), meta[offProdRolledBack:][:8], "producer rolled back")
-	require.Equal(t, le64(1), meta[offProdPublished:][:8], "producer published")
+	}, meta[OffDescs:][:8], "slot 0 after publish")
+	require.Equal(t, le64(1), meta[OffProdCursor:][:8], "producer cursor")
+	require.Equal(t, le64(0), meta[OffProdRolledBack:][:8], "producer rolled back")
+	require.Equal(t, le64(1), meta[OffProdPublished:][:8], "producer published")
 
 	// Consume and release it.
 	r, err := q.Consumer().Reserve(1)
@@ -64,10 +64,10 @@ func TestLayoutBytes(t *testing.T) {
 	require.Equal(t, []byte{
 		0x04, 0x00, 0x00, 0x00, // stamp 4 = position 0 + N: free for position 4
 		0x00, 0x00, 0x00, 0x00, // info cleared
-	}, meta[offDescs:][:8], "slot 0 after release")
-	require.Equal(t, le64(1), meta[offConsCursor:][:8], "consumer cursor")
-	require.Equal(t, le64(0), meta[offConsReturned:][:8], "consumer returned")
-	require.Equal(t, le64(1), meta[offConsReleased:][:8], "consumer released")
+	}, meta[OffDescs:][:8], "slot 0 after release")
+	require.Equal(t, le64(1), meta[OffConsCursor:][:8], "consumer cursor")
+	require.Equal(t, le64(0), meta[OffConsReturned:][:8], "consumer returned")
+	require.Equal(t, le64(1), meta[OffConsReleased:][:8], "consumer released")
 
 	// Abort position 1: a hole.
 	w, err = q.Producer().Reserve(1)
@@ -76,16 +76,16 @@ func TestLayoutBytes(t *testing.T) {
 	require.Equal(t, []byte{
 		0x02, 0x00, 0x00, 0x00, // stamp 2 = position 1 + 1
 		0x00, 0x00, 0x00, 0x01, // info: length 0, flags FlagAborted (bit 24)
-	}, meta[offDescs+8:][:8], "slot 1 after abort")
-	require.Equal(t, le64(1), meta[offProdAborted:][:8], "producer aborted")
+	}, meta[OffDescs+8:][:8], "slot 1 after abort")
+	require.Equal(t, le64(1), meta[OffProdAborted:][:8], "producer aborted")
 
 	// A consumer passes the hole and counts it.
 	_, err = q.Consumer().ReserveUpTo(1)
 	require.ErrorIs(t, err, ErrEmpty)
-	require.Equal(t, le64(1), meta[offConsSkipped:][:8], "consumer skipped")
-	require.Equal(t, le64(1), meta[offConsEmpty:][:8], "consumer empty")
-	require.Equal(t, le64(2), meta[offConsCursor:][:8], "consumer cursor past the hole")
-	require.Equal(t, []byte{0x05, 0, 0, 0, 0, 0, 0, 0}, meta[offDescs+8:][:8], "slot 1 released: stamp 5")
+	require.Equal(t, le64(1), meta[OffConsSkipped:][:8], "consumer skipped")
+	require.Equal(t, le64(1), meta[OffConsEmpty:][:8], "consumer empty")
+	require.Equal(t, le64(2), meta[OffConsCursor:][:8], "consumer cursor past the hole")
+	require.Equal(t, []byte{0x05, 0, 0, 0, 0, 0, 0, 0}, meta[OffDescs+8:][:8], "slot 1 released: stamp 5")
 }
 
 func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
@@ -98,22 +98,22 @@ func TestLayoutOffsets(t *testing.T) {
 		got  int
 		want int
 	}{
-		{"magic", offMagic, 0}, {"version", offVersion, 4}, {"features", offFeatures, 8},
-		{"desc_offset", offDescOffset, 12}, {"slots", offSlots, 16}, {"slot_size", offSlotSize, 20},
-		{"meta_size", offMetaSize, 24}, {"data_size", offDataSize, 32}, {"desc_size", offDescSize, 40},
-		{"generation", offGeneration, 44},
-		{"prod_cursor", offProdCursor, 64}, {"prod_rolled_back", offProdRolledBack, 72},
-		{"prod_published", offProdPublished, 80}, {"prod_aborted", offProdAborted, 88},
-		{"prod_full", offProdFull, 96}, {"prod_corrupt", offProdCorrupt, 104},
-		{"prod_wake_sent", offProdWakeSent, 112}, {"prod_wake_suppressed", offProdWakeSuppressed, 120},
-		{"cons_cursor", offConsCursor, 128}, {"cons_returned", offConsReturned, 136},
-		{"cons_released", offConsReleased, 144}, {"cons_skipped", offConsSkipped, 152},
-		{"cons_empty", offConsEmpty, 160}, {"cons_corrupt", offConsCorrupt, 168},
-		{"cons_wake_sent", offConsWakeSent, 176}, {"cons_wake_suppressed", offConsWakeSuppressed, 184},
-		{"items_futex", offItemsFutex, 192}, {"items_waiters", offItemsWaiters, 196},
-		{"space_futex", offSpaceFutex, 256}, {"space_waiters", offSpaceWaiters, 260},
-		{"link", offLink, 320}, {"descs", offDescs, 384}, {"sizeof_desc", sizeofDesc, 8},
-		{"desc_seq", descOffSeq, 0}, {"desc_info", descOffInfo, 4},
+		{"magic", OffMagic, 0}, {"version", OffVersion, 4}, {"features", OffFeatures, 8},
+		{"desc_offset", OffDescOffset, 12}, {"slots", OffSlots, 16}, {"slot_size", OffSlotSize, 20},
+		{"meta_size", OffMetaSize, 24}, {"data_size", OffDataSize, 32}, {"desc_size", OffDescSize, 40},
+		{"generation", OffGeneration, 44},
+		{"prod_cursor", OffProdCursor, 64}, {"prod_rolled_back", OffProdRolledBack, 72},
+		{"prod_published", OffProdPublished, 80}, {"prod_aborted", OffProdAborted, 88},
+		{"prod_full", OffProdFull, 96}, {"prod_corrupt", OffProdCorrupt, 104},
+		{"prod_wake_sent", OffProdWakeSent, 112}, {"prod_wake_suppressed", OffProdWakeSuppressed, 120},
+		{"cons_cursor", OffConsCursor, 128}, {"cons_returned", OffConsReturned, 136},
+		{"cons_released", OffConsReleased, 144}, {"cons_skipped", OffConsSkipped, 152},
+		{"cons_empty", OffConsEmpty, 160}, {"cons_corrupt", OffConsCorrupt, 168},
+		{"cons_wake_sent", OffConsWakeSent, 176}, {"cons_wake_suppressed", OffConsWakeSuppressed, 184},
+		{"items_futex", OffItemsFutex, 192}, {"items_waiters", OffItemsWaiters, 196},
+		{"space_futex", OffSpaceFutex, 256}, {"space_waiters", OffSpaceWaiters, 260},
+		{"link", OffLink, 320}, {"descs", OffDescs, 384}, {"sizeof_desc", DescSize, 8},
+		{"desc_seq", DescOffSeq, 0}, {"desc_info", DescOffInfo, 4},
 	}
 	for _, o := range offsets {
 		require.Equal(t, o.want, o.got, o.name)

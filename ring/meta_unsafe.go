@@ -63,12 +63,12 @@ type slotDesc struct {
 }
 
 func packDesc(seq, length, flags uint32) uint64 {
-	return uint64(seq) | uint64(length&infoLenMask|flags<<infoFlagsShift)<<32
+	return uint64(seq) | uint64(length&InfoLenMask|flags<<InfoFlagsShift)<<32
 }
 
 func unpackDesc(v uint64) (seq, length, flags uint32) {
 	info := uint32(v >> 32)
-	return uint32(v), info & infoLenMask, info >> infoFlagsShift
+	return uint32(v), info & InfoLenMask, info >> InfoFlagsShift
 }
 
 // metaView holds typed pointers into a metadata region. Every pointer is
@@ -98,19 +98,19 @@ func hostLittleEndian() bool {
 // viewHeader overlays just the header; the caller has checked
 // len(meta) >= lineSize and 8-byte alignment.
 func viewHeader(meta []byte) *header {
-	return (*header)(unsafe.Pointer(&meta[offMagic:][:lineSize][0]))
+	return (*header)(unsafe.Pointer(&meta[OffMagic:][:lineSize][0]))
 }
 
 // view overlays a whole metadata region of the given slot count; the caller
 // has checked len(meta) >= MetaSize(slots) and 8-byte alignment.
 func view(meta []byte, slots int) metaView {
-	d := meta[offDescs:][:slots*sizeofDesc]
+	d := meta[OffDescs:][:slots*DescSize]
 	return metaView{
 		hdr:   viewHeader(meta),
-		prod:  (*prodLine)(unsafe.Pointer(&meta[offProdCursor:][:lineSize][0])),
-		cons:  (*consLine)(unsafe.Pointer(&meta[offConsCursor:][:lineSize][0])),
-		items: (*wakeLine)(unsafe.Pointer(&meta[offItemsFutex:][:lineSize][0])),
-		space: (*wakeLine)(unsafe.Pointer(&meta[offSpaceFutex:][:lineSize][0])),
+		prod:  (*prodLine)(unsafe.Pointer(&meta[OffProdCursor:][:lineSize][0])),
+		cons:  (*consLine)(unsafe.Pointer(&meta[OffConsCursor:][:lineSize][0])),
+		items: (*wakeLine)(unsafe.Pointer(&meta[OffItemsFutex:][:lineSize][0])),
+		space: (*wakeLine)(unsafe.Pointer(&meta[OffSpaceFutex:][:lineSize][0])),
 		descs: unsafe.Slice((*slotDesc)(unsafe.Pointer(&d[0])), slots),
 	}
 }
@@ -119,41 +119,41 @@ func view(meta []byte, slots int) metaView {
 // array length that is negative or a non-zero array assigned to a zero-length
 // one does not compile.
 var (
-	_ [0]struct{} = [unsafe.Offsetof(header{}.magic) - offMagic]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.version) - offVersion]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.features) - offFeatures]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.descOffset) - offDescOffset]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.slots) - offSlots]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.slotSize) - offSlotSize]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.metaSize) - offMetaSize]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.dataSize) - offDataSize]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.descSize) - offDescSize]struct{}{}
-	_ [0]struct{} = [unsafe.Offsetof(header{}.generation) - offGeneration]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.magic) - OffMagic]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.version) - OffVersion]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.features) - OffFeatures]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.descOffset) - OffDescOffset]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.slots) - OffSlots]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.slotSize) - OffSlotSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.metaSize) - OffMetaSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.dataSize) - OffDataSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.descSize) - OffDescSize]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(header{}.generation) - OffGeneration]struct{}{}
 
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.cursor) - offProdCursor]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.rolledBack) - offProdRolledBack]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.published) - offProdPublished]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.aborted) - offProdAborted]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.full) - offProdFull]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.corrupt) - offProdCorrupt]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.wakeSent) - offProdWakeSent]struct{}{}
-	_ [0]struct{} = [offProdCursor + unsafe.Offsetof(prodLine{}.wakeSuppressed) - offProdWakeSuppressed]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.cursor) - OffProdCursor]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.rolledBack) - OffProdRolledBack]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.published) - OffProdPublished]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.aborted) - OffProdAborted]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.full) - OffProdFull]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.corrupt) - OffProdCorrupt]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.wakeSent) - OffProdWakeSent]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.wakeSuppressed) - OffProdWakeSuppressed]struct{}{}
 
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.cursor) - offConsCursor]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.returned) - offConsReturned]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.released) - offConsReleased]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.skipped) - offConsSkipped]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.empty) - offConsEmpty]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.corrupt) - offConsCorrupt]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.wakeSent) - offConsWakeSent]struct{}{}
-	_ [0]struct{} = [offConsCursor + unsafe.Offsetof(consLine{}.wakeSuppressed) - offConsWakeSuppressed]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.cursor) - OffConsCursor]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.returned) - OffConsReturned]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.released) - OffConsReleased]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.skipped) - OffConsSkipped]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.empty) - OffConsEmpty]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.corrupt) - OffConsCorrupt]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.wakeSent) - OffConsWakeSent]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.wakeSuppressed) - OffConsWakeSuppressed]struct{}{}
 
-	_ [0]struct{} = [offItemsFutex + unsafe.Offsetof(wakeLine{}.waiters) - offItemsWaiters]struct{}{}
-	_ [0]struct{} = [offSpaceFutex + unsafe.Offsetof(wakeLine{}.waiters) - offSpaceWaiters]struct{}{}
+	_ [0]struct{} = [OffItemsFutex + unsafe.Offsetof(wakeLine{}.waiters) - OffItemsWaiters]struct{}{}
+	_ [0]struct{} = [OffSpaceFutex + unsafe.Offsetof(wakeLine{}.waiters) - OffSpaceWaiters]struct{}{}
 
-	_ [0]struct{} = [unsafe.Offsetof(slotDesc{}.word) - descOffSeq]struct{}{}
-	_ [0]struct{} = [unsafe.Sizeof(slotDesc{}) - sizeofDesc]struct{}{}
+	_ [0]struct{} = [unsafe.Offsetof(slotDesc{}.word) - DescOffSeq]struct{}{}
+	_ [0]struct{} = [unsafe.Sizeof(slotDesc{}) - DescSize]struct{}{}
 	_ [0]struct{} = [unsafe.Sizeof(prodLine{}) - lineSize]struct{}{}
 	_ [0]struct{} = [unsafe.Sizeof(consLine{}) - lineSize]struct{}{}
-	_ [0]struct{} = [descOffInfo - descOffSeq - 4]struct{}{}
+	_ [0]struct{} = [DescOffInfo - DescOffSeq - 4]struct{}{}
 )

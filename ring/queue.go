@@ -80,15 +80,15 @@ func Format(meta, data []byte, cfg Config) (*Queue, error) {
 	q := newQueue(meta, data, cfg)
 	h := q.m.hdr
 	h.magic.Store(0)
-	clear(meta[offVersion:cfg.MetaSize()])
+	clear(meta[OffVersion:cfg.MetaSize()])
 	h.version.Store(Version)
 	h.features.Store(cfg.features())
-	h.descOffset.Store(offDescs)
+	h.descOffset.Store(OffDescs)
 	h.slots.Store(uint32(cfg.Slots))
 	h.slotSize.Store(uint32(cfg.SlotSize))
 	h.metaSize.Store(uint64(cfg.MetaSize()))
 	h.dataSize.Store(uint64(cfg.DataSize()))
-	h.descSize.Store(sizeofDesc)
+	h.descSize.Store(DescSize)
 	for i := range q.m.descs {
 		q.m.descs[i].word.Store(packDesc(uint32(i), 0, 0))
 	}
@@ -121,14 +121,14 @@ func Attach(meta, data []byte) (*Queue, error) {
 		return nil, bad("version", uint64(v), ErrIncompatible, "this package drives layout version %d", Version)
 	}
 	features := h.features.Load()
-	if unknown := features & featuresIncompatMask &^ featuresKnown; unknown != 0 {
+	if unknown := features & FeaturesIncompatMask &^ featuresKnown; unknown != 0 {
 		return nil, bad("features", uint64(features), ErrIncompatible, "unknown required feature bits %#x", unknown)
 	}
-	if v := h.descOffset.Load(); v != offDescs {
-		return nil, bad("desc_offset", uint64(v), ErrCorrupt, "want %d", offDescs)
+	if v := h.descOffset.Load(); v != OffDescs {
+		return nil, bad("desc_offset", uint64(v), ErrCorrupt, "want %d", OffDescs)
 	}
-	if v := h.descSize.Load(); v != sizeofDesc {
-		return nil, bad("desc_size", uint64(v), ErrCorrupt, "want %d", sizeofDesc)
+	if v := h.descSize.Load(); v != DescSize {
+		return nil, bad("desc_size", uint64(v), ErrCorrupt, "want %d", DescSize)
 	}
 	cfg := Config{
 		Slots:          int(h.slots.Load()),
