@@ -30,9 +30,12 @@ func (h *histogram) lower(b int) uint64 {
 	return 1<<e + m<<(e-5)
 }
 
-func (h *histogram) record(ns uint64) {
-	h.counts[h.bucket(ns)]++
-	h.n++
+func (h *histogram) record(ns uint64) { h.recordN(ns, 1) }
+
+// recordN counts n samples of ns.
+func (h *histogram) recordN(ns, n uint64) {
+	h.counts[h.bucket(ns)] += n
+	h.n += n
 	h.max = max(h.max, ns)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,13 +27,24 @@ var ErrRecord = errors.New("ipc: bad record")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// monotonicNs reads CLOCK_MONOTONIC, which every process on the machine
-// shares, so a consumer can compare a producer's timestamps with its own.
-func monotonicNs() uint64 {
+// clockBase ties this process's monotonic clock (time.Now, read through the
+// vDSO) to CLOCK_MONOTONIC, which every process on the machine shares, so a
+// consumer can compare a producer's timestamps with its own without a
+// system call per batch. The error is the time between the two readings.
+var clockBase = func() struct {
+	ns uint64
+	t  time.Time
+} {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+	return struct {
+		ns uint64
+		t  time.Time
+	}{uint64(ts.Nano()), time.Now()}
+}()
+
+// monotonicNs reads CLOCK_MONOTONIC in nanoseconds.
+func monotonicNs() uint64 { return clockBase.ns + uint64(time.Since(clockBase.t)) }
 
 // writeRecord fills b (its whole length) as record seq of source.
 func writeRecord(b []byte, source uint32, seq uint64, sentNs uint64, checksum bool) {

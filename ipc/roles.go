@@ -76,6 +76,9 @@ func (j *job) consume(ctx context.Context, q *wait.Queue) error {
 			return fmt.Errorf("consume record %d: %w", next, err)
 		}
 		now := monotonicNs()
+		// Records a producer wrote in one batch share a send time:
+		// count them together.
+		var sent, same uint64
 		for i := range r.Len() {
 			b, err := r.Slot(i)
 			if err != nil {
@@ -88,10 +91,17 @@ func (j *job) consume(ctx context.Context, q *wait.Queue) error {
 			if rec.seq != next {
 				return fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.seq, next)
 			}
-			if now > rec.sentNs {
-				j.hist.record(now - rec.sentNs)
+			if rec.sentNs != sent {
+				if same > 0 && now > sent {
+					j.hist.recordN(now-sent, same)
+				}
+				sent, same = rec.sentNs, 0
 			}
+			same++
 			next++
+		}
+		if same > 0 && now > sent {
+			j.hist.recordN(now-sent, same)
 		}
 		if err := r.ReleaseAll(); err != nil {
 			return fmt.Errorf("release before record %d: %w", next, err)
