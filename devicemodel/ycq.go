@@ -27,6 +27,8 @@ type Options struct {
 	// Batch bounds the records a queue pair handles between looks at its
 	// wake words; default 64.
 	Batch int
+	// Engine is RegEngine's value after reset; EngineEcho if 0.
+	Engine uint32
 }
 
 // YCQ is the ycq device: per queue pair it consumes the host-to-device
@@ -77,9 +79,15 @@ func NewYCQ(opt Options) (*YCQ, error) {
 	if opt.Batch <= 0 {
 		opt.Batch = 64
 	}
+	if opt.Engine == 0 {
+		opt.Engine = EngineEcho
+	}
 	engines := Engines()
 	for id, e := range opt.Engines {
 		engines[id] = e
+	}
+	if engines[opt.Engine] == nil {
+		return nil, fmt.Errorf("devicemodel: no engine %d", opt.Engine)
 	}
 	bar2, err := dma.Memfd("ycq-bar2", bar2Size, dma.Options{})
 	if err != nil {
@@ -180,7 +188,7 @@ func (d *YCQ) resetRegs() {
 	clear(d.bar4[:])
 	d.status, d.errSet = 0, false
 	le := binary.LittleEndian
-	le.PutUint32(d.regs[RegEngine:], EngineEcho)
+	le.PutUint32(d.regs[RegEngine:], d.opt.Engine)
 	le.PutUint32(d.regs[RegNumQueues:], uint32(d.opt.Queues))
 	le.PutUint32(d.regs[RegErrorVector:], uint32(d.opt.Queues))
 	le.PutUint32(d.regs[RegErrorQueue:], NoQueue)

@@ -1,6 +1,7 @@
 // Command ycq is the one command-line tool of the ycq project.
 //
 //	ycq bench ring [-items N] [-rounds R] [-json]
+//	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
 //	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block]
 package main
@@ -28,6 +29,7 @@ var commands = []command{
 	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
 	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
 	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer},
+	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe},
 	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe},
 	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect},
 }
