@@ -1,0 +1,441 @@
+package hostdriver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"ycq/devicemodel"
+	"ycq/vfio"
+	"ycq/vfio/user"
+)
+
+// rig is a device model served over a socketpair to a vfio-user client,
+// all in this process.
+type rig struct {
+	dev    *devicemodel.YCQ
+	srv    *devicemodel.Server
+	client *user.Client
+	conn   *net.UnixConn // the server's end
+	done   chan error
+}
+
+func socketpair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "sock")
+		c, err := net.FileConn(f)
+		require.NoError(t, err)
+		f.Close()
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// newRig serves a ycq device; wrap, if not nil, wraps it (a misbehaving
+// variant).
+func newRig(t *testing.T, opt devicemodel.Options, wrap func(devicemodel.Device) devicemodel.Device) *rig {
+	t.Helper()
+	dev, err := devicemodel.NewYCQ(opt)
+	require.NoError(t, err)
+	var served devicemodel.Device = dev
+	if wrap != nil {
+		served = wrap(dev)
+	}
+	srv := devicemodel.NewServer(served, nil)
+	s, c := socketpair(t)
+	r := &rig{dev: dev, srv: srv, conn: s, done: make(chan error, 1)}
+	go func() { r.done <- srv.ServeConn(context.Background(), s) }()
+	r.client, err = user.NewClient(c, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		r.client.Close()
+		<-r.done
+		dev.Close()
+	})
+	return r
+}
+
+// record is a request the tests send: pair, sequence number, and filler,
+// checked end to end through the crc32c or echo engine.
+func record(b []byte, pair int, seq uint64) {
+	binary.LittleEndian.PutUint32(b[0:], uint32(pair))
+	binary.LittleEndian.PutUint64(b[4:], seq)
+	for i := 12; i < len(b); i++ {
+		b[i] = byte(seq + uint64(i))
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// stream sends n requests of size bytes on p and checks every response, in
+// order, against the engine; it returns how many responses it checked.
+func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, error) {
+	var wg sync.WaitGroup
+	var sendErr error
+	wg.Go(func() {
+		for seq := 0; seq < n; {
+			r, err := p.ReserveUpTo(ctx, min(32, n-seq, p.h2d.Cap()))
+			if err != nil {
+				sendErr = err
+				return
+			}
+			for i := range r.Len() {
+				record(r.Slot(i)[:size], p.Index(), uint64(seq+i))
+			}
+			if err := r.PublishAll(size); err != nil {
+				sendErr = err
+				return
+			}
+			seq += r.Len()
+		}
+	})
+	got := 0
+	want := make([]byte, size)
+	var err error
+	for got < n && err == nil {
+		var r Response
+		if r, err = p.Receive(ctx, min(64, p.d2h.Cap())); err != nil {
+			break
+		}
+		for i := 0; i < r.Len() && err == nil; i++ {
+			var b []byte
+			if b, err = r.Slot(i); err != nil {
+				break
+			}
+			record(want, p.Index(), uint64(got))
+			switch engine {
+			case devicemodel.EngineCRC32C:
+				if len(b) != 8 || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) || binary.LittleEndian.Uint32(b[4:]) != uint32(size) {
+					err = fmt.Errorf("response %d: %x, not the CRC of request %d", got, b, got)
+				}
+			case devicemodel.EngineEcho:
+				if string(b) != string(want) {
+					err = fmt.Errorf("response %d does not echo request %d", got, got)
+				}
+			}
+			got++
+		}
+		if rerr := r.ReleaseAll(); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		// Let the sender see the failure too, then report both.
+		wg.Wait()
+		return got, errors.Join(err, sendErr)
+	}
+	wg.Wait()
+	return got, sendErr
+}
+
+func TestStreamBothWays(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"crc32c", Config{Engine: devicemodel.EngineCRC32C}},
+		{"echo, metadata in BAR2", Config{Engine: devicemodel.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}},
+		{"crc32c, polling", Config{Engine: devicemodel.EngineCRC32C, Polling: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+			d, err := Open(r.client, c.cfg)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, d.Close()) }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var wg sync.WaitGroup
+			const n = 5000
+			for _, p := range d.Pairs() {
+				wg.Go(func() {
+					got, err := stream(ctx, p, n, 100+8*p.Index(), c.cfg.Engine)
+					if err != nil || got != n {
+						t.Errorf("pair %d: %d of %d: %v", p.Index(), got, n, err)
+					}
+				})
+			}
+			wg.Wait()
+			for _, p := range d.Pairs() {
+				st := p.Stats()
+				require.Equal(t, uint64(n), st.Sent)
+				require.Equal(t, uint64(n), st.Received)
+				require.NoError(t, p.h2d.Check())
+				require.NoError(t, p.d2h.Check())
+				t.Logf("pair %d: %d doorbells, %d interrupts, %d sleeps for %d records", p.Index(), st.Doorbells, st.Interrupts, st.Sleeps, n)
+				require.Less(t, st.Doorbells, uint64(n), "doorbells only when the device sleeps")
+			}
+			require.NoError(t, d.Err())
+		})
+	}
+}
+
+// TestDeviceErrorStatus: the device stops on garbage the host side wrote;
+// every waiter gets a DeviceError that says which requests were left.
+func TestDeviceErrorStatus(t *testing.T) {
+	r := newRig(t, devicemodel.Options{Queues: 1}, nil)
+	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 16})
+	require.NoError(t, err)
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := d.Pair(0)
+	got, err := stream(ctx, p, 100, 64, devicemodel.EngineCRC32C)
+	require.NoError(t, err)
+	require.Equal(t, 100, got)
+	// Make the next descriptor the device will read a published record
+	// longer than its slot, and wake the device.
+	q := p.h2d.Stats().ConsumerCursor
+	desc := p.layout.h2dMeta + 384 + 8*(q%16)
+	binary.LittleEndian.PutUint64(d.mem.Bytes()[desc:], (q+1)|uint64(1<<20)<<32)
+	doorbell := uint64(devicemodel.QueueBase + devicemodel.RegQDoorbell)
+	require.NoError(t, vfio.Write32(r.client, vfio.BAR0, doorbell, 1))
+	_, err = p.Receive(ctx, 1)
+	var de *DeviceError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, uint32(devicemodel.CodeCorruptQueue), de.Code)
+	require.Equal(t, uint32(0), de.Queue)
+	require.ErrorIs(t, err, ErrDevice)
+	var ie *IncompleteError
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, []Incomplete{{Pair: 0, First: 100, End: 100}}, ie.Pairs)
+	require.Contains(t, err.Error(), "every request sent was completed")
+	_, err = p.Reserve(ctx, 1)
+	require.ErrorIs(t, err, ErrDevice, "a stopped driver sends nothing more")
+}
+
+// TestResetInFlight: the driver resets the device while requests are in
+// flight, and again from elsewhere (a function reset); nothing is lost.
+func TestResetInFlight(t *testing.T) {
+	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 64})
+	require.NoError(t, err)
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 20000
+	var wg sync.WaitGroup
+	var streamErr [2]error
+	var got [2]int
+	var stop atomic.Bool
+	for _, p := range d.Pairs() {
+		wg.Go(func() {
+			// Retry across resets: a wait that saw the reset returns
+			// ErrReset; after Recover the stream goes on where it was.
+			got[p.Index()], streamErr[p.Index()] = streamAcrossResets(ctx, d, p, n, &stop)
+		})
+	}
+	waitFor(t, func() bool { return d.Pair(0).Stats().Received > n/4 })
+	require.NoError(t, d.Reset(), "driver-initiated reset")
+	waitFor(t, func() bool { return d.Pair(0).Stats().Received > n/2 })
+	require.NoError(t, r.dev.Reset(), "a function reset from outside the driver")
+	waitFor(t, func() bool {
+		if errors.Is(d.Err(), ErrReset) {
+			require.NoError(t, d.Recover())
+			return true
+		}
+		d.checkHealth()
+		return false
+	})
+	wg.Wait()
+	stop.Store(true)
+	for i := range 2 {
+		require.NoError(t, streamErr[i], "pair %d", i)
+		require.Equal(t, n, got[i], "pair %d", i)
+	}
+}
+
+// streamAcrossResets is stream that waits out a reset: on ErrReset it
+// waits for the driver to recover and goes on.
+func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *atomic.Bool) (int, error) {
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	var sendErr error
+	retry := func(err error) bool {
+		if !errors.Is(err, ErrReset) {
+			return false
+		}
+		for d.Err() != nil && ctx.Err() == nil && !stop.Load() {
+			time.Sleep(time.Millisecond)
+		}
+		return true
+	}
+	wg.Go(func() {
+		for int(sent.Load()) < n {
+			r, err := p.ReserveUpTo(ctx, min(32, n-int(sent.Load()), p.h2d.Cap()))
+			if err != nil {
+				if retry(err) {
+					continue
+				}
+				sendErr = err
+				return
+			}
+			for i := range r.Len() {
+				record(r.Slot(i)[:64], p.Index(), uint64(int(sent.Load())+i))
+			}
+			err = r.PublishAll(64)
+			sent.Add(int64(r.Len()))
+			if err != nil && !retry(err) {
+				sendErr = err
+				return
+			}
+		}
+	})
+	got := 0
+	want := make([]byte, 64)
+	for got < n {
+		r, err := p.Receive(ctx, min(64, p.d2h.Cap()))
+		if err != nil {
+			if retry(err) {
+				continue
+			}
+			wg.Wait()
+			return got, errors.Join(err, sendErr)
+		}
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			record(want, p.Index(), uint64(got))
+			if err != nil || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) {
+				wg.Wait()
+				return got, fmt.Errorf("pair %d: response %d wrong or missing (%v)", p.Index(), got, err)
+			}
+			got++
+		}
+		r.ReleaseAll()
+	}
+	wg.Wait()
+	return got, sendErr
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "timed out")
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDeviceGone: the device's socket closes under a running driver. Every
+// call ends promptly with ErrGone; responses already published are still
+// read; Close works.
+func TestDeviceGone(t *testing.T) {
+	r := newRig(t, devicemodel.Options{Queues: 1}, nil)
+	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 16})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := d.Pair(0)
+	require.NoError(t, p.Send(ctx, make([]byte, 32)))
+	waitFor(t, func() bool { return p.d2h.Len() == 1 })
+	r.conn.Close() // the device vanishes
+	var errs []error
+	for range 40 {
+		if err := p.Send(ctx, make([]byte, 32)); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
+	buf := make([]byte, 8)
+	n, err := p.Recv(ctx, buf)
+	require.NoError(t, err, "the response published before the loss is still read")
+	require.Equal(t, 8, n)
+	_, err = p.Recv(ctx, buf)
+	require.ErrorIs(t, err, ErrGone)
+	require.NoError(t, ctx.Err(), "ended by the driver, not by the deadline")
+	require.NoError(t, d.Close())
+}
+
+// misbehave wraps a device so that its DMA writes to descriptors carry
+// garbage lengths now and then, and it raises spurious interrupts.
+type misbehave struct {
+	devicemodel.Device
+	garbage  bool
+	spurious bool
+}
+
+type badHost struct {
+	devicemodel.Host
+	m *misbehave
+	n atomic.Uint64
+}
+
+func (m *misbehave) Attach(h devicemodel.Host) { m.Device.Attach(&badHost{Host: h, m: m}) }
+
+func (h *badHost) Store64(iova vfio.IOVA, v uint64) error {
+	k := h.n.Add(1)
+	if h.m.spurious && k%7 == 0 {
+		h.Host.Interrupt(vfio.IRQMSIX, uint32(k%3))
+	}
+	// A published descriptor is stamp | length<<32 with a small length:
+	// make one of them claim far more than a slot.
+	if h.m.garbage && k > 2000 && v>>32 != 0 && v>>32 < 1<<20 {
+		v |= 0x7fff << 32
+		h.m.garbage = false
+	}
+	return h.Host.Store64(iova, v)
+}
+
+func TestMisbehavingDevice(t *testing.T) {
+	t.Run("spurious interrupts", func(t *testing.T) {
+		r := newRig(t, devicemodel.Options{Queues: 2}, func(d devicemodel.Device) devicemodel.Device {
+			return &misbehave{Device: d, spurious: true}
+		})
+		d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 32})
+		require.NoError(t, err)
+		defer d.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		got, err := stream(ctx, d.Pair(0), 3000, 48, devicemodel.EngineCRC32C)
+		require.NoError(t, err)
+		require.Equal(t, 3000, got)
+		require.NoError(t, d.Err())
+	})
+	t.Run("garbage length", func(t *testing.T) {
+		r := newRig(t, devicemodel.Options{Queues: 1}, func(d devicemodel.Device) devicemodel.Device {
+			return &misbehave{Device: d, garbage: true}
+		})
+		d, err := Open(r.client, Config{Engine: devicemodel.EngineEcho, Slots: 32, SlotSize: 64})
+		require.NoError(t, err)
+		defer d.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		got, err := stream(ctx, d.Pair(0), 100000, 48, devicemodel.EngineEcho)
+		require.Error(t, err)
+		require.ErrorIs(t, err, ErrDevice)
+		require.Less(t, got, 100000)
+		var ie *IncompleteError
+		require.ErrorAs(t, d.Err(), &ie)
+		t.Logf("stopped after %d good responses: %v", got, d.Err())
+	})
+}
+
+// TestOpenRefuses: a device that is not a ycq device, and configurations
+// the device cannot run.
+func TestOpenRefuses(t *testing.T) {
+	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+	for _, cfg := range []Config{
+		{Queues: 3}, {Slots: 3}, {SlotSize: 12}, {Slots: 1 << 17},
+		{MetaInBAR2: true, Slots: 1 << 16},
+	} {
+		_, err := Open(r.client, cfg)
+		require.ErrorIs(t, err, ErrConfig, "%+v", cfg)
+	}
+	_, err := Open(r.client, Config{Engine: 77})
+	require.ErrorIs(t, err, ErrDevice)
+	d, err := Open(r.client, Config{})
+	require.NoError(t, err, "the device works after refusals")
+	require.NoError(t, d.Close())
+}
