@@ -19,9 +19,9 @@ all: build
 build:
 	$(GO) build ./...
 
-## run: the main job (for now the ring benchmark, short)
+## run: the main job: the device model and the host driver, 1 GiB through 2 queue pairs
 run:
-	$(GO) run ./cmd/ycq bench ring -items 500000 -rounds 3
+	$(GO) run ./cmd/ycq run
 
 ## test: everything CI checks
 test: fmt-check vet

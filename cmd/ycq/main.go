@@ -1,5 +1,6 @@
 // Command ycq is the one command-line tool of the ycq project.
 //
+//	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
 //	ycq bench ring [-items N] [-rounds R] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
@@ -25,6 +26,7 @@ type command struct {
 }
 
 var commands = []command{
+	{[]string{"run"}, "the main job: stream data through the ycq device with the host driver", runDemo},
 	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
 	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
 	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},

@@ -1,0 +1,260 @@
+// Package demo is the main job of `ycq run` (and of the QEMU guest): it
+// streams a given amount of data through a ycq device's queue pairs with the
+// host driver, verifies every response, and reports throughput, latency and
+// how often the host and the device had to notify each other.
+package demo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"ycq/devicemodel"
+	"ycq/hostdriver"
+	"ycq/vfio"
+)
+
+// Options of a run.
+type Options struct {
+	Size    int64  // bytes of request payload to send, in all
+	Queues  int    // queue pairs
+	Engine  uint32 // devicemodel.Engine*
+	Payload int    // bytes a request
+	Slots   int    // slots a queue; 256 if 0
+	Driver  hostdriver.Config
+	// Progress, if set, is called about five times a second with the
+	// bytes sent and answered so far.
+	Progress func(done, total int64)
+}
+
+// Result is what a run measured.
+type Result struct {
+	Bytes      int64
+	Records    int64
+	Elapsed    time.Duration
+	P50, P99   time.Duration
+	Doorbells  uint64
+	Interrupts uint64
+	Queues     int
+	Payload    int
+	Engine     uint32
+}
+
+// Run brings the device up, streams, checks, and closes the driver.
+func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
+	if o.Payload < 16 || o.Queues < 1 || o.Size < int64(o.Payload) {
+		return Result{}, fmt.Errorf("demo: payload %d, queues %d, size %d: want a payload of at least 16 bytes, a queue pair, and at least one record", o.Payload, o.Queues, o.Size)
+	}
+	cfg := o.Driver
+	cfg.Queues, cfg.Engine = o.Queues, o.Engine
+	cfg.Slots = o.Slots
+	if cfg.Slots == 0 {
+		cfg.Slots = 256
+	}
+	cfg.SlotSize = (o.Payload + 7) &^ 7
+	drv, err := hostdriver.Open(dev, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	defer drv.Close()
+	records := o.Size / int64(o.Payload)
+	res := Result{Queues: o.Queues, Payload: o.Payload, Engine: o.Engine}
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	var pw sync.WaitGroup
+	if o.Progress != nil {
+		pw.Go(func() {
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-t.C:
+					o.Progress(done.Load()*int64(o.Payload), records*int64(o.Payload))
+				}
+			}
+		})
+	}
+	start := time.Now()
+	lat := make([][]time.Duration, o.Queues)
+	errs := make([]error, o.Queues)
+	var wg sync.WaitGroup
+	for i, p := range drv.Pairs() {
+		n := records / int64(o.Queues)
+		if i < int(records%int64(o.Queues)) {
+			n++
+		}
+		wg.Go(func() { lat[i], errs[i] = streamPair(ctx, p, n, o.Payload, o.Engine, &done) })
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	close(stopProgress)
+	pw.Wait()
+	if o.Progress != nil {
+		o.Progress(done.Load()*int64(o.Payload), records*int64(o.Payload))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	res.Records = done.Load()
+	res.Bytes = res.Records * int64(o.Payload)
+	var all []time.Duration
+	for i, p := range drv.Pairs() {
+		all = append(all, lat[i]...)
+		st := p.Stats()
+		res.Doorbells += st.Doorbells
+		res.Interrupts += st.Interrupts
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		res.P50 = all[len(all)/2]
+		res.P99 = all[min(len(all)-1, int(math.Ceil(0.99*float64(len(all))))-1)]
+	}
+	return res, drv.Close()
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fill writes request seq of pair: its number, then a pattern.
+func fill(b []byte, pair int, seq uint64) {
+	binary.LittleEndian.PutUint64(b, seq)
+	binary.LittleEndian.PutUint32(b[8:], uint32(pair))
+	x := seq*0x9E3779B97F4A7C15 + uint64(pair)
+	for i := 16; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], x)
+		x += 0x632BE59BD9B4E019
+	}
+	for i := len(b) &^ 7; i < len(b) && i >= 16; i++ {
+		b[i] = byte(x)
+	}
+}
+
+// streamPair sends n requests through p and checks each response against
+// the request it answers. It samples the latency of one request in 16.
+func streamPair(ctx context.Context, p *hostdriver.Pair, n int64, payload int, engine uint32, done *atomic.Int64) ([]time.Duration, error) {
+	const capacity = 4096                 // requests the sender may run ahead of the checker
+	sentAt := make([]time.Time, capacity) // by sequence number mod capacity
+	crcs := make([]uint32, capacity)
+	var window sync.WaitGroup
+	var sendErr error
+	inflight := make(chan struct{}, capacity) // bounds how far the sender runs ahead of the checker
+	window.Go(func() {
+		for seq := int64(0); seq < n; {
+			r, err := p.ReserveUpTo(ctx, int(min(32, n-seq)))
+			if err != nil {
+				sendErr = err
+				return
+			}
+			now := time.Now()
+			for i := range r.Len() {
+				inflight <- struct{}{}
+				k := seq + int64(i)
+				b := r.Slot(i)[:payload]
+				fill(b, p.Index(), uint64(k))
+				if engine == devicemodel.EngineCRC32C {
+					crcs[k%capacity] = crc32.Checksum(b, castagnoli)
+				}
+				sentAt[k%capacity] = now
+			}
+			if err := r.PublishAll(payload); err != nil {
+				sendErr = err
+				return
+			}
+			seq += int64(r.Len())
+		}
+	})
+	var lat []time.Duration
+	want := make([]byte, payload)
+	for got := int64(0); got < n; {
+		r, err := p.Receive(ctx, 64)
+		if err != nil {
+			window.Wait()
+			return lat, errors.Join(fmt.Errorf("pair %d: after %d of %d responses: %w", p.Index(), got, n, err), sendErr)
+		}
+		now := time.Now()
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			if err != nil {
+				r.ReleaseAll()
+				window.Wait()
+				return lat, fmt.Errorf("pair %d: response %d: %w", p.Index(), got, err)
+			}
+			k := got % capacity
+			switch engine {
+			case devicemodel.EngineCRC32C:
+				if len(b) != devicemodel.CRCResponseSize || binary.LittleEndian.Uint32(b) != crcs[k] ||
+					binary.LittleEndian.Uint32(b[4:]) != uint32(payload) {
+					err = fmt.Errorf("pair %d: response %d is %x, not the CRC-32C of its request", p.Index(), got, b)
+				}
+			case devicemodel.EngineEcho:
+				fill(want, p.Index(), uint64(got))
+				if string(b) != string(want) {
+					err = fmt.Errorf("pair %d: response %d does not echo its request", p.Index(), got)
+				}
+			}
+			if err != nil {
+				r.ReleaseAll()
+				window.Wait()
+				return lat, err
+			}
+			if got%16 == 0 {
+				lat = append(lat, now.Sub(sentAt[k]))
+			}
+			<-inflight
+			got++
+		}
+		if err := r.ReleaseAll(); err != nil {
+			window.Wait()
+			return lat, err
+		}
+		done.Add(int64(r.Len()))
+	}
+	window.Wait()
+	return lat, sendErr
+}
+
+// Table prints the result as a table.
+func (r Result) Table(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	gbps := float64(r.Bytes) / r.Elapsed.Seconds() / 1e9
+	rps := float64(r.Records) / r.Elapsed.Seconds()
+	per := func(n uint64) string {
+		if r.Records == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.4f", float64(n)/float64(r.Records))
+	}
+	fmt.Fprintf(tw, "bytes\t%d (%s)\n", r.Bytes, HumanBytes(r.Bytes))
+	fmt.Fprintf(tw, "records\t%d of %d bytes, %s engine, %d queue pairs\n", r.Records, r.Payload, devicemodel.EngineName(r.Engine), r.Queues)
+	fmt.Fprintf(tw, "time\t%v\n", r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(tw, "throughput\t%.3f GB/s\n", gbps)
+	fmt.Fprintf(tw, "records/s\t%.0f\n", rps)
+	fmt.Fprintf(tw, "latency\tp50 %v, p99 %v (request published to response received)\n", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	fmt.Fprintf(tw, "doorbells/record\t%s (%d)\n", per(r.Doorbells), r.Doorbells)
+	fmt.Fprintf(tw, "interrupts/record\t%s (%d)\n", per(r.Interrupts), r.Interrupts)
+	tw.Flush()
+}
+
+// HumanBytes writes n with a binary unit.
+func HumanBytes(n int64) string {
+	const k = 1024
+	switch {
+	case n >= k*k*k:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(k*k*k))
+	case n >= k*k:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(k*k))
+	case n >= k:
+		return fmt.Sprintf("%.2f KiB", float64(n)/k)
+	}
+	return fmt.Sprintf("%d B", n)
+}
