@@ -47,6 +47,9 @@ const (
 	cmdQueueDepth          = 256
 )
 
+// ErrServerBusy: ServeConn was called while another connection is served.
+var ErrServerBusy = errors.New("devicemodel: server busy with another client")
+
 // ServerOptions tune a Server. The zero value is usable.
 type ServerOptions struct {
 	// Logger receives one line per connection and one per error.
@@ -225,9 +228,18 @@ func (s *Server) DMAStats() DMAStats {
 // client goes, breaks the protocol, or ctx ends. The device is attached
 // for the duration. It returns nil when the client went away, the
 // protocol violation that ended the connection, or ctx's error.
+//
+// A Server serves one connection at a time (the device has one host): a
+// ServeConn while another runs closes uc and returns ErrServerBusy.
 func (s *Server) ServeConn(ctx context.Context, uc *net.UnixConn) error {
-	ss := s.newSession(uc)
 	s.mu.Lock()
+	if s.cur != nil {
+		s.mu.Unlock()
+		uc.Close()
+		s.log.Warn("vfio-user client refused: another client is being served")
+		return ErrServerBusy
+	}
+	ss := s.newSession(uc)
 	s.cur = ss
 	s.mu.Unlock()
 	err := ss.run(ctx)

@@ -548,3 +548,17 @@ func BenchmarkDMAMapMessages(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*pages)/b.Elapsed().Seconds(), "maps/s")
 }
+
+func TestServeConnBusy(t *testing.T) {
+	dev := newTestDev(t)
+	s := serve(t, dev, nil)
+	c, err := user.NewClient(s.cli, nil)
+	require.NoError(t, err)
+	srvEnd, cliEnd := socketPair(t)
+	defer cliEnd.Close()
+	require.ErrorIs(t, s.srv.ServeConn(context.Background(), srvEnd), devicemodel.ErrServerBusy)
+	_, err = io.ReadAll(cliEnd) // closed at once
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, s.wait(t))
+}
