@@ -27,6 +27,7 @@ type command struct {
 
 var commands = []command{
 	{[]string{"run"}, "the main job: stream data through the ycq device with the host driver", runDemo},
+	{[]string{"vm", "run"}, "the main job inside a QEMU guest: host driver on kernel VFIO, device model behind vfio-user-pci", vmRun},
 	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
 	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
 	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
