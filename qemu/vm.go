@@ -132,4 +132,3 @@ func moduleDir() (string, error) {
 	}
 	return filepath.Dir(mod), nil
 }
-

@@ -116,4 +116,3 @@ func locateOrProvision(ctx context.Context, log io.Writer) (*qemu.Env, error) {
 	fmt.Fprintf(log, "%v\nprovisioning QEMU and the guest kernel into %s (a minute or two)...\n", err, cache)
 	return qemu.Provision(ctx, cache, log)
 }
-
