@@ -10,7 +10,10 @@ export YCQ_CACHE
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
-	./dma:FuzzCheckName ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone
+	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone \
+	./vfio/user:FuzzDecodeHeader ./vfio/user:FuzzDecodePayload ./vfio/user:FuzzDecodeVersion \
+	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
+	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo
 
 .PHONY: all build run test lint fmt-check vet bench fuzz clean
 

@@ -8,4 +8,13 @@
 // owns its registers and state and reaches host memory only through the
 // Host the server gives it, with bounds-checked accesses. Everything the
 // client sends is untrusted.
+//
+// Concurrency: a Server serves one client at a time. Per connection a
+// reader goroutine frames messages and a dispatcher calls the Device's
+// methods one at a time, in message order; the device runs goroutines of
+// its own (the ycq device: one per queue pair), which use the Host from any
+// goroutine. DMA_MAP and DMA_UNMAP take the DMA table exclusively, device
+// accesses share it, so an unmap completes only after the accesses to its
+// range. When the client goes, the server detaches the device (which
+// resets it) before it serves the next.
 package devicemodel

@@ -209,13 +209,6 @@ func (c *configSpace) writeBAR(o int, v byte) {
 	// Not an implemented BAR: reads zero.
 }
 
-// msixEnabled reports the MSI-X enable bit.
-func (c *configSpace) msixEnabled() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return binary.LittleEndian.Uint16(c.b[capMSIX+msixControl:])&msixControlEnable != 0
-}
-
 // busMaster reports whether the host let the device do DMA.
 func (c *configSpace) busMaster() bool {
 	c.mu.Lock()

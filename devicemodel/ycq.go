@@ -246,8 +246,7 @@ func (d *YCQ) WriteRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
 // filled in from the device's state.
 func (d *YCQ) readBAR0(off uint64, b []byte) {
 	d.mu.Lock()
-	var view [bar0Size]byte
-	view = d.regs
+	view := d.regs
 	st := d.status
 	d.mu.Unlock()
 	le := binary.LittleEndian

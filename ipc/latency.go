@@ -30,21 +30,11 @@ func (h *histogram) lower(b int) uint64 {
 	return 1<<e + m<<(e-5)
 }
 
-func (h *histogram) record(ns uint64) { h.recordN(ns, 1) }
-
 // recordN counts n samples of ns.
 func (h *histogram) recordN(ns, n uint64) {
 	h.counts[h.bucket(ns)] += n
 	h.n += n
 	h.max = max(h.max, ns)
-}
-
-func (h *histogram) merge(o *histogram) {
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.n += o.n
-	h.max = max(h.max, o.max)
 }
 
 // quantile returns the lower edge of the bucket holding quantile q.

@@ -1,7 +1,8 @@
-// Package user is the vfio-user wire format: the 16-byte message header and
-// the payload of every command a vfio-user client (such as QEMU's
-// vfio-user-pci) and server exchange, as Go values with encoders and
-// decoders. It does no I/O.
+// Package user is the vfio-user protocol: the wire format (wire.go,
+// capabilities.go), the message transport over a UNIX socket with
+// descriptors (conn.go), and a client (client.go) that implements
+// vfio.Device, so the host driver can drive a vfio-user device. The server
+// is in package devicemodel.
 //
 // # Scope
 //
@@ -14,11 +15,11 @@
 // DMA_WRITE, DEVICE_FEATURE and MIG_DATA_READ/WRITE. DEVICE_RESET has no
 // payload either way; an error reply is a header alone (ErrorReplyTo).
 //
-// Out: sockets, framing and file descriptors. Fds travel as SCM_RIGHTS next
-// to a message, so reading and writing messages belongs to the socket
-// layer: it reads HeaderSize bytes, calls DecodeHeader and
-// Header.CheckSize, reads Header.PayloadLen more bytes and hands them to the
-// decoder for that command. Semantic checks (does a DMA range overlap
+// The wire format does no I/O. Fds travel as SCM_RIGHTS next to a message,
+// so reading and writing messages belongs to the socket layer (Conn): it
+// reads HeaderSize bytes, calls DecodeHeader and Header.CheckSize, reads
+// Header.PayloadLen more bytes and hands them to the decoder for that
+// command. Semantic checks (does a DMA range overlap
 // another, is a region index in range, is a count within the negotiated
 // max_data_xfer_size) belong to the server and client. The
 // DEVICE_GET_REGION_IO_FDS payload is not modelled (QEMU does not send it).
