@@ -3,6 +3,7 @@
 //	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
 //	ycq bench ring [-items N] [-rounds R] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
+//	ycq host list | bind ADDR | unbind ADDR
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
 //	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block]
 package main
@@ -33,6 +34,9 @@ var commands = []command{
 	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
 	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer},
 	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe},
+	{[]string{"host", "list"}, "list PCI devices, their drivers and IOMMU groups, and whether VFIO can take them", hostList},
+	{[]string{"host", "bind"}, "bind a PCI device to vfio-pci", hostBind},
+	{[]string{"host", "unbind"}, "give a PCI device back to its own driver", hostUnbind},
 	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe},
 	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect},
 }
