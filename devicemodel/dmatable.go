@@ -404,11 +404,40 @@ func (t *DMATable) Unmap(iova vfio.IOVA, size uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := uint64(iova)
-	ei := sort.Search(len(t.entries), func(i int) bool { return t.entries[i].iova >= a })
-	if ei == len(t.entries) || t.entries[ei].iova != a || t.entries[ei].size != size {
+	last := a + (size - 1) // inclusive: QEMU unmaps up to the top of the address space
+	if size == 0 || last < a {
 		t.unmapErrs.Add(1)
-		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): no entry mapped at exactly that range: %w", a, size, unix.ENOENT)
+		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): empty or wrapping range: %w", a, size, unix.EINVAL)
 	}
+	// The range must take whole entries, one or many (QEMU behind an
+	// IOMMU may unmap in one message what it mapped a page at a time), as
+	// the kernel's type1 IOMMU requires: no entry may be cut.
+	ei := sort.Search(len(t.entries), func(i int) bool { return t.entries[i].iova+t.entries[i].size > a })
+	ej := ei
+	for ej < len(t.entries) && t.entries[ej].iova <= last {
+		ej++
+	}
+	switch {
+	case ei == ej:
+		t.unmapErrs.Add(1)
+		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): nothing is mapped there: %w", a, size, unix.ENOENT)
+	case t.entries[ei].iova < a || t.entries[ej-1].iova+(t.entries[ej-1].size-1) > last:
+		t.unmapErrs.Add(1)
+		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): the range cuts an entry: %w", a, size, unix.EINVAL)
+	}
+	var errs []error
+	for n := ej - ei; n > 0; n-- {
+		if err := t.unmapEntryLocked(ei); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmapEntryLocked removes entry ei, unmapping its pages and splitting its
+// span if the span has other entries. t.mu held.
+func (t *DMATable) unmapEntryLocked(ei int) error {
+	a, size := t.entries[ei].iova, t.entries[ei].size
 	si := t.spanAt(a)
 	s := t.spans[si]
 	var err error

@@ -161,9 +161,12 @@ func TestQEMUShapedSequence(t *testing.T) {
 	r.ok(user.CmdDMAMap, user.DMAMap{Flags: user.DMAMapRead, Address: 0xfffc0000, Size: 0x40000}.Encode(nil))
 	r.fails(unix.EEXIST, user.CmdDMAMap, user.DMAMap{Flags: rw, Address: 0x1000, Size: 0x1000}.Encode(nil))
 	// QEMU unmaps ranges it never mapped when it attaches: an error
-	// reply, and the connection carries on.
-	r.fails(unix.ENOENT, user.CmdDMAUnmap, user.DMAUnmap{Address: 0, Size: 1 << 40}.Encode(nil))
-	r.fails(unix.ENOENT, user.CmdDMAUnmap, user.DMAUnmap{Address: 0, Size: 0x1000}.Encode(nil))
+	// reply, and the connection carries on. An unmap that would cut a
+	// mapping is refused too; one that takes whole mappings is not
+	// (TestDMATableUnmapMany).
+	r.fails(unix.ENOENT, user.CmdDMAUnmap, user.DMAUnmap{Address: 1 << 40, Size: 1 << 40}.Encode(nil))
+	r.fails(unix.ENOENT, user.CmdDMAUnmap, user.DMAUnmap{Address: 0xc0000, Size: 0x40000}.Encode(nil))
+	r.fails(unix.EINVAL, user.CmdDMAUnmap, user.DMAUnmap{Address: 0, Size: 0x1000}.Encode(nil))
 
 	// 3. DEVICE_GET_INFO (argsz 16).
 	rep = r.ok(user.CmdDeviceGetInfo, user.DeviceInfo{}.Encode(nil))

@@ -69,7 +69,11 @@ func (e *Env) RunVM(ctx context.Context, cfg VMConfig) (*VMResult, error) {
 	}
 	files := append(BaseFiles(), File{Path: "/init", Mode: 0o755, Data: initBin})
 	files = append(files, modFiles...)
-	appendArgs := append([]string{"intel_iommu=on", "iommu=nopt", "ycq.mode=" + cfg.Mode}, cfg.Params...)
+	// sp_off: the IOMMU maps 4 KiB pages even for huge pages, so QEMU sends the
+	// device model a DMA_MAP per page, as it does for ordinary memory.
+	// no_timer_check: under software emulation the IO-APIC timer check can
+	// run too slowly to pass, and the kernel panics.
+	appendArgs := append([]string{"intel_iommu=on,sp_off", "iommu=nopt", "no_timer_check", "ycq.mode=" + cfg.Mode}, cfg.Params...)
 	res, err := e.Boot(ctx, BootConfig{
 		Files:   files,
 		Machine: "q35,kernel-irqchip=split",

@@ -84,6 +84,12 @@ func param(name, def string) string {
 
 func run(res *result) error {
 	fmt.Printf("YCQ-GUEST kernel %s\n", guest.KernelRelease())
+	// Reserve huge pages, so the driver's DMA memory is physically
+	// contiguous in 2 MiB pieces (QEMU still maps it a 4 KiB page at a
+	// time, and the device model coalesces the pages again).
+	if err := os.WriteFile("/proc/sys/vm/nr_hugepages", []byte(param("ycq.hugepages", "64")), 0o644); err != nil {
+		fmt.Printf("YCQ-GUEST no huge pages: %v\n", err)
+	}
 	mods, err := guest.LoadModules(guest.ModuleList)
 	for _, m := range mods {
 		fmt.Printf("YCQ-GUEST module %s: %v\n", filepath.Base(m.File), errString(m.Err))
@@ -223,7 +229,8 @@ func runDemo(dev vfio.Device, res *result) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	r, err := demo.Run(ctx, dev, demo.Options{Size: size, Queues: queues, Engine: engine, Payload: payload})
+	r, err := demo.Run(ctx, dev, demo.Options{Size: size, Queues: queues, Engine: engine, Payload: payload,
+		Driver: hostdriver.Config{Huge: true}})
 	if err != nil {
 		return err
 	}
@@ -243,7 +250,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // crc32c engine, checking every response, with a driver reset in the
 // middle of the traffic.
 func streamWithReset(dev vfio.Device, res *result) error {
-	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: devicemodel.EngineCRC32C, Slots: 64, SlotSize: 256})
+	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: devicemodel.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true})
 	if err != nil {
 		return err
 	}
