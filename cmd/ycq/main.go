@@ -2,6 +2,7 @@
 //
 //	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
 //	ycq bench ring [-items N] [-rounds R] [-json]
+//	ycq bench device [-payload 64,4KiB,64KiB] [-count N] [-size 1GiB] [-rounds R] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq host list | bind ADDR | unbind ADDR
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
@@ -33,6 +34,8 @@ var commands = []command{
 	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
 	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
 	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer},
+	{[]string{"bench", "device"}, "measure request/response through the device model against a UNIX socket", benchDevice},
+	{[]string{"bench", "device-socket-peer"}, "(the echoing child of bench device, socket system)", benchDeviceSocketPeer},
 	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe},
 	{[]string{"host", "list"}, "list PCI devices, their drivers and IOMMU groups, and whether VFIO can take them", hostList},
 	{[]string{"host", "bind"}, "bind a PCI device to vfio-pci", hostBind},
