@@ -15,7 +15,7 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
 	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo
 
-.PHONY: all build run test lint fmt-check vet bench fuzz clean
+.PHONY: all build run run-qemu provision test e2e lint fmt-check vet bench fuzz clean
 
 all: build
 
@@ -26,8 +26,21 @@ build:
 run:
 	$(GO) run ./cmd/ycq run
 
-## test: everything CI checks
-test: fmt-check vet
+## run-qemu: the same, with the host driver inside a QEMU guest on kernel VFIO
+run-qemu: provision
+	$(GO) run ./cmd/ycq vm run
+
+## provision: QEMU 11.1 (Debian 13 root with backports) and the guest kernel,
+## cached in $(YCQ_CACHE); idempotent, needs root and Debian's mirrors
+provision:
+	bash qemu/provision.sh
+
+## e2e: the end-to-end tier alone (QEMU guest)
+e2e: provision
+	$(GO) test -count=1 -v ./tests/
+
+## test: everything CI checks (provisions QEMU on first use)
+test: fmt-check vet provision
 	$(GO) test -race -count=1 ./...
 
 fmt-check:
