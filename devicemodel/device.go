@@ -63,6 +63,16 @@ type Host interface {
 	Interrupt(idx vfio.IRQIndex, vector uint32) error
 }
 
+// Pinner is a Host that can hand the device a direct view of host memory,
+// so that the device's accesses need no lookup each (the server's Host
+// does, for memory that came with a descriptor). The view is valid until
+// release; an unmap of that memory first calls revoke, then waits for
+// release. Faults through the view (a client that truncates its file) are
+// the device's to catch, with debug.SetPanicOnFault.
+type Pinner interface {
+	Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func()) (b []byte, release func(), err error)
+}
+
 // ErrDMAFault: a device access to host memory the client has not mapped
 // for it.
 var ErrDMAFault = errors.New("devicemodel: DMA fault")

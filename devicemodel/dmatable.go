@@ -106,6 +106,8 @@ type DMAStats struct {
 	Accesses     uint64 // device accesses served
 	MessageDMA   uint64 // accesses (or parts) that went through DMA messages
 	Faults       uint64 // device accesses refused
+	Pins         uint64 // direct views handed out (Pin)
+	Revokes      uint64 // pins an unmap took back from their holders
 }
 
 // DefaultMaxDMAEntries is the most entries a table holds unless told
@@ -130,6 +132,19 @@ type dmaSpan struct {
 	off        uint64 // file offset of iova
 	align      uint64 // page size of the file's mapping; 0: never coalesces
 	entries    int
+	// pins are the holders of direct views of mem (Pin); while there
+	// are any, the span's address must not change, so it is never mapped
+	// afresh, and removing it waits for them to let go.
+	pins []*dmaPin
+}
+
+// dmaPin is one Pin: the span it holds, how to ask its holder to let go,
+// and a channel closed when it has.
+type dmaPin struct {
+	span     *dmaSpan
+	revoke   func()
+	released chan struct{}
+	once     sync.Once
 }
 
 func (s *dmaSpan) end() uint64 { return s.iova + s.size }
@@ -150,6 +165,7 @@ type DMATable struct {
 
 	maps, mapErrs, unmaps, unmapErrs, merges atomic.Uint64
 	accesses, messageDMA, faults             atomic.Uint64
+	pins, revokes                            atomic.Uint64
 }
 
 // NewDMATable returns an empty table. msg serves fd-less ranges (nil:
@@ -176,6 +192,7 @@ func (t *DMATable) Stats() DMAStats {
 	s.Unmaps, s.UnmapErrors = t.unmaps.Load(), t.unmapErrs.Load()
 	s.Merges, s.Accesses = t.merges.Load(), t.accesses.Load()
 	s.MessageDMA, s.Faults = t.messageDMA.Load(), t.faults.Load()
+	s.Pins, s.Revokes = t.pins.Load(), t.revokes.Load()
 	return s
 }
 
@@ -306,7 +323,8 @@ func (t *DMATable) mapFile(fd int, fi fileInfo, e dmaEntry, offset uint64) error
 	}
 	if left != nil && right == nil {
 		// The common case, a sequential map: grow the left span's
-		// mapping in place over the file's next pages.
+		// mapping in place over the file's next pages. In place, the
+		// address stays, so a pinned span may grow too.
 		if mem, err := mremapGrow(left.vm, int(left.size+e.size)); err == nil {
 			left.vm, left.mem = mem, mem
 			left.size += e.size
@@ -316,6 +334,10 @@ func (t *DMATable) mapFile(fd int, fi fileInfo, e dmaEntry, offset uint64) error
 			return nil
 		}
 		// Fall back to mapping the union afresh.
+	}
+	if left != nil && len(left.pins) > 0 || right != nil && len(right.pins) > 0 {
+		// Mapping afresh would move a pinned span: keep e on its own.
+		left, right = nil, nil
 	}
 	if left != nil || right != nil {
 		lo, loOff, n, entries := e.iova, offset, e.size, 1
@@ -403,6 +425,7 @@ func (t *DMATable) replaceSpans(i, n int, with ...*dmaSpan) {
 func (t *DMATable) Unmap(iova vfio.IOVA, size uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.unpinLocked(uint64(iova), size)
 	a := uint64(iova)
 	last := a + (size - 1) // inclusive: QEMU unmaps up to the top of the address space
 	if size == 0 || last < a {
@@ -475,6 +498,7 @@ func (t *DMATable) unmapEntryLocked(ei int) error {
 func (t *DMATable) UnmapAll() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.unpinLocked(0, 0)
 	return t.unmapAllLocked()
 }
 
@@ -495,7 +519,71 @@ func (t *DMATable) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
+	t.unpinLocked(0, 0)
 	return t.unmapAllLocked()
+}
+
+// Pin returns host memory [iova, iova+size) as one slice the device can
+// use directly, without a table lookup per access, if the range is
+// memory-backed, lies in one span, and that span allows perm. The view
+// stays valid until the holder calls release: until then the span's
+// address does not change, and an unmap of any part of it first calls
+// revoke (from the unmapping goroutine, at most once), then waits for
+// release. revoke must make the holder stop touching the slice and call
+// release soon, without calling into the table. Accesses through the
+// slice are the holder's to guard against faults (debug.SetPanicOnFault).
+func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func()) (b []byte, release func(), err error) {
+	a := uint64(iova)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.spanAt(a)
+	if i < 0 || size == 0 || a+size < a {
+		return nil, nil, t.fault(a, int(min(size, math.MaxInt32)), perm&vfio.DMAWrite != 0, nil, "pin: not mapped")
+	}
+	s := t.spans[i]
+	if s.mem == nil || s.end()-a < size || s.perm&perm != perm {
+		return nil, nil, fmt.Errorf("%w: pin [%#x, +%#x): not one memory-backed span with permissions %#x",
+			ErrDMAFault, a, size, uint32(perm))
+	}
+	p := &dmaPin{span: s, revoke: revoke, released: make(chan struct{})}
+	s.pins = append(s.pins, p)
+	t.pins.Add(1)
+	release = func() {
+		p.once.Do(func() {
+			t.mu.Lock()
+			s.pins = slices.DeleteFunc(s.pins, func(q *dmaPin) bool { return q == p })
+			t.mu.Unlock()
+			close(p.released)
+		})
+	}
+	off := a - s.iova
+	return s.mem[off : off+size : off+size], release, nil
+}
+
+// unpinLocked asks the holders of pins on every span that touches
+// [a, a+size) (size 0: everything) to let go, and waits until they have.
+// It drops t.mu while it waits, so the holders can release. t.mu held.
+func (t *DMATable) unpinLocked(a, size uint64) {
+	for {
+		var pins []*dmaPin
+		for _, s := range t.spans {
+			if len(s.pins) > 0 && (size == 0 || s.iova <= a+(size-1) && a <= s.end()-1) {
+				pins = append(pins, s.pins...)
+			}
+		}
+		if len(pins) == 0 {
+			return
+		}
+		t.mu.Unlock()
+		for _, p := range pins {
+			if p.revoke != nil {
+				p.revoke()
+			}
+			<-p.released
+		}
+		t.revokes.Add(uint64(len(pins)))
+		t.mu.Lock()
+	}
 }
 
 // spanAt returns the index of the span holding addr, or -1. t.mu held.

@@ -473,3 +473,49 @@ func BenchmarkDMATableMap4096(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*pages)/b.Elapsed().Seconds(), "maps/s")
 }
+
+// TestDMATablePin: a pinned view is the mapped memory itself; mapping a
+// neighbour does not move it; an unmap asks the holder to let go and waits.
+func TestDMATablePin(t *testing.T) {
+	r := memfd(t, 16*page)
+	tab := devicemodel.NewDMATable(nil, 0)
+	defer tab.Close()
+	rw := vfio.DMARead | vfio.DMAWrite
+	mapPages(t, tab, r, 0x100000, []int{0, 1, 2, 3})
+	revoked := make(chan struct{}, 1)
+	var release func()
+	b, release, err := tab.Pin(0x100000+page, 2*page, rw, func() { revoked <- struct{}{} })
+	require.NoError(t, err)
+	require.Len(t, b, 2*page)
+	b[0] = 0x5a
+	require.Equal(t, byte(0x5a), r.Bytes()[page], "the view is the client's memory")
+
+	// Neighbours still join, in place; the view stays valid.
+	mapPages(t, tab, r, 0x100000+4*page, []int{4, 5})
+	b[1] = 0x5b
+	require.Equal(t, byte(0x5b), r.Bytes()[page+1])
+
+	// Refusals: unmapped, beyond the span, without the permission.
+	_, _, err = tab.Pin(0x900000, page, rw, nil)
+	require.ErrorIs(t, err, devicemodel.ErrDMAFault)
+	_, _, err = tab.Pin(0x100000, 7*page, rw, nil)
+	require.ErrorIs(t, err, devicemodel.ErrDMAFault)
+
+	// An unmap of any part of the span revokes the pin and waits for it.
+	done := make(chan error, 1)
+	go func() { done <- tab.Unmap(0x100000+3*page, page) }()
+	select {
+	case <-revoked:
+	case <-time.After(time.Minute):
+		t.Fatal("the unmap never asked the holder to let go")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the unmap did not wait for the pin: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	release()
+	require.NoError(t, <-done)
+	require.Equal(t, uint64(1), tab.Stats().Revokes)
+	release() // a second release is harmless
+}

@@ -17,6 +17,9 @@ type space interface {
 	Store64(a uint64, v uint64) error
 	Read(a uint64, b []byte) error
 	Write(a uint64, b []byte) error
+	// Slice returns [a, a+n) in place, when the space is directly
+	// addressable; ok is false otherwise (use Read and Write).
+	Slice(a uint64, n int) (b []byte, ok bool)
 }
 
 // hostSpace is host memory through the client's DMA mappings.
@@ -28,6 +31,7 @@ func (s hostSpace) Load64(a uint64) (uint64, error)  { return s.h.Load64(vfio.IO
 func (s hostSpace) Store64(a uint64, v uint64) error { return s.h.Store64(vfio.IOVA(a), v) }
 func (s hostSpace) Read(a uint64, b []byte) error    { return s.h.Read(vfio.IOVA(a), b) }
 func (s hostSpace) Write(a uint64, b []byte) error   { return s.h.Write(vfio.IOVA(a), b) }
+func (s hostSpace) Slice(uint64, int) ([]byte, bool) { return nil, false }
 
 // queueError is a device error about one queue: a code for RegErrorCode and
 // the address or value for RegErrorAddr.

@@ -1,6 +1,7 @@
 package devicemodel
 
 import (
+	"runtime/debug"
 	"sync/atomic"
 
 	"ycq/ring"
@@ -8,7 +9,20 @@ import (
 
 // runPair is a queue pair's goroutine: it processes records while there are
 // any, and sleeps, registered in the queue's wake line, until a doorbell.
+// Host memory it reaches through pinned views could fault (a client that
+// truncates its file): that is caught and reported as a DMA fault.
 func (d *YCQ) runPair(run *runState, p *queuePair) {
+	defer p.release()
+	debug.SetPanicOnFault(true)
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(interface{ Addr() uintptr })
+			if !ok {
+				panic(r)
+			}
+			d.pairFailed(run, p, qerr(CodeDMAFault, uint64(f.Addr()), "queue pair %d: host memory faulted: %v", p.q, r))
+		}
+	}()
 	for {
 		select {
 		case <-run.stop:
@@ -44,11 +58,17 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 			if !ok {
 				break
 			}
-			if err := p.h2d.data.Read(p.h2d.slot(p.h2d.pos), p.in[:length]); err != nil {
-				return false, false, p.h2d.dmaErr(p.h2d.slot(p.h2d.pos), err)
+			at := p.h2d.slot(p.h2d.pos)
+			if req, ok := p.h2d.data.Slice(at, int(length)); ok {
+				p.req = req // in place: the host does not touch it until it is released
+			} else {
+				if err := p.h2d.data.Read(at, p.in[:length]); err != nil {
+					return false, false, p.h2d.dmaErr(at, err)
+				}
+				p.req = p.in[:length]
 			}
-			p.reqLen, p.next, p.pending = int(length), 0, true
-			p.responses = p.engine.Responses(p.in[:length])
+			p.next, p.pending = 0, true
+			p.responses = p.engine.Responses(p.req)
 		}
 		for p.next < p.responses {
 			free, err := p.d2h.free()
@@ -59,12 +79,19 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 				blocked = true
 				break
 			}
-			n, err := p.engine.Respond(p.in[:p.reqLen], p.next, p.out)
-			if err != nil || n < 0 || n > len(p.out) {
+			at := p.d2h.slot(p.d2h.pos)
+			out, direct := p.d2h.data.Slice(at, len(p.out))
+			if !direct {
+				out = p.out
+			}
+			n, err := p.engine.Respond(p.req, p.next, out)
+			if err != nil || n < 0 || n > len(out) {
 				return false, false, qerr(CodeBadRecord, p.h2d.pos, "queue pair %d, request at position %d: %v", p.q, p.h2d.pos, err)
 			}
-			if err := p.d2h.data.Write(p.d2h.slot(p.d2h.pos), p.out[:n]); err != nil {
-				return false, false, p.d2h.dmaErr(p.d2h.slot(p.d2h.pos), err)
+			if !direct {
+				if err := p.d2h.data.Write(at, out[:n]); err != nil {
+					return false, false, p.d2h.dmaErr(at, err)
+				}
 			}
 			if err := p.d2h.publish(uint32(n)); err != nil {
 				return false, false, err
@@ -179,27 +206,51 @@ func (d *YCQ) pairFailed(run *runState, p *queuePair, err error) {
 	close(run.stop)
 }
 
-// localSpace is the device's own BAR2 memory, by offset.
-type localSpace struct{ b []byte }
+// localSpace is memory the device reaches directly: its own BAR2 memory,
+// by offset, or a pinned view of host memory, by IOVA (base is the IOVA of
+// b[0]).
+type localSpace struct {
+	b    []byte
+	base uint64
+}
 
-func newLocalSpace(b []byte) localSpace { return localSpace{b} }
+func newLocalSpace(b []byte) localSpace { return localSpace{b: b} }
+
+// Slice returns [a, a+n) in place.
+func (s localSpace) Slice(a uint64, n int) ([]byte, bool) {
+	if a < s.base {
+		return nil, false
+	}
+	a -= s.base
+	if !s.check(a, n) {
+		return nil, false
+	}
+	return s.b[a : a+uint64(n) : a+uint64(n)], true
+}
 
 func (s localSpace) check(a uint64, n int) bool {
 	return a <= uint64(len(s.b)) && uint64(n) <= uint64(len(s.b))-a
 }
 
 func (s localSpace) word32(a uint64) (*atomic.Uint32, error) {
-	if a%4 != 0 || !s.check(a, 4) {
-		return nil, errBAR2(a)
+	if a%4 != 0 || a < s.base || !s.check(a-s.base, 4) {
+		return nil, s.errAt(a)
 	}
-	return localWord32(s.b[a:][:4]), nil
+	return localWord32(s.b[a-s.base:][:4]), nil
 }
 
 func (s localSpace) word64(a uint64) (*atomic.Uint64, error) {
-	if a%8 != 0 || !s.check(a, 8) {
-		return nil, errBAR2(a)
+	if a%8 != 0 || a < s.base || !s.check(a-s.base, 8) {
+		return nil, s.errAt(a)
 	}
-	return localWord64(s.b[a:][:8]), nil
+	return localWord64(s.b[a-s.base:][:8]), nil
+}
+
+func (s localSpace) errAt(a uint64) error {
+	if s.base == 0 {
+		return errBAR2(a)
+	}
+	return qerr(CodeDMAFault, a, "access at %#x outside the pinned host memory [%#x, +%#x) or misaligned", a, s.base, len(s.b))
 }
 
 func (s localSpace) Load32(a uint64) (uint32, error) {
@@ -235,18 +286,20 @@ func (s localSpace) Store64(a uint64, v uint64) error {
 }
 
 func (s localSpace) Read(a uint64, b []byte) error {
-	if !s.check(a, len(b)) {
-		return errBAR2(a)
+	m, ok := s.Slice(a, len(b))
+	if !ok {
+		return s.errAt(a)
 	}
-	copy(b, s.b[a:])
+	copy(b, m)
 	return nil
 }
 
 func (s localSpace) Write(a uint64, b []byte) error {
-	if !s.check(a, len(b)) {
-		return errBAR2(a)
+	m, ok := s.Slice(a, len(b))
+	if !ok {
+		return s.errAt(a)
 	}
-	copy(s.b[a:], b)
+	copy(m, b)
 	return nil
 }
 

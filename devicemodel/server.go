@@ -769,6 +769,11 @@ func (ss *session) Load64(iova vfio.IOVA) (uint64, error) { return ss.table.Load
 // Store64 implements Host.
 func (ss *session) Store64(iova vfio.IOVA, v uint64) error { return ss.table.Store64(iova, v) }
 
+// Pin implements Pinner: direct views of memory-backed mappings.
+func (ss *session) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func()) ([]byte, func(), error) {
+	return ss.table.Pin(iova, size, perm, revoke)
+}
+
 // Interrupt implements Host.
 func (ss *session) Interrupt(idx vfio.IRQIndex, vector uint32) error {
 	return ss.irq.interrupt(idx, vector)

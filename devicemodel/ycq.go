@@ -350,9 +350,19 @@ type queuePair struct {
 	in, out  []byte
 	// A request whose responses are not all written yet.
 	pending   bool
-	reqLen    int
+	req       []byte // the request: in place, or a copy in in
 	responses int
 	next      int
+	// releases give back the pinned views of host memory the pair uses.
+	releases []func()
+}
+
+// release gives back the pair's pinned views.
+func (p *queuePair) release() {
+	for _, r := range p.releases {
+		r()
+	}
+	p.releases = nil
 }
 
 // enableLocked checks every queue pair the host configured and starts
@@ -378,19 +388,23 @@ func (d *YCQ) enableLocked() {
 		err = qerr(CodeBadConfig, uint64(engineID), "no engine %d", engineID)
 	}
 	errQueue := uint32(NoQueue)
+	run := &runState{stop: make(chan struct{})}
 	for q := 0; err == nil && q < n; q++ {
 		var p *queuePair
-		p, err = d.setupPair(q, d.queueConfig(q), engine)
+		p, err = d.setupPair(run, q, d.queueConfig(q), engine)
 		if err != nil {
 			errQueue = uint32(q)
+		} else {
+			pairs = append(pairs, p)
 		}
-		pairs = append(pairs, p)
 	}
 	if err != nil {
+		for _, p := range pairs {
+			p.release()
+		}
 		d.failLocked(errQueue, err)
 		return
 	}
-	run := &runState{stop: make(chan struct{})}
 	for _, p := range pairs {
 		// Drop a doorbell rung before the enable: the pair looks anyway.
 		select {
@@ -405,8 +419,9 @@ func (d *YCQ) enableLocked() {
 	d.log.Info("enabled", "queue_pairs", n, "engine", EngineName(engineID))
 }
 
-// setupPair checks one queue pair's registers and its queues' headers.
-func (d *YCQ) setupPair(q int, c queueConfig, engine Engine) (*queuePair, error) {
+// setupPair checks one queue pair's registers and its queues' headers, and
+// pins the host memory it will use, where the host can pin.
+func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *queuePair, err error) {
 	if c.slots < ring.MinSlots || c.slots > 1<<16 || bits.OnesCount32(c.slots) != 1 {
 		return nil, qerr(CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: want a power of two from %d to %d", q, c.slots, ring.MinSlots, 1<<16)
 	}
@@ -420,7 +435,29 @@ func (d *YCQ) setupPair(q int, c queueConfig, engine Engine) (*queuePair, error)
 		return nil, qerr(CodeBadConfig, uint64(c.vector), "queue pair %d: vector %d: the device has %d", q, c.vector, d.vectors())
 	}
 	host := hostSpace{d.host}
-	var meta space = host
+	var h2dMeta, d2hMeta space = host, host
+	p := &queuePair{q: q, vector: c.vector, engine: engine, in: make([]byte, c.slotSize), out: make([]byte, c.slotSize)}
+	defer func() {
+		if err != nil {
+			p.release()
+		}
+	}()
+	// pin returns a direct view of [a, a+n) if the host can give one, or
+	// the host itself.
+	pin := func(a, n uint64, perm vfio.Perm) space {
+		pinner, ok := d.host.(Pinner)
+		if !ok {
+			return host
+		}
+		b, release, err := pinner.Pin(vfio.IOVA(a), n, perm, func() { d.revoked(run, q) })
+		if err != nil {
+			return host
+		}
+		p.releases = append(p.releases, release)
+		return localSpace{b: b, base: a}
+	}
+	metaSize := uint64(ring.MetaSize(int(c.slots)))
+	dataSize := uint64(c.slots) * uint64(c.slotSize)
 	if c.flags&QFlagMetaInBAR2 != 0 {
 		size := uint64(ring.MetaSize(int(c.slots)))
 		for _, m := range []uint64{c.h2dMeta, c.d2hMeta} {
@@ -428,17 +465,16 @@ func (d *YCQ) setupPair(q int, c queueConfig, engine Engine) (*queuePair, error)
 				return nil, qerr(CodeBadConfig, m, "queue pair %d: metadata at BAR2 offset %#x: %d bytes do not fit in the %d-byte BAR2, 8-byte aligned", q, m, size, bar2Size)
 			}
 		}
-		meta = newLocalSpace(d.bar2.Bytes())
+		h2dMeta = newLocalSpace(d.bar2.Bytes())
+		d2hMeta = h2dMeta
+	} else {
+		h2dMeta = pin(c.h2dMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
+		d2hMeta = pin(c.d2hMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
 	}
-	p := &queuePair{
-		q:      q,
-		h2d:    farQueue{meta: meta, data: host, metaAddr: c.h2dMeta, dataAddr: c.h2dData, slots: c.slots, slotSize: c.slotSize},
-		d2h:    farQueue{meta: meta, data: host, metaAddr: c.d2hMeta, dataAddr: c.d2hData, slots: c.slots, slotSize: c.slotSize},
-		vector: c.vector,
-		engine: engine,
-		in:     make([]byte, c.slotSize),
-		out:    make([]byte, c.slotSize),
-	}
+	p.h2d = farQueue{meta: h2dMeta, data: pin(c.h2dData, dataSize, vfio.DMARead),
+		metaAddr: c.h2dMeta, dataAddr: c.h2dData, slots: c.slots, slotSize: c.slotSize}
+	p.d2h = farQueue{meta: d2hMeta, data: pin(c.d2hData, dataSize, vfio.DMAWrite),
+		metaAddr: c.d2hMeta, dataAddr: c.d2hData, slots: c.slots, slotSize: c.slotSize}
 	if err := p.h2d.attach(true); err != nil {
 		return nil, err
 	}
@@ -446,6 +482,21 @@ func (d *YCQ) setupPair(q int, c queueConfig, engine Engine) (*queuePair, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// revoked is called when the host unmaps memory a running pair holds
+// pinned: the device stops with a DMA fault, without waiting (the caller
+// is the unmap, which waits for the pins).
+func (d *YCQ) revoked(run *runState, q int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.run != run {
+		return // stopping already; its goroutines release their pins as they end
+	}
+	d.failLocked(uint32(q), &queueError{code: CodeDMAFault, reason: "the host unmapped memory of a running queue pair"})
+	d.run = nil
+	d.stopped = append(d.stopped, run)
+	close(run.stop)
 }
 
 // failLocked stops the device on an error: the first error is the one the

@@ -28,6 +28,10 @@ type fakeHost struct {
 	irqs [MaxQueuePairs + 1]chan struct{}
 	n    atomic.Uint64
 	msix atomic.Bool // MSI-X wired; otherwise Interrupt fails for MSI-X
+	// pinning makes the host a Pinner; pins counts views not released.
+	pinning bool
+	pins    int
+	revokes []func()
 }
 
 // newFakeHost makes host memory on the Go heap, where the race detector
@@ -124,6 +128,36 @@ func (h *fakeHost) Store64(iova vfio.IOVA, v uint64) error {
 	}
 	localWord64(m).Store(v)
 	return nil
+}
+
+// Pin implements Pinner when h.pinning is set: views straight into the
+// fake host memory, with the revoke functions kept for tests to call.
+func (h *fakeHost) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func()) ([]byte, func(), error) {
+	if !h.pinning {
+		return nil, nil, errors.New("fake host: no pinning")
+	}
+	m, err := h.at(iova, int(size))
+	if err != nil {
+		return nil, nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pins++
+	h.revokes = append(h.revokes, revoke)
+	var once sync.Once
+	return m, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			h.pins--
+			h.mu.Unlock()
+		})
+	}, nil
+}
+
+func (h *fakeHost) pinned() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pins
 }
 
 func (h *fakeHost) Interrupt(idx vfio.IRQIndex, vector uint32) error {
@@ -366,11 +400,14 @@ func fillRecord(i int, b []byte) {
 func TestEnginesEndToEnd(t *testing.T) {
 	const slots, slotSize = 64, 256
 	for _, tc := range []struct {
-		engine uint32
-		inBAR2 bool
-	}{{EngineCRC32C, false}, {EngineEcho, false}, {EngineEcho, true}, {EngineCRC32C, true}} {
-		t.Run(fmt.Sprintf("%s/bar2=%v", EngineName(tc.engine), tc.inBAR2), func(t *testing.T) {
-			d, h := newTestDevice(t, 2, tc.inBAR2)
+		engine  uint32
+		inBAR2  bool
+		pinning bool
+	}{{EngineCRC32C, false, false}, {EngineEcho, false, false}, {EngineEcho, true, false}, {EngineCRC32C, true, false},
+		{EngineEcho, false, true}, {EngineCRC32C, false, true}} {
+		t.Run(fmt.Sprintf("%s/bar2=%v/pinned=%v", EngineName(tc.engine), tc.inBAR2, tc.pinning), func(t *testing.T) {
+			d, h := newTestDevice(t, 2, tc.inBAR2 || tc.pinning)
+			h.pinning = tc.pinning
 			setReg32(t, d, RegEngine, tc.engine)
 			setReg32(t, d, RegNumQueues, 2)
 			var sides []*hostSide
@@ -424,10 +461,34 @@ func TestEnginesEndToEnd(t *testing.T) {
 					s.q, s.bells.Load(), s.sleeps.Load(), n, st.ProducerWakeSent, st.ProducerWakeSuppressed)
 				require.Less(t, s.bells.Load(), uint64(n), "doorbells are rung only when the device sleeps")
 			}
+			if tc.pinning {
+				require.Equal(t, 8, h.pinned(), "two pairs: two metadata and two data views each")
+			}
 			setReg32(t, d, RegControl, 0)
 			require.Zero(t, reg32(t, d, RegStatus))
+			require.Zero(t, h.pinned(), "stopping releases every view")
 		})
 	}
+}
+
+// TestRevokedWhileRunning: the host unmaps memory a running pair holds
+// pinned; the device stops with a DMA fault and lets go of its views.
+func TestRevokedWhileRunning(t *testing.T) {
+	d, h := newTestDevice(t, 1, true)
+	h.pinning = true
+	p, _ := layoutPair(t, h, d, 0, 16, 64, 0, false)
+	program(t, d, h, 0, p, 16, 64)
+	setReg32(t, d, RegControl, ControlEnable)
+	require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+	require.Equal(t, 4, h.pinned())
+	h.mu.Lock()
+	revoke := h.revokes[0]
+	h.mu.Unlock()
+	revoke()
+	revoke() // every view of the pair calls it; the second does nothing
+	waitUntil(t, func() bool { return h.pinned() == 0 })
+	require.Equal(t, uint32(StatusError), reg32(t, d, RegStatus))
+	require.Equal(t, uint32(CodeDMAFault), reg32(t, d, RegErrorCode))
 }
 
 func TestSinkAndSource(t *testing.T) {
