@@ -77,14 +77,15 @@ func (p *Pair) waitChan() <-chan struct{} {
 // needs.
 const spinTries = 32
 
-//go:noinline
+// pause busy-waits a few hundred nanoseconds.
 func pause() {
-	for i := 0; i < 64; i++ {
-		spinSink++
+	for range 64 {
+		nop()
 	}
 }
 
-var spinSink int
+//go:noinline
+func nop() {}
 
 // wait calls try until it returns something other than again, sleeping on
 // the pair's interrupt, registered on line, in between. It gives up when
