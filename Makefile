@@ -58,6 +58,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ring
 	$(GO) run ./cmd/ycq bench ring
 	$(GO) run ./cmd/ycq bench ipc
+	$(GO) run ./cmd/ycq bench device
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

@@ -141,7 +141,7 @@ func (f *farQueue) peek() (length uint32, ok bool, err error) {
 			if err := f.release(); err != nil {
 				return 0, false, err
 			}
-			if err := f.bump(ring.OffConsSkipped); err != nil {
+			if err := f.sync(ring.OffConsCursor, ring.OffConsSkipped, 1); err != nil {
 				return 0, false, err
 			}
 		case seq == uint32(p), seq == uint32(p)+1-f.slots:
@@ -153,17 +153,27 @@ func (f *farQueue) peek() (length uint32, ok bool, err error) {
 	return 0, false, nil
 }
 
-// release hands the slot at the consumer's position back and moves on.
+// release hands the slot at the consumer's position back and moves on. The
+// cursor in metadata is stored by sync, once for a batch: LAYOUT.md lets a
+// single consumer move its cursor once for a run.
 func (f *farQueue) release() error {
 	p := f.pos
 	if err := f.meta.Store64(f.desc(p), uint64(uint32(p)+f.slots)); err != nil {
 		return f.dmaErr(f.desc(p), err)
 	}
 	f.pos++
-	if err := f.meta.Store64(f.metaAddr+ring.OffConsCursor, f.pos); err != nil {
-		return f.dmaErr(f.metaAddr+ring.OffConsCursor, err)
-	}
 	return nil
+}
+
+// sync stores this side's cursor (ring.OffProdCursor or ring.OffConsCursor)
+// and adds n to one of its counters. The device syncs after each batch and
+// before it stops, so whenever it is stopped the cursors agree with the
+// stamps, which is what the host reads after a reset.
+func (f *farQueue) sync(cursorOff, counterOff, n uint64) error {
+	if err := f.meta.Store64(f.metaAddr+cursorOff, f.pos); err != nil {
+		return f.dmaErr(f.metaAddr+cursorOff, err)
+	}
+	return f.add(counterOff, n)
 }
 
 // free reports whether the producer's next slot is free.
@@ -184,24 +194,21 @@ func (f *farQueue) free() (bool, error) {
 
 // publish makes the producer's next slot a record of length bytes: the
 // payload was written before; the descriptor (length, then stamp, in one
-// ordered store) after.
+// ordered store) after. The cursor is stored by sync, as for release.
 func (f *farQueue) publish(length uint32) error {
 	p := f.pos
 	if err := f.meta.Store64(f.desc(p), uint64(uint32(p)+1)|uint64(length)<<32); err != nil {
 		return f.dmaErr(f.desc(p), err)
 	}
 	f.pos++
-	if err := f.meta.Store64(f.metaAddr+ring.OffProdCursor, f.pos); err != nil {
-		return f.dmaErr(f.metaAddr+ring.OffProdCursor, err)
-	}
-	return f.bump(ring.OffProdPublished)
+	return nil
 }
 
-// bump adds one to a counter of the device's side.
-func (f *farQueue) bump(off uint64) error {
+// add adds n to a counter of the device's side.
+func (f *farQueue) add(off, n uint64) error {
 	v, err := f.meta.Load64(f.metaAddr + off)
 	if err == nil {
-		err = f.meta.Store64(f.metaAddr+off, v+1)
+		err = f.meta.Store64(f.metaAddr+off, v+n)
 	}
 	if err != nil {
 		return f.dmaErr(f.metaAddr+off, err)
@@ -229,7 +236,7 @@ func (f *farQueue) wake(futexOff, counterOff uint64) error {
 	if err != nil {
 		return f.dmaErr(f.metaAddr+futexOff, err)
 	}
-	return f.bump(counterOff)
+	return f.add(counterOff, 1)
 }
 
 // sleep registers (delta 1) or unregisters (delta -1) the device as a

@@ -53,6 +53,15 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 // blocked reports that it stopped because the device-to-host queue is full.
 func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 	consumed, produced := 0, 0
+	synced := false
+	defer func() {
+		if !synced {
+			// The batch ended in an error: store the cursors anyway, as
+			// far as they can be, for the host reads them to learn which
+			// requests were answered.
+			p.sync(produced, consumed)
+		}
+	}()
 	for consumed < d.opt.Batch && !blocked {
 		if !p.pending {
 			length, ok, err := p.h2d.peek()
@@ -109,19 +118,34 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		if err := p.h2d.release(); err != nil {
 			return false, false, err
 		}
-		if err := p.h2d.bump(ring.OffConsReleased); err != nil {
-			return false, false, err
-		}
 		p.pending = false
 		consumed++
 	}
 	d.recordsIn.Add(uint64(consumed))
 	d.recordsOut.Add(uint64(produced))
 	d.qrecords[p.q].Add(uint64(consumed))
+	synced = true
+	if err := p.sync(produced, consumed); err != nil {
+		return false, false, err
+	}
 	if err := d.wakeHost(p, produced > 0, consumed > 0); err != nil {
 		return false, false, err
 	}
 	return consumed+produced > 0, blocked, nil
+}
+
+// sync stores the pair's cursors after a batch that published produced
+// responses and released consumed requests.
+func (p *queuePair) sync(produced, consumed int) error {
+	if produced > 0 {
+		if err := p.d2h.sync(ring.OffProdCursor, ring.OffProdPublished, uint64(produced)); err != nil {
+			return err
+		}
+	}
+	if consumed > 0 {
+		return p.h2d.sync(ring.OffConsCursor, ring.OffConsReleased, uint64(consumed))
+	}
+	return nil
 }
 
 // wakeHost raises the pair's vector if a host agent sleeps for what the
@@ -147,7 +171,7 @@ func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 			return err
 		}
 		if n == 0 {
-			if err := w.q.bump(w.quiet); err != nil {
+			if err := w.q.add(w.quiet, 1); err != nil {
 				return err
 			}
 			continue

@@ -46,8 +46,10 @@ var commands = []command{
 
 func main() {
 	// YCQ_CPUPROFILE=FILE writes a CPU profile of the whole run, for
-	// looking into a benchmark.
+	// looking into a benchmark; the processes it starts (a device model, a
+	// benchmark's peer) write theirs to FILE.child.
 	if path := os.Getenv("YCQ_CPUPROFILE"); path != "" {
+		os.Setenv("YCQ_CPUPROFILE", path+".child")
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
 			code := run(os.Args[1:], os.Stdout, os.Stderr)
