@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -424,7 +423,7 @@ func runDeviceSocket(exe, sock string, o deviceRun) (deviceResult, error) {
 		return deviceResult{}, err
 	}
 	defer l.Close()
-	cmd := exec.Command(exe, "bench", "device-socket-peer", "-socket", sock, "-conns", strconv.Itoa(o.pairs),
+	cmd := child(exe, "bench", "device-socket-peer", "-socket", sock, "-conns", strconv.Itoa(o.pairs),
 		"-payload", strconv.Itoa(o.payload), "-batch", strconv.Itoa(o.batch), "-buffer", strconv.Itoa(o.socketBuffer()))
 	var errb bytes.Buffer
 	cmd.Stderr = &errb

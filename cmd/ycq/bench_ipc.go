@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -174,7 +173,7 @@ func runRingBench(exe, sock string, count, payload, batch int, block bool) (floa
 }
 
 func runChild(exe string, args ...string) ([]byte, error) {
-	cmd := exec.Command(exe, args...)
+	cmd := child(exe, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -302,7 +301,7 @@ func idleCPU(exe string, d time.Duration, block bool) (time.Duration, error) {
 	if _, err := ring.Format(meta.Bytes(), data.Bytes(), cfg); err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-block="+strconv.FormatBool(block),
+	cmd := child(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-block="+strconv.FormatBool(block),
 		"-slots", strconv.Itoa(cfg.Slots), "-slot-size", strconv.Itoa(cfg.SlotSize))
 	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(meta.FD()), "meta"), os.NewFile(uintptr(data.FD()), "data")}
 	var errb bytes.Buffer

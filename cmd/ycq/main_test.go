@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +118,47 @@ func TestIPCServeConnect(t *testing.T) {
 	out, err = exec.Command(exe, "ipc", "connect", "-socket", sock, "-role", "sideways").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "role")
+}
+
+// TestMain lets the test binary play a parent that starts a device model
+// with child and then waits to be killed (see TestChildDiesWithParent).
+func TestMain(m *testing.M) {
+	if exe := os.Getenv("YCQ_TEST_PARENT_OF"); exe != "" {
+		cmd := child(exe, "device", "serve", "-socket", os.Getenv("YCQ_TEST_SOCKET"))
+		if err := cmd.Start(); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println(cmd.Process.Pid)
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// TestChildDiesWithParent kills a process that started a device model the
+// way `ycq run` does, and checks that the device model goes too. The device
+// model's output goes nowhere, so only the kernel's parent-death signal can
+// end it.
+func TestChildDiesWithParent(t *testing.T) {
+	exe := buildYCQ(t)
+	parent := exec.Command(os.Args[0])
+	parent.Env = append(os.Environ(), "YCQ_TEST_PARENT_OF="+exe, "YCQ_TEST_SOCKET="+filepath.Join(t.TempDir(), "d.sock"))
+	out, err := parent.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, parent.Start())
+	var pid int
+	_, err = fmt.Fscan(out, &pid)
+	require.NoError(t, err, "the parent did not start a device model")
+	require.NoError(t, parent.Process.Kill())
+	parent.Wait()
+	// Wait for it to be gone (reaped by init, or a zombie); the bound only
+	// keeps a failure from hanging the test run.
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	t.Fatalf("the device model (pid %d) outlived its parent", pid)
 }

@@ -99,6 +99,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 
 // startDeviceModel runs `ycq device serve` as a separate process on a
 // temporary socket and returns the socket and how to stop it.
+// child is a command for a process this one starts and depends on (a
+// device model, a benchmark's peer): it is killed if this process dies
+// first, so none outlives an interrupted run.
+func child(exe string, args ...string) *exec.Cmd {
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 func startDeviceModel(queues int, engine string, stderr io.Writer) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -109,7 +118,7 @@ func startDeviceModel(queues int, engine string, stderr io.Writer) (string, func
 		return "", nil, err
 	}
 	sock := filepath.Join(dir, "device.sock")
-	cmd := exec.Command(exe, "device", "serve", "-socket", sock, "-queues", strconv.Itoa(queues), "-engine", engine)
+	cmd := child(exe, "device", "serve", "-socket", sock, "-queues", strconv.Itoa(queues), "-engine", engine)
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
