@@ -58,8 +58,40 @@ func (r *Region) Size() int { return len(r.mem) }
 
 // FD is the region's descriptor, or -1 for anonymous memory. The region
 // keeps owning it: to hand it to another process, pass it over a socket
-// (which duplicates it); do not close it.
+// (which duplicates it), or use File; do not close it.
 func (r *Region) FD() int { return r.fd }
+
+// File returns a duplicate of the region's descriptor, owned by the caller,
+// for handing to a child process (exec.Cmd.ExtraFiles). Wrapping FD in an
+// os.File instead would close the region's descriptor when that File is
+// collected, whatever the descriptor number then refers to.
+func (r *Region) File() (*os.File, error) {
+	if r.fd < 0 {
+		return nil, fmt.Errorf("%w: anonymous memory has no descriptor", ErrInvalid)
+	}
+	fd, err := unix.FcntlInt(uintptr(r.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dma: duplicate descriptor %d: %w", r.fd, err)
+	}
+	return os.NewFile(uintptr(fd), r.name), nil
+}
+
+// Files returns File for each region, in order; on an error it closes the
+// ones it made.
+func Files(rs ...*Region) ([]*os.File, error) {
+	files := make([]*os.File, 0, len(rs))
+	for _, r := range rs {
+		f, err := r.File()
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
 
 // Name is the /dev/shm name of a named region, or the memfd's name.
 func (r *Region) Name() string { return r.name }

@@ -65,6 +65,38 @@ func TestMemfdSharedWithAnotherMapping(t *testing.T) {
 	require.Contains(t, r.String(), "memfd")
 }
 
+// TestFiles: a region's File is its own descriptor for the same memory;
+// closing it leaves the region's descriptor alone.
+func TestFiles(t *testing.T) {
+	noLeak(t)
+	a, err := Memfd("a", PageSize, Options{})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Memfd("b", PageSize, Options{})
+	require.NoError(t, err)
+	defer b.Close()
+	files, err := Files(a, b)
+	require.NoError(t, err)
+	require.Len(t, files, 2)
+	require.NotEqual(t, a.FD(), int(files[0].Fd()))
+	a.Bytes()[7] = 9
+	var got [8]byte
+	_, err = files[0].ReadAt(got[:], 0)
+	require.NoError(t, err)
+	require.Equal(t, byte(9), got[7], "same memory")
+	for _, f := range files {
+		require.NoError(t, f.Close())
+	}
+	var st unix.Stat_t
+	require.NoError(t, unix.Fstat(a.FD(), &st), "the region's descriptor is still open")
+
+	anon, err := Anonymous(PageSize, Options{})
+	require.NoError(t, err)
+	defer anon.Close()
+	_, err = Files(a, anon)
+	require.ErrorIs(t, err, ErrInvalid)
+}
+
 func TestMapRefuses(t *testing.T) {
 	noLeak(t)
 	// Not a memory file: a pipe.

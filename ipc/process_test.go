@@ -217,7 +217,13 @@ func sharedQueue(t *testing.T, cfg ring.Config) (*ring.Queue, []*os.File, []stri
 	t.Cleanup(func() { meta.Close(); data.Close() })
 	q, err := ring.Format(meta.Bytes(), data.Bytes(), cfg)
 	require.NoError(t, err)
-	files := []*os.File{os.NewFile(uintptr(meta.FD()), "meta"), os.NewFile(uintptr(data.FD()), "data")}
+	files, err := dma.Files(meta, data)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, f := range files {
+			f.Close()
+		}
+	})
 	env := []string{fmt.Sprintf("SLOTS=%d", cfg.Slots), fmt.Sprintf("SLOT_SIZE=%d", cfg.SlotSize)}
 	return q, files, env
 }

@@ -303,13 +303,24 @@ func idleCPU(exe string, d time.Duration, block bool) (time.Duration, error) {
 	}
 	cmd := child(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-block="+strconv.FormatBool(block),
 		"-slots", strconv.Itoa(cfg.Slots), "-slot-size", strconv.Itoa(cfg.SlotSize))
-	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(meta.FD()), "meta"), os.NewFile(uintptr(data.FD()), "data")}
+	files, err := dma.Files(meta, data)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll(files)
+	cmd.ExtraFiles = files
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err != nil {
 		return 0, fmt.Errorf("%w: %s", err, errb.String())
 	}
 	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // benchIPCIdlePeer waits on the queue in descriptors 3 and 4 until its time
