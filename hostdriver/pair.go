@@ -328,13 +328,30 @@ func (p *Pair) Recv(ctx context.Context, b []byte) (int, error) {
 // request the device has not answered to the end of what was reserved.
 // Everything read here was written by the device, so it is clamped.
 func (p *Pair) incomplete() (first, end uint64) {
-	h, r := p.h2d.Stats(), p.d2h.Stats()
+	h := p.h2d.Stats()
 	end = h.ProducerCursor
 	first = min(h.ConsumerCursor, end)
-	if e := p.d.engine; e == devicemodel.EngineEcho || e == devicemodel.EngineCRC32C {
-		// One response a request, published before the request is
-		// released: a published response answers its request.
-		first = max(first, min(r.ProducerCursor+h.Skipped, end))
+	if p.answerOnce() {
+		first = max(first, min(p.answered(), end))
 	}
 	return first, end
+}
+
+// answerOnce reports whether the engine answers each request with one
+// response, published before the request is released: then a published
+// response answers its request.
+func (p *Pair) answerOnce() bool {
+	e := p.d.engine
+	return e == devicemodel.EngineEcho || e == devicemodel.EngineCRC32C
+}
+
+// answered is, for an engine that answers once, how many requests (holes
+// passed included) have their response published. It reads the
+// device-to-host stamps past the host's cursor, not the device's cursor,
+// which the device stores once a batch: a device that died mid-batch has
+// published more than its cursor says.
+func (p *Pair) answered() uint64 {
+	r := p.d2h.Stats()
+	published := max(r.ProducerCursor, r.ConsumerCursor+uint64(p.d2h.Ready()))
+	return published + p.h2d.Stats().Skipped
 }

@@ -60,11 +60,10 @@ func (d *Driver) Recover() error {
 // request once, a request whose response is published is released here,
 // on the device's behalf, so the resumed device does not answer it again.
 func (p *Pair) settle() error {
-	if e := p.d.engine; e != devicemodel.EngineEcho && e != devicemodel.EngineCRC32C {
+	if !p.answerOnce() {
 		return nil
 	}
-	h, r := p.h2d.Stats(), p.d2h.Stats()
-	answered := r.ProducerCursor + h.Skipped // responses, and holes passed
+	h, answered := p.h2d.Stats(), p.answered()
 	for h.ConsumerCursor < answered && h.ConsumerCursor < h.ProducerCursor {
 		run, err := p.h2d.Consumer().Reserve(1)
 		if err != nil {

@@ -332,5 +332,23 @@ func (q *Queue) Len() int {
 	return int(min(prod-cons, q.slots))
 }
 
+// Ready returns how many positions from the consumer cursor on hold
+// published records (or holes), read from the stamps rather than the
+// producer cursor, so it is right even when a producer stores its cursor
+// late: a device may store it once for a batch, and a device that dies
+// mid-batch leaves records published past it. While producers run it is an
+// estimate; once they have stopped it is exact.
+func (q *Queue) Ready() int {
+	pos := q.m.cons.cursor.Load()
+	n := uint64(0)
+	for ; n < q.slots; n++ {
+		p := pos + n
+		if uint32(q.m.descs[p&q.mask].word.Load()) != uint32(p+1) {
+			break
+		}
+	}
+	return int(n)
+}
+
 // Cap returns the slot count.
 func (q *Queue) Cap() int { return int(q.slots) }

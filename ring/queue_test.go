@@ -466,3 +466,31 @@ func TestDataRegionGarbageChangesPayloadOnly(t *testing.T) {
 	st := q.Stats()
 	require.Zero(t, st.ProducerCorrupt+st.ConsumerCorrupt)
 }
+
+// TestReadyReadsStamps: Ready counts what a consumer could take from the
+// stamps, so records a far producer published without storing its cursor
+// yet count; Len, from the cursors, does not see them.
+func TestReadyReadsStamps(t *testing.T) {
+	q, meta, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 8, SingleProducer: true})
+	require.Zero(t, q.Ready())
+	produce(t, q, 1, 2)
+	require.Equal(t, 2, q.Ready())
+	require.Equal(t, 2, q.Len())
+	// A far producer publishes positions 2 and 3 and has not stored its
+	// cursor yet.
+	for p := uint64(2); p < 4; p++ {
+		binary.LittleEndian.PutUint64(meta[ring.OffDescs+ring.DescSize*p:], (p+1)|8<<32)
+	}
+	require.Equal(t, 4, q.Ready())
+	require.Equal(t, 2, q.Len())
+	require.Equal(t, []uint64{1}, consume(t, q, 1))
+	require.Equal(t, 3, q.Ready())
+	// A reserved, unpublished slot ends the count even with records after it.
+	binary.LittleEndian.PutUint64(meta[ring.OffProdCursor:], 4)
+	w, err := q.Producer().Reserve(2)
+	require.NoError(t, err)
+	require.NoError(t, w.Publish(1, 8))
+	require.Equal(t, 3, q.Ready())
+	require.NoError(t, w.Publish(0, 8))
+	require.Equal(t, 5, q.Ready())
+}
