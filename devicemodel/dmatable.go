@@ -767,96 +767,55 @@ func (t *DMATable) word(addr uint64, size int, write bool) (*dmaSpan, error) {
 // Load32 reads the aligned 32-bit word at iova as one atomic load. A
 // range without memory is read with a 4-byte DMA_READ (not atomic).
 func (t *DMATable) Load32(iova vfio.IOVA) (uint32, error) {
-	a := uint64(iova)
-	s, err := t.word(a, 4, false)
-	if err != nil {
-		return 0, err
-	}
-	if s.mem == nil {
-		t.mu.RUnlock()
-		var b [4]byte
-		if err := t.message(a, b[:], false); err != nil {
-			return 0, t.fault(a, 4, false, err, "DMA message failed")
-		}
-		return binary.LittleEndian.Uint32(b[:]), nil
-	}
-	var v uint32
-	ok := guard(func() { v = load32(s.mem, a-s.iova) })
-	t.mu.RUnlock()
-	if !ok {
-		return 0, t.fault(a, 4, false, nil, "host memory faulted")
-	}
-	return v, nil
+	var b [4]byte
+	err := t.wordAccess(uint64(iova), b[:], false, func(mem []byte, off uint64) {
+		binary.LittleEndian.PutUint32(b[:], load32(mem, off))
+	})
+	return binary.LittleEndian.Uint32(b[:]), err
 }
 
 // Store32 writes the aligned 32-bit word at iova as one atomic store.
 func (t *DMATable) Store32(iova vfio.IOVA, v uint32) error {
-	a := uint64(iova)
-	s, err := t.word(a, 4, true)
-	if err != nil {
-		return err
-	}
-	if s.mem == nil {
-		t.mu.RUnlock()
-		var b [4]byte
-		binary.LittleEndian.PutUint32(b[:], v)
-		if err := t.message(a, b[:], true); err != nil {
-			return t.fault(a, 4, true, err, "DMA message failed")
-		}
-		return nil
-	}
-	ok := guard(func() { store32(s.mem, a-s.iova, v) })
-	t.mu.RUnlock()
-	if !ok {
-		return t.fault(a, 4, true, nil, "host memory faulted")
-	}
-	return nil
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], v)
+	return t.wordAccess(uint64(iova), b[:], true, func(mem []byte, off uint64) { store32(mem, off, v) })
 }
 
 // Load64 reads the aligned 64-bit word at iova as one atomic load.
 func (t *DMATable) Load64(iova vfio.IOVA) (uint64, error) {
-	a := uint64(iova)
-	s, err := t.word(a, 8, false)
-	if err != nil {
-		return 0, err
-	}
-	if s.mem == nil {
-		t.mu.RUnlock()
-		var b [8]byte
-		if err := t.message(a, b[:], false); err != nil {
-			return 0, t.fault(a, 8, false, err, "DMA message failed")
-		}
-		return binary.LittleEndian.Uint64(b[:]), nil
-	}
-	var v uint64
-	ok := guard(func() { v = load64(s.mem, a-s.iova) })
-	t.mu.RUnlock()
-	if !ok {
-		return 0, t.fault(a, 8, false, nil, "host memory faulted")
-	}
-	return v, nil
+	var b [8]byte
+	err := t.wordAccess(uint64(iova), b[:], false, func(mem []byte, off uint64) {
+		binary.LittleEndian.PutUint64(b[:], load64(mem, off))
+	})
+	return binary.LittleEndian.Uint64(b[:]), err
 }
 
 // Store64 writes the aligned 64-bit word at iova as one atomic store.
 func (t *DMATable) Store64(iova vfio.IOVA, v uint64) error {
-	a := uint64(iova)
-	s, err := t.word(a, 8, true)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	return t.wordAccess(uint64(iova), b[:], true, func(mem []byte, off uint64) { store64(mem, off, v) })
+}
+
+// wordAccess reads or writes the word b at a: through direct, on mapped
+// memory at offset off, as one atomic access; or, for a range without
+// memory, with a DMA message of len(b) bytes.
+func (t *DMATable) wordAccess(a uint64, b []byte, write bool, direct func(mem []byte, off uint64)) error {
+	s, err := t.word(a, len(b), write)
 	if err != nil {
 		return err
 	}
 	if s.mem == nil {
 		t.mu.RUnlock()
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], v)
-		if err := t.message(a, b[:], true); err != nil {
-			return t.fault(a, 8, true, err, "DMA message failed")
+		if err := t.message(a, b, write); err != nil {
+			return t.fault(a, len(b), write, err, "DMA message failed")
 		}
 		return nil
 	}
-	ok := guard(func() { store64(s.mem, a-s.iova, v) })
+	ok := guard(func() { direct(s.mem, a-s.iova) })
 	t.mu.RUnlock()
 	if !ok {
-		return t.fault(a, 8, true, nil, "host memory faulted")
+		return t.fault(a, len(b), write, nil, "host memory faulted")
 	}
 	return nil
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-
-	"golang.org/x/sys/unix"
 
 	"ycq/devicemodel"
+	"ycq/internal/fdpass"
 	"ycq/vfio"
 	"ycq/vfio/user"
 )
@@ -22,24 +19,15 @@ func ExampleServer_ServeConn() {
 		panic(err)
 	}
 	defer dev.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	hostEnd, deviceEnd, err := fdpass.Socketpair()
 	if err != nil {
 		panic(err)
 	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "vfio-user")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			panic(err)
-		}
-		return c.(*net.UnixConn)
-	}
 	srv := devicemodel.NewServer(dev, &devicemodel.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
 	done := make(chan error)
-	go func() { done <- srv.ServeConn(context.Background(), conn(fds[0])) }()
+	go func() { done <- srv.ServeConn(context.Background(), deviceEnd) }()
 
-	c, err := user.NewClient(conn(fds[1]), nil)
+	c, err := user.NewClient(hostEnd, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"ycq/devicemodel"
+	"ycq/internal/fdpass"
 	"ycq/vfio"
 	"ycq/vfio/user"
 )
@@ -32,16 +31,10 @@ type rig struct {
 }
 
 func socketpair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	t.Helper()
+	a, b, err := fdpass.Socketpair()
 	require.NoError(t, err)
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "sock")
-		c, err := net.FileConn(f)
-		require.NoError(t, err)
-		f.Close()
-		return c.(*net.UnixConn)
-	}
-	return conn(fds[0]), conn(fds[1])
+	return a, b
 }
 
 // newRig serves a ycq device; wrap, if not nil, wraps it (a misbehaving

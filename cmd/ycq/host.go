@@ -76,21 +76,31 @@ func hostList(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// hostBind is `ycq host bind ADDR`: hand the device to vfio-pci.
-func hostBind(args []string, stdout, stderr io.Writer) error {
-	fs, sys := hostFlags("ycq host bind", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: ycq host bind [-sys DIR] ADDR") }
+// hostDeviceArgs parses the arguments of a command that takes one PCI
+// address.
+func hostDeviceArgs(name string, args []string, stderr io.Writer) (*pci.Bus, string, error) {
+	fs, sys := hostFlags(name, stderr)
+	fs.Usage = func() { fmt.Fprintf(stderr, "usage: %s [-sys DIR] ADDR\n", name) }
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return nil, "", usageError{err}
 	}
 	if fs.NArg() != 1 {
-		return usagef("want one PCI address, like 0000:03:00.0")
+		return nil, "", usagef("want one PCI address, like 0000:03:00.0")
 	}
 	addr, err := pci.ParseAddr(fs.Arg(0))
 	if err != nil {
-		return usageError{err}
+		return nil, "", usageError{err}
 	}
-	prev, err := hostBus(*sys).Bind(addr)
+	return hostBus(*sys), addr, nil
+}
+
+// hostBind is `ycq host bind ADDR`: hand the device to vfio-pci.
+func hostBind(args []string, stdout, stderr io.Writer) error {
+	bus, addr, err := hostDeviceArgs("ycq host bind", args, stderr)
+	if err != nil {
+		return err
+	}
+	prev, err := bus.Bind(addr)
 	if err != nil {
 		return err
 	}
@@ -104,19 +114,11 @@ func hostBind(args []string, stdout, stderr io.Writer) error {
 // hostUnbind is `ycq host unbind ADDR`: give the device back to its own
 // driver.
 func hostUnbind(args []string, stdout, stderr io.Writer) error {
-	fs, sys := hostFlags("ycq host unbind", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: ycq host unbind [-sys DIR] ADDR") }
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	if fs.NArg() != 1 {
-		return usagef("want one PCI address, like 0000:03:00.0")
-	}
-	addr, err := pci.ParseAddr(fs.Arg(0))
+	bus, addr, err := hostDeviceArgs("ycq host unbind", args, stderr)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	now, err := hostBus(*sys).Unbind(addr)
+	now, err := bus.Unbind(addr)
 	if err != nil {
 		return err
 	}

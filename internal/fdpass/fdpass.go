@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -110,4 +111,29 @@ func CloseAll(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
+}
+
+// Socketpair returns the two ends of a connected UNIX stream socket, for a
+// peer in the same process (a device model served in-process, a test).
+func Socketpair() (*net.UnixConn, *net.UnixConn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fdpass: socketpair: %w", err)
+	}
+	var conns [2]*net.UnixConn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f) // duplicates fd
+		f.Close()
+		if err != nil {
+			if i == 0 {
+				unix.Close(fds[1])
+			} else {
+				conns[0].Close()
+			}
+			return nil, nil, fmt.Errorf("fdpass: socketpair: %w", err)
+		}
+		conns[i] = c.(*net.UnixConn)
+	}
+	return conns[0], conns[1], nil
 }
