@@ -217,14 +217,9 @@ func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
 				return false
 			}
 		}
-		for range 32 {
-			nop()
-		}
+		ring.Spin(32)
 	}
 }
-
-//go:noinline
-func nop() {}
 
 // sleep registers the device as a sleeper on the wake line it waits on,
 // looks once more, and waits for a doorbell. The host rings the doorbell

@@ -78,14 +78,7 @@ func (p *Pair) waitChan() <-chan struct{} {
 const spinTries = 32
 
 // pause busy-waits a few hundred nanoseconds.
-func pause() {
-	for range 64 {
-		nop()
-	}
-}
-
-//go:noinline
-func nop() {}
+func pause() { ring.Spin(64) }
 
 // wait calls try until it returns something other than again, sleeping on
 // the pair's interrupt, registered on line, in between. It gives up when

@@ -54,3 +54,15 @@ func Fence() {
 	var f atomic.Uint32
 	f.Add(1) // any locked instruction is a full barrier
 }
+
+// Spin busy-waits n short steps (a few nanoseconds each) without yielding
+// the processor: for a side that polls the other's stamps and should not
+// hammer the cache lines the other side is writing.
+func Spin(n int) {
+	for range n {
+		spinStep()
+	}
+}
+
+//go:noinline
+func spinStep() {}

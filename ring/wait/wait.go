@@ -166,13 +166,8 @@ func backoff(i int) {
 		runtime.Gosched()
 		return
 	}
-	for range 1 << min(i, 9) {
-		spinPause()
-	}
+	ring.Spin(1 << min(i, 9))
 }
-
-//go:noinline
-func spinPause() {}
 
 // sleep registers as a waiter, tries once more, and sleeps until woken,
 // until ctx is done, or for MaxSleep. It returns errRetry to try again, or
