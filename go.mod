@@ -1,4 +1,4 @@
-module ycq
+module github.com/ycq-dev/ycq
 
 go 1.26.0
 

@@ -3,7 +3,7 @@ package devicemodel
 import (
 	"errors"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Region is one region a device exposes to a client.

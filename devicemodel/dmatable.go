@@ -50,7 +50,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // DMAMessenger moves bytes to and from client memory that was mapped

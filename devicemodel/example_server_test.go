@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 
-	"ycq/devicemodel"
-	"ycq/internal/fdpass"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // A server and the Go client over a socketpair: the client reads the

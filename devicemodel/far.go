@@ -3,8 +3,8 @@ package devicemodel
 import (
 	"fmt"
 
-	"ycq/ring"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // space is an address space the device reaches queue memory through:

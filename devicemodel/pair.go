@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // runPair is a queue pair's goroutine: it processes records while there are

@@ -18,10 +18,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // The tests in this file run one side as a separate process: the test

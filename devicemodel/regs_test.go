@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // TestRegisterMap pins every register offset and value of REGISTERS.md.

@@ -32,8 +32,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // Server defaults and limits. The limits are QEMU's: it refuses a server

@@ -10,10 +10,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/internal/fdpass"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // Fuzz input for FuzzServer: a control byte, then the byte stream a

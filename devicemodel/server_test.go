@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/internal/fdpass"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // socketPair returns the two ends of a connected UNIX stream socket.

@@ -7,9 +7,9 @@ import (
 	"os"
 	"sync"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // testDevice is a small PCI function for the server tests:

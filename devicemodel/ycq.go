@@ -9,9 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"ycq/dma"
-	"ycq/ring"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Options configure a ycq device.

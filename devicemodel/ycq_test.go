@@ -12,9 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/dma"
-	"ycq/ring"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // fakeHost is host memory as one block at base, reached by IOVA, with

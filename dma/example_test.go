@@ -3,7 +3,7 @@ package dma_test
 import (
 	"fmt"
 
-	"ycq/dma"
+	"github.com/ycq-dev/ycq/dma"
 )
 
 // A memfd region; its descriptor is what another process would receive and

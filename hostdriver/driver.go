@@ -31,10 +31,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/ring"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Config says how to bring the device up.

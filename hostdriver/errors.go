@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"ycq/devicemodel"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Sentinel errors; check them with errors.Is.

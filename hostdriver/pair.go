@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/ring"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Pair is one queue pair: requests go to the device through the

@@ -3,7 +3,7 @@ package hostdriver
 import (
 	"fmt"
 
-	"ycq/devicemodel"
+	"github.com/ycq-dev/ycq/devicemodel"
 )
 
 // Reset resets the device while requests may be in flight and brings it

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"ycq/dma"
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // Geometry is the shape of both queues of a pair.

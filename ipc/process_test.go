@@ -25,9 +25,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/dma"
-	"ycq/ring"
-	"ycq/ring/wait"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 // The tests in this file run parts of themselves as separate processes:

@@ -9,7 +9,7 @@ import (
 	"io"
 	"net"
 
-	"ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/internal/fdpass"
 )
 
 // The control protocol on the UNIX socket. Each message is a 4-byte

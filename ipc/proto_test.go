@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 func FuzzHello(f *testing.F) {

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ycq/ring"
-	"ycq/ring/wait"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 // Mode says how a side waits when its queue is empty or full.

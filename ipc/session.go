@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ycq/dma"
-	"ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/fdpass"
 )
 
 // session is one connection's shared state, on either side.

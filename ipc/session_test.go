@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/dma"
+	"github.com/ycq-dev/ycq/dma"
 )
 
 // startServer serves on a fresh socket until the test ends.

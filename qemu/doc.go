@@ -19,7 +19,7 @@
 //
 // A guest is the Debian kernel plus an initramfs that BuildInitramfs packs
 // from Files: typically BaseFiles, a static Go program from GoBuild as
-// /init (written with package ycq/qemu/guest), and kernel modules from
+// /init (written with package github.com/ycq-dev/ycq/qemu/guest), and kernel modules from
 // Env.ModuleFiles. Env.Boot runs it under TCG with the serial console
 // captured, until the guest powers off or the context ends.
 //

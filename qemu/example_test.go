@@ -7,7 +7,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"ycq/qemu"
+	"github.com/ycq-dev/ycq/qemu"
 )
 
 // An initramfs for a guest: the base entries, an /init and a module list.

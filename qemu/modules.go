@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"ycq/qemu/guest"
+	"github.com/ycq-dev/ycq/qemu/guest"
 )
 
 // GuestModuleList is where ModuleFiles puts the list of modules to load, one

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // memfdRegions makes one memfd holding both regions (metadata first, data

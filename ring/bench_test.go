@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"ycq/internal/ringbench"
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/internal/ringbench"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // BenchmarkQueue runs the `ycq bench ring` scenarios for both systems under

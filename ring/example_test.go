@@ -3,7 +3,7 @@ package ring_test
 import (
 	"fmt"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // A producer reserves two slots, fills them in place and publishes them out

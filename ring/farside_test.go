@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // The far side: a single producer and a single consumer written from

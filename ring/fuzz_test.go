@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // knownErr reports whether err is one of the errors the API promises.

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // newQueue formats a queue on the heap and returns it with its regions.

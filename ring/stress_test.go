@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // A stress record: producer id, sequence number, filler bytes, and a CRC

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 type point struct {

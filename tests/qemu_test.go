@@ -18,10 +18,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/devicemodel"
-	"ycq/qemu"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/qemu"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 var (

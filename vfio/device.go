@@ -14,7 +14,7 @@ import (
 	"errors"
 	"fmt"
 
-	"ycq/dma"
+	"github.com/ycq-dev/ycq/dma"
 )
 
 // RegionIndex names a device region, as VFIO numbers them for PCI.

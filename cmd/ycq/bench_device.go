@@ -21,9 +21,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/hostdriver"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // benchDevice measures request/response through the ycq device against a

@@ -17,10 +17,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ycq/dma"
-	"ycq/ipc"
-	"ycq/ring"
-	"ycq/ring/wait"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ipc"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 // benchIPC measures the ring between two processes against a UNIX stream

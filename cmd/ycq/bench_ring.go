@@ -9,7 +9,7 @@ import (
 	"slices"
 	"text/tabwriter"
 
-	"ycq/internal/ringbench"
+	"github.com/ycq-dev/ycq/internal/ringbench"
 )
 
 func benchRing(args []string, stdout, stderr io.Writer) error {

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"syscall"
 
-	"ycq/devicemodel"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 func deviceServe(args []string, stdout, stderr io.Writer) error {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // hostBus is the PCI bus the host commands use; tests swap in a fake

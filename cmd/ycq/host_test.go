@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio/pci"
-	"ycq/vfio/pci/pcitest"
+	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci/pcitest"
 )
 
 // fakeBus points the host commands at a fake sysfs tree that plays the

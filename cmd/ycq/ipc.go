@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/ipc"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ipc"
 )
 
 func ipcServe(args []string, stdout, stderr io.Writer) error {

@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/internal/demo"
-	"ycq/vfio"
-	"ycq/vfio/kernel"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/demo"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/kernel"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // runDemo is `ycq run` (and `make run`): the device model and the host

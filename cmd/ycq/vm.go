@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/qemu"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/qemu"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // vmRun is `ycq vm run` (`make run-qemu`): the demo with the host driver

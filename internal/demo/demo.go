@@ -18,9 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/hostdriver"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Options of a run.

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 const (

@@ -1,4 +1,4 @@
-// Package guest is the inside half of ycq/qemu: helpers for a Go program
+// Package guest is the inside half of github.com/ycq-dev/ycq/qemu: helpers for a Go program
 // that runs as /init in a guest that qemu.Env.Boot started. Such a program
 // has no libc, no udev and no shell: Setup mounts what it needs, LoadModules
 // loads the kernel modules that qemu.Env.ModuleFiles put in the image, and

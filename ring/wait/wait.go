@@ -34,7 +34,7 @@ import (
 	"runtime"
 	"time"
 
-	"ycq/ring"
+	"github.com/ycq-dev/ycq/ring"
 )
 
 // Options tune a Queue.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/ring"
-	"ycq/ring/wait"
+	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 func newWaitQueue(t *testing.T, cfg ring.Config, opt *wait.Options) *wait.Queue {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Parsers of the variable-length info the kernel writes: region info and

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Builders of kernel replies, from the mirrored structs.

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/vfio"
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // Bounds on what device info may announce; vfio-pci has 9 regions (plus a

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // IoctlError is a failed ioctl: Op is the request's kernel name

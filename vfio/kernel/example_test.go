@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"ycq/vfio/kernel"
-	"ycq/vfio/pci"
-	"ycq/vfio/pci/pcitest"
+	"github.com/ycq-dev/ycq/vfio/kernel"
+	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci/pcitest"
 )
 
 // Open checks sysfs before it touches the kernel and says what to do; here

@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // Fuzz targets for every parser of bytes the kernel writes. The seeds are

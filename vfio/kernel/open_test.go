@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/vfio/pci"
-	"ycq/vfio/pci/pcitest"
+	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci/pcitest"
 )
 
 const nic = "0000:00:03.0"

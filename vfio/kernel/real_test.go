@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/vfio"
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // skipUnlessRequired skips with the reason and the fix, or fails when

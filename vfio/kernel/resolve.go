@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // Backend chooses how Open reaches the device.

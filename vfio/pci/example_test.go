@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 
-	"ycq/vfio/pci"
-	"ycq/vfio/pci/pcitest"
+	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci/pcitest"
 )
 
 // Binding a NIC to vfio-pci and back, on a fake sysfs tree whose writes

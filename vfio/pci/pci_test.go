@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio/pci"
-	"ycq/vfio/pci/pcitest"
+	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci/pcitest"
 )
 
 // machine builds a small fake machine: an e1000 NIC alone in group 7, a

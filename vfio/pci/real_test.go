@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // TestRealBind moves a real device to vfio-pci and back: set

@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/internal/fdpass"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 var _ vfio.Device = (*Client)(nil)

@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // Fuzz input for FuzzClient: a list of chunks, each a message the fake

@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"ycq/dma"
-	"ycq/vfio"
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // fakeServer is a scripted, possibly hostile, vfio-user server. respond

@@ -1,7 +1,7 @@
 package user_test
 
 import (
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // codec pairs one payload decoder with the encoder that inverts it, so the

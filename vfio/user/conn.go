@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ycq/internal/fdpass"
-	"ycq/vfio"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio"
 )
 
 // ErrClosed: the connection is closed or broken (the peer went away, or

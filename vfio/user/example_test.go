@@ -3,7 +3,7 @@ package user_test
 import (
 	"fmt"
 
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // A server answers DEVICE_GET_INFO: decode the header, check its size,

@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // checkDecoded is the invariant every decoder is fuzzed against: it

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 // goldenCase is one whole message as it crosses the socket. Encoding value

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"ycq/vfio/user"
+	"github.com/ycq-dev/ycq/vfio/user"
 )
 
 func le16(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }

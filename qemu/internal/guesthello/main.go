@@ -16,7 +16,7 @@ import (
 	"path"
 	"strings"
 
-	"ycq/qemu/guest"
+	"github.com/ycq-dev/ycq/qemu/guest"
 )
 
 func main() {

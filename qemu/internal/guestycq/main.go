@@ -30,14 +30,14 @@ import (
 	"sync"
 	"time"
 
-	"ycq/devicemodel"
-	"ycq/dma"
-	"ycq/hostdriver"
-	"ycq/internal/demo"
-	"ycq/qemu/guest"
-	"ycq/vfio"
-	"ycq/vfio/kernel"
-	"ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/internal/demo"
+	"github.com/ycq-dev/ycq/qemu/guest"
+	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/vfio/kernel"
+	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
 // result is the YCQ-RESULT line.
