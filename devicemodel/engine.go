@@ -3,6 +3,7 @@ package devicemodel
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 )
 
@@ -14,38 +15,38 @@ type Engine interface {
 	Responses(in []byte) int
 	// Respond writes response k of request in into out (a whole slot of the
 	// device-to-host queue) and returns its length. An error stops the
-	// queue pair with CodeBadRecord.
+	// queue pair with ycqdev.CodeBadRecord.
 	Respond(in []byte, k int, out []byte) (int, error)
 }
 
-// Engines returns the built-in engines by RegEngine id.
+// Engines returns the built-in engines by ycqdev.RegEngine id.
 func Engines() map[uint32]Engine {
 	return map[uint32]Engine{
-		EngineEcho:   echoEngine{},
-		EngineCRC32C: crcEngine{},
-		EngineSink:   sinkEngine{},
-		EngineSource: sourceEngine{},
+		ycqdev.EngineEcho:   echoEngine{},
+		ycqdev.EngineCRC32C: crcEngine{},
+		ycqdev.EngineSink:   sinkEngine{},
+		ycqdev.EngineSource: sourceEngine{},
 	}
 }
 
-// EngineName names a RegEngine id.
+// EngineName names a ycqdev.RegEngine id.
 func EngineName(id uint32) string {
 	switch id {
-	case EngineEcho:
+	case ycqdev.EngineEcho:
 		return "echo"
-	case EngineCRC32C:
+	case ycqdev.EngineCRC32C:
 		return "crc32c"
-	case EngineSink:
+	case ycqdev.EngineSink:
 		return "sink"
-	case EngineSource:
+	case ycqdev.EngineSource:
 		return "source"
 	}
 	return fmt.Sprintf("engine %d", id)
 }
 
-// EngineID is the RegEngine id of a built-in engine's name.
+// EngineID is the ycqdev.RegEngine id of a built-in engine's name.
 func EngineID(name string) (uint32, bool) {
-	for _, id := range []uint32{EngineEcho, EngineCRC32C, EngineSink, EngineSource} {
+	for _, id := range []uint32{ycqdev.EngineEcho, ycqdev.EngineCRC32C, ycqdev.EngineSink, ycqdev.EngineSource} {
 		if EngineName(id) == name {
 			return id, true
 		}

@@ -2,6 +2,7 @@ package devicemodel
 
 import (
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
@@ -33,8 +34,8 @@ func (s hostSpace) Read(a uint64, b []byte) error    { return s.h.Read(vfio.IOVA
 func (s hostSpace) Write(a uint64, b []byte) error   { return s.h.Write(vfio.IOVA(a), b) }
 func (s hostSpace) Slice(uint64, int) ([]byte, bool) { return nil, false }
 
-// queueError is a device error about one queue: a code for RegErrorCode and
-// the address or value for RegErrorAddr.
+// queueError is a device error about one queue: a code for ycqdev.RegErrorCode and
+// the address or value for ycqdev.RegErrorAddr.
 type queueError struct {
 	code   uint32
 	addr   uint64
@@ -75,7 +76,7 @@ func (f *farQueue) attach(consumer bool) error {
 			return f.dmaErr(f.metaAddr+off, err)
 		}
 		if uint64(v) != w {
-			return qerr(CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %#x, %#x expected", off, v, w)
+			return qerr(ycqdev.CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %#x, %#x expected", off, v, w)
 		}
 	}
 	features, err := f.meta.Load32(f.metaAddr + ring.OffFeatures)
@@ -87,10 +88,10 @@ func (f *farQueue) attach(consumer bool) error {
 		need, what = ring.FeatureSingleConsumer, "single consumer"
 	}
 	if features&need == 0 {
-		return qerr(CodeBadMetadata, uint64(features), "the queue is not formatted %s; the device is the only agent of its side", what)
+		return qerr(ycqdev.CodeBadMetadata, uint64(features), "the queue is not formatted %s; the device is the only agent of its side", what)
 	}
 	if unknown := features & ring.FeaturesIncompatMask &^ (ring.FeatureSingleProducer | ring.FeatureSingleConsumer); unknown != 0 {
-		return qerr(CodeBadMetadata, uint64(features), "unknown required feature bits %#x", unknown)
+		return qerr(ycqdev.CodeBadMetadata, uint64(features), "unknown required feature bits %#x", unknown)
 	}
 	for off, w := range map[uint64]uint64{
 		ring.OffMetaSize: uint64(ring.MetaSize(int(f.slots))),
@@ -101,7 +102,7 @@ func (f *farQueue) attach(consumer bool) error {
 			return f.dmaErr(f.metaAddr+off, err)
 		}
 		if v != w {
-			return qerr(CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %d, %d expected", off, v, w)
+			return qerr(ycqdev.CodeBadMetadata, f.metaAddr+off, "metadata word at +%d is %d, %d expected", off, v, w)
 		}
 	}
 	cursor := uint64(ring.OffProdCursor)
@@ -116,7 +117,7 @@ func (f *farQueue) attach(consumer bool) error {
 }
 
 func (f *farQueue) dmaErr(addr uint64, err error) error {
-	return qerr(CodeDMAFault, addr, "%v", err)
+	return qerr(ycqdev.CodeDMAFault, addr, "%v", err)
 }
 
 func (f *farQueue) desc(p uint64) uint64 {
@@ -147,7 +148,7 @@ func (f *farQueue) peek() (length uint32, ok bool, err error) {
 		case seq == uint32(p), seq == uint32(p)+1-f.slots:
 			return 0, false, nil
 		default:
-			return 0, false, qerr(CodeCorruptQueue, f.desc(p), "slot %d descriptor %#x at position %d: no host writes that", p%uint64(f.slots), w, p)
+			return 0, false, qerr(ycqdev.CodeCorruptQueue, f.desc(p), "slot %d descriptor %#x at position %d: no host writes that", p%uint64(f.slots), w, p)
 		}
 	}
 	return 0, false, nil
@@ -189,7 +190,7 @@ func (f *farQueue) free() (bool, error) {
 	case uint32(p) - f.slots, uint32(p) - f.slots + 1:
 		return false, nil
 	}
-	return false, qerr(CodeCorruptQueue, f.desc(p), "slot %d stamp %#x at position %d: no host writes that", p%uint64(f.slots), seq, p)
+	return false, qerr(ycqdev.CodeCorruptQueue, f.desc(p), "slot %d stamp %#x at position %d: no host writes that", p%uint64(f.slots), seq, p)
 }
 
 // publish makes the producer's next slot a record of length bytes: the

@@ -1,6 +1,7 @@
 package devicemodel
 
 import (
+	"github.com/ycq-dev/ycq/ycqdev"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,7 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 			if !ok {
 				panic(r)
 			}
-			d.pairFailed(run, p, qerr(CodeDMAFault, uint64(f.Addr()), "queue pair %d: host memory faulted: %v", p.q, r))
+			d.pairFailed(run, p, qerr(ycqdev.CodeDMAFault, uint64(f.Addr()), "queue pair %d: host memory faulted: %v", p.q, r))
 		}
 	}()
 	for {
@@ -99,7 +100,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 			}
 			n, err := p.engine.Respond(p.req, p.next, out)
 			if err != nil || n < 0 || n > len(out) {
-				return false, false, qerr(CodeBadRecord, p.h2d.pos, "queue pair %d, request at position %d: %v", p.q, p.h2d.pos, err)
+				return false, false, qerr(ycqdev.CodeBadRecord, p.h2d.pos, "queue pair %d, request at position %d: %v", p.q, p.h2d.pos, err)
 			}
 			if !direct {
 				if err := p.d2h.data.Write(at, out[:n]); err != nil {
@@ -240,13 +241,13 @@ func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
 		_, ready, err = p.h2d.peek()
 	}
 	if err == nil && !ready {
-		d.qstatus[p.q].Store(QStatusRunning | QStatusSleeping)
+		d.qstatus[p.q].Store(ycqdev.QStatusRunning | ycqdev.QStatusSleeping)
 		select {
 		case <-d.bells[p.q]:
 			d.wakeups.Add(1)
 		case <-run.stop:
 		}
-		d.qstatus[p.q].Store(QStatusRunning)
+		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
 	}
 	if uerr := q.sleep(waiters, -1); err == nil {
 		err = uerr
@@ -312,7 +313,7 @@ func (s localSpace) errAt(a uint64) error {
 	if s.base == 0 {
 		return errBAR2(a)
 	}
-	return qerr(CodeDMAFault, a, "access at %#x outside the pinned host memory [%#x, +%#x) or misaligned", a, s.base, len(s.b))
+	return qerr(ycqdev.CodeDMAFault, a, "access at %#x outside the pinned host memory [%#x, +%#x) or misaligned", a, s.base, len(s.b))
 }
 
 func (s localSpace) Load32(a uint64) (uint32, error) {
@@ -366,5 +367,5 @@ func (s localSpace) Write(a uint64, b []byte) error {
 }
 
 func errBAR2(a uint64) error {
-	return qerr(CodeBadConfig, a, "BAR2 access at offset %#x: outside the %d-byte BAR2 or misaligned", a, bar2Size)
+	return qerr(ycqdev.CodeBadConfig, a, "BAR2 access at offset %#x: outside the %d-byte BAR2 or misaligned", a, ycqdev.BAR2Size)
 }

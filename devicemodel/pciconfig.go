@@ -2,6 +2,7 @@ package devicemodel
 
 import (
 	"encoding/binary"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"sync"
 )
 
@@ -82,9 +83,9 @@ type bar struct {
 }
 
 var deviceBARs = []bar{
-	{index: 0, size: bar0Size, is64: true},
-	{index: 2, size: bar2Size, is64: true, prefet: true},
-	{index: 4, size: bar4Size},
+	{index: 0, size: ycqdev.BAR0Size, is64: true},
+	{index: 2, size: ycqdev.BAR2Size, is64: true, prefet: true},
+	{index: 4, size: ycqdev.BAR4Size},
 }
 
 // configSpace is the emulated config space. Writes go through write, which
@@ -131,8 +132,8 @@ func (c *configSpace) reset() {
 	c.b[capMSIX] = capIDMSIX
 	c.b[capMSIX+1] = 0 // last capability
 	le.PutUint16(c.b[capMSIX+msixControl:], uint16(c.vec-1))
-	le.PutUint32(c.b[capMSIX+msixTable:], msixTableOff|4)
-	le.PutUint32(c.b[capMSIX+msixPBA:], msixPBAOff|4)
+	le.PutUint32(c.b[capMSIX+msixTable:], ycqdev.MSIXTableOff|4)
+	le.PutUint32(c.b[capMSIX+msixPBA:], ycqdev.MSIXPBAOff|4)
 }
 
 func (b bar) typeBits() uint32 {

@@ -2,45 +2,13 @@ package devicemodel
 
 import (
 	"encoding/binary"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/vfio"
 )
-
-// TestRegisterMap pins every register offset and value of REGISTERS.md.
-func TestRegisterMap(t *testing.T) {
-	for _, r := range []struct {
-		name      string
-		got, want uint64
-	}{
-		{"ID", RegID, 0x00}, {"VERSION", RegVersion, 0x04}, {"FEATURES", RegFeatures, 0x08},
-		{"MAX_QUEUES", RegMaxQueues, 0x0C}, {"CONTROL", RegControl, 0x10}, {"STATUS", RegStatus, 0x14},
-		{"ERROR_CODE", RegErrorCode, 0x18}, {"ERROR_QUEUE", RegErrorQueue, 0x1C}, {"ERROR_ADDR", RegErrorAddr, 0x20},
-		{"ENGINE", RegEngine, 0x28}, {"ERROR_VECTOR", RegErrorVector, 0x2C}, {"NUM_QUEUES", RegNumQueues, 0x30},
-		{"BAR2_SIZE", RegBAR2Size, 0x34}, {"RECORDS_IN", RegRecordsIn, 0x40}, {"RECORDS_OUT", RegRecordsOut, 0x48},
-		{"DOORBELLS", RegDoorbells, 0x50}, {"INTERRUPTS", RegInterrupts, 0x58}, {"DMA_ERRORS", RegDMAErrors, 0x60},
-		{"WAKEUPS", RegWakeups, 0x68}, {"QUEUE_BASE", QueueBase, 0x100}, {"QUEUE_STRIDE", QueueStride, 0x80},
-		{"Q_H2D_META", RegQH2DMeta, 0x00}, {"Q_H2D_DATA", RegQH2DData, 0x08}, {"Q_D2H_META", RegQD2HMeta, 0x10},
-		{"Q_D2H_DATA", RegQD2HData, 0x18}, {"Q_SLOTS", RegQSlots, 0x20}, {"Q_SLOT_SIZE", RegQSlotSize, 0x24},
-		{"Q_FLAGS", RegQFlags, 0x28}, {"Q_VECTOR", RegQVector, 0x2C}, {"Q_DOORBELL", RegQDoorbell, 0x30},
-		{"Q_STATUS", RegQStatus, 0x34}, {"Q_RECORDS", RegQRecords, 0x38},
-		{"queue 3 doorbell", queueReg(3, RegQDoorbell), 0x100 + 3*0x80 + 0x30},
-		{"ID value", RegIDValue, 0x44514359}, {"BAR0 size", bar0Size, 16384}, {"BAR2 size", bar2Size, 1 << 20},
-		{"BAR4 size", bar4Size, 4096}, {"MSI-X PBA", msixPBAOff, 2048}, {"max queue pairs", MaxQueuePairs, 64},
-		{"engine echo", EngineEcho, 1}, {"engine crc32c", EngineCRC32C, 2}, {"engine sink", EngineSink, 3}, {"engine source", EngineSource, 4},
-		{"code bad config", CodeBadConfig, 1}, {"code bad metadata", CodeBadMetadata, 2}, {"code DMA fault", CodeDMAFault, 3},
-		{"code corrupt queue", CodeCorruptQueue, 4}, {"code bad record", CodeBadRecord, 5},
-		{"control enable", ControlEnable, 1}, {"control reset", ControlReset, 2},
-		{"status enabled", StatusEnabled, 1}, {"status error", StatusError, 2},
-		{"qflag meta in BAR2", QFlagMetaInBAR2, 1},
-	} {
-		require.Equal(t, r.want, r.got, r.name)
-	}
-	require.LessOrEqual(t, uint64(QueueBase+MaxQueuePairs*QueueStride), uint64(bar0Size), "every queue block fits in BAR0")
-	require.LessOrEqual(t, uint64((MaxQueuePairs+1)*sizeofMSIXEntry), uint64(msixPBAOff), "the MSI-X table fits before the PBA")
-}
 
 func TestRegisterDefaults(t *testing.T) {
 	d, err := NewYCQ(Options{Queues: 3})
@@ -50,25 +18,25 @@ func TestRegisterDefaults(t *testing.T) {
 		reg  uint64
 		want uint32
 	}{
-		{RegID, RegIDValue}, {RegVersion, 1}, {RegFeatures, FeatureMetaInBAR2 | FeatureMSIX}, {RegMaxQueues, 3},
-		{RegControl, 0}, {RegStatus, 0}, {RegErrorCode, 0}, {RegErrorQueue, NoQueue}, {RegEngine, EngineEcho},
-		{RegErrorVector, 3}, {RegNumQueues, 3}, {RegBAR2Size, bar2Size},
-		{queueReg(0, RegQVector), 0}, {queueReg(2, RegQVector), 2}, {queueReg(1, RegQDoorbell), 0},
+		{ycqdev.RegID, ycqdev.RegIDValue}, {ycqdev.RegVersion, 1}, {ycqdev.RegFeatures, ycqdev.FeatureMetaInBAR2 | ycqdev.FeatureMSIX}, {ycqdev.RegMaxQueues, 3},
+		{ycqdev.RegControl, 0}, {ycqdev.RegStatus, 0}, {ycqdev.RegErrorCode, 0}, {ycqdev.RegErrorQueue, ycqdev.NoQueue}, {ycqdev.RegEngine, ycqdev.EngineEcho},
+		{ycqdev.RegErrorVector, 3}, {ycqdev.RegNumQueues, 3}, {ycqdev.RegBAR2Size, ycqdev.BAR2Size},
+		{ycqdev.QueueReg(0, ycqdev.RegQVector), 0}, {ycqdev.QueueReg(2, ycqdev.RegQVector), 2}, {ycqdev.QueueReg(1, ycqdev.RegQDoorbell), 0},
 	} {
 		require.Equal(t, r.want, reg32(t, d, r.reg), "register %#x", r.reg)
 	}
 	// Read-only registers ignore writes; queue registers beyond the
 	// device's pairs are not there.
-	setReg32(t, d, RegID, 0)
-	setReg32(t, d, RegMaxQueues, 60)
-	setReg64(t, d, queueReg(5, RegQH2DMeta), 0x1234)
-	require.Equal(t, uint32(RegIDValue), reg32(t, d, RegID))
-	require.Equal(t, uint32(3), reg32(t, d, RegMaxQueues))
-	require.Zero(t, reg64(t, d, queueReg(5, RegQH2DMeta)))
+	setReg32(t, d, ycqdev.RegID, 0)
+	setReg32(t, d, ycqdev.RegMaxQueues, 60)
+	setReg64(t, d, ycqdev.QueueReg(5, ycqdev.RegQH2DMeta), 0x1234)
+	require.Equal(t, uint32(ycqdev.RegIDValue), reg32(t, d, ycqdev.RegID))
+	require.Equal(t, uint32(3), reg32(t, d, ycqdev.RegMaxQueues))
+	require.Zero(t, reg64(t, d, ycqdev.QueueReg(5, ycqdev.RegQH2DMeta)))
 	// Queue registers take 32-bit halves of 64-bit values.
-	setReg32(t, d, queueReg(1, RegQH2DData), 0xAABBCCDD)
-	setReg32(t, d, queueReg(1, RegQH2DData)+4, 0x11223344)
-	require.Equal(t, uint64(0x11223344AABBCCDD), reg64(t, d, queueReg(1, RegQH2DData)))
+	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData), 0xAABBCCDD)
+	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData)+4, 0x11223344)
+	require.Equal(t, uint64(0x11223344AABBCCDD), reg64(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData)))
 }
 
 // TestConfigSpace walks config space as a PCI core would.
@@ -128,7 +96,7 @@ func TestConfigSpace(t *testing.T) {
 	require.True(t, d.cfg.busMaster())
 
 	// Regions and interrupts as a client sees them.
-	require.Equal(t, uint64(bar0Size), d.Region(vfio.BAR0).Info.Size)
+	require.Equal(t, uint64(ycqdev.BAR0Size), d.Region(vfio.BAR0).Info.Size)
 	require.Equal(t, vfio.RegionRead|vfio.RegionWrite|vfio.RegionMmap, d.Region(vfio.BAR2).Info.Flags)
 	require.GreaterOrEqual(t, d.Region(vfio.BAR2).FD, 0)
 	require.Zero(t, d.Region(vfio.ROMRegion).Info.Size)

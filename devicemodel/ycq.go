@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"math/bits"
 	"sync"
@@ -16,18 +17,18 @@ import (
 
 // Options configure a ycq device.
 type Options struct {
-	// Queues is the number of queue pairs, 1 to MaxQueuePairs.
+	// Queues is the number of queue pairs, 1 to ycqdev.MaxQueuePairs.
 	Queues int
 	// Identity is what config space says; DefaultIdentity if zero.
 	Identity Identity
-	// Engines adds engines by RegEngine id to the built-in ones.
+	// Engines adds engines by ycqdev.RegEngine id to the built-in ones.
 	Engines map[uint32]Engine
 	// Log receives one line per enable, reset and error.
 	Log *slog.Logger
 	// Batch bounds the records a queue pair handles between looks at its
 	// wake words; default 64.
 	Batch int
-	// Engine is RegEngine's value after reset; EngineEcho if 0.
+	// Engine is ycqdev.RegEngine's value after reset; ycqdev.EngineEcho if 0.
 	Engine uint32
 }
 
@@ -45,19 +46,19 @@ type YCQ struct {
 	bar2    *dma.Region
 
 	mu      sync.Mutex // registers, lifecycle
-	regs    [bar0Size]byte
-	bar4    [bar4Size]byte
+	regs    [ycqdev.BAR0Size]byte
+	bar4    [ycqdev.BAR4Size]byte
 	status  uint32
 	errSet  bool
 	host    Host
 	run     *runState   // non-nil while enabled
 	stopped []*runState // runs an error stopped, whose goroutines may not have returned yet
 
-	bells [MaxQueuePairs]chan struct{}
+	bells [ycqdev.MaxQueuePairs]chan struct{}
 
 	recordsIn, recordsOut, doorbells, interrupts, dmaErrors, wakeups atomic.Uint64
-	qrecords                                                         [MaxQueuePairs]atomic.Uint64
-	qstatus                                                          [MaxQueuePairs]atomic.Uint32
+	qrecords                                                         [ycqdev.MaxQueuePairs]atomic.Uint64
+	qstatus                                                          [ycqdev.MaxQueuePairs]atomic.Uint32
 }
 
 // runState is one enabled period: its goroutines and how to stop them.
@@ -70,8 +71,8 @@ var _ Device = (*YCQ)(nil)
 
 // NewYCQ makes a device with its BAR2 memory.
 func NewYCQ(opt Options) (*YCQ, error) {
-	if opt.Queues < 1 || opt.Queues > MaxQueuePairs {
-		return nil, fmt.Errorf("devicemodel: %d queue pairs: want 1 to %d", opt.Queues, MaxQueuePairs)
+	if opt.Queues < 1 || opt.Queues > ycqdev.MaxQueuePairs {
+		return nil, fmt.Errorf("devicemodel: %d queue pairs: want 1 to %d", opt.Queues, ycqdev.MaxQueuePairs)
 	}
 	if opt.Identity == (Identity{}) {
 		opt.Identity = DefaultIdentity
@@ -80,7 +81,7 @@ func NewYCQ(opt Options) (*YCQ, error) {
 		opt.Batch = 64
 	}
 	if opt.Engine == 0 {
-		opt.Engine = EngineEcho
+		opt.Engine = ycqdev.EngineEcho
 	}
 	engines := Engines()
 	for id, e := range opt.Engines {
@@ -89,7 +90,7 @@ func NewYCQ(opt Options) (*YCQ, error) {
 	if engines[opt.Engine] == nil {
 		return nil, fmt.Errorf("devicemodel: no engine %d", opt.Engine)
 	}
-	bar2, err := dma.Memfd("ycq-bar2", bar2Size, dma.Options{})
+	bar2, err := dma.Memfd("ycq-bar2", ycqdev.BAR2Size, dma.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -126,13 +127,13 @@ func (d *YCQ) Region(idx vfio.RegionIndex) Region {
 	r := Region{Info: vfio.RegionInfo{Index: idx}, FD: -1}
 	switch idx {
 	case vfio.BAR0:
-		r.Info.Flags, r.Info.Size = rw, bar0Size
+		r.Info.Flags, r.Info.Size = rw, ycqdev.BAR0Size
 	case vfio.BAR2:
-		r.Info.Flags, r.Info.Size = rw|vfio.RegionMmap, bar2Size
-		r.Info.Areas = []vfio.Area{{Offset: 0, Size: bar2Size}}
+		r.Info.Flags, r.Info.Size = rw|vfio.RegionMmap, ycqdev.BAR2Size
+		r.Info.Areas = []vfio.Area{{Offset: 0, Size: ycqdev.BAR2Size}}
 		r.FD = d.bar2.FD()
 	case vfio.BAR4:
-		r.Info.Flags, r.Info.Size = rw, bar4Size
+		r.Info.Flags, r.Info.Size = rw, ycqdev.BAR4Size
 	case vfio.ConfigRegion:
 		r.Info.Flags, r.Info.Size = rw, cfgSize
 	}
@@ -188,15 +189,15 @@ func (d *YCQ) resetRegs() {
 	clear(d.bar4[:])
 	d.status, d.errSet = 0, false
 	le := binary.LittleEndian
-	le.PutUint32(d.regs[RegEngine:], d.opt.Engine)
-	le.PutUint32(d.regs[RegNumQueues:], uint32(d.opt.Queues))
-	le.PutUint32(d.regs[RegErrorVector:], uint32(d.opt.Queues))
-	le.PutUint32(d.regs[RegErrorQueue:], NoQueue)
+	le.PutUint32(d.regs[ycqdev.RegEngine:], d.opt.Engine)
+	le.PutUint32(d.regs[ycqdev.RegNumQueues:], uint32(d.opt.Queues))
+	le.PutUint32(d.regs[ycqdev.RegErrorVector:], uint32(d.opt.Queues))
+	le.PutUint32(d.regs[ycqdev.RegErrorQueue:], ycqdev.NoQueue)
 	for _, c := range []*atomic.Uint64{&d.recordsIn, &d.recordsOut, &d.doorbells, &d.interrupts, &d.dmaErrors, &d.wakeups} {
 		c.Store(0)
 	}
 	for q := range d.opt.Queues {
-		le.PutUint32(d.regs[queueReg(q, RegQVector):], uint32(q))
+		le.PutUint32(d.regs[ycqdev.QueueReg(q, ycqdev.RegQVector):], uint32(q))
 		d.qstatus[q].Store(0)
 		d.qrecords[q].Store(0)
 	}
@@ -232,8 +233,8 @@ func (d *YCQ) WriteRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
 		copy(d.bar2.Bytes()[off:], b)
 	case vfio.BAR4:
 		d.mu.Lock()
-		if off < msixPBAOff { // the pending bits are read-only
-			copy(d.bar4[off:min(msixPBAOff, off+uint64(len(b)))], b)
+		if off < ycqdev.MSIXPBAOff { // the pending bits are read-only
+			copy(d.bar4[off:min(ycqdev.MSIXPBAOff, off+uint64(len(b)))], b)
 		}
 		d.mu.Unlock()
 	default:
@@ -250,23 +251,23 @@ func (d *YCQ) readBAR0(off uint64, b []byte) {
 	st := d.status
 	d.mu.Unlock()
 	le := binary.LittleEndian
-	le.PutUint32(view[RegID:], RegIDValue)
-	le.PutUint32(view[RegVersion:], RegVersionV1)
-	le.PutUint32(view[RegFeatures:], FeatureMetaInBAR2|FeatureMSIX)
-	le.PutUint32(view[RegMaxQueues:], uint32(d.opt.Queues))
-	le.PutUint32(view[RegControl:], le.Uint32(view[RegControl:])&ControlEnable)
-	le.PutUint32(view[RegStatus:], st)
-	le.PutUint32(view[RegBAR2Size:], bar2Size)
-	le.PutUint64(view[RegRecordsIn:], d.recordsIn.Load())
-	le.PutUint64(view[RegRecordsOut:], d.recordsOut.Load())
-	le.PutUint64(view[RegDoorbells:], d.doorbells.Load())
-	le.PutUint64(view[RegInterrupts:], d.interrupts.Load())
-	le.PutUint64(view[RegDMAErrors:], d.dmaErrors.Load())
-	le.PutUint64(view[RegWakeups:], d.wakeups.Load())
+	le.PutUint32(view[ycqdev.RegID:], ycqdev.RegIDValue)
+	le.PutUint32(view[ycqdev.RegVersion:], ycqdev.RegVersionV1)
+	le.PutUint32(view[ycqdev.RegFeatures:], ycqdev.FeatureMetaInBAR2|ycqdev.FeatureMSIX)
+	le.PutUint32(view[ycqdev.RegMaxQueues:], uint32(d.opt.Queues))
+	le.PutUint32(view[ycqdev.RegControl:], le.Uint32(view[ycqdev.RegControl:])&ycqdev.ControlEnable)
+	le.PutUint32(view[ycqdev.RegStatus:], st)
+	le.PutUint32(view[ycqdev.RegBAR2Size:], ycqdev.BAR2Size)
+	le.PutUint64(view[ycqdev.RegRecordsIn:], d.recordsIn.Load())
+	le.PutUint64(view[ycqdev.RegRecordsOut:], d.recordsOut.Load())
+	le.PutUint64(view[ycqdev.RegDoorbells:], d.doorbells.Load())
+	le.PutUint64(view[ycqdev.RegInterrupts:], d.interrupts.Load())
+	le.PutUint64(view[ycqdev.RegDMAErrors:], d.dmaErrors.Load())
+	le.PutUint64(view[ycqdev.RegWakeups:], d.wakeups.Load())
 	for q := range d.opt.Queues {
-		le.PutUint32(view[queueReg(q, RegQDoorbell):], 0)
-		le.PutUint32(view[queueReg(q, RegQStatus):], d.qstatus[q].Load())
-		le.PutUint64(view[queueReg(q, RegQRecords):], d.qrecords[q].Load())
+		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQDoorbell):], 0)
+		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQStatus):], d.qstatus[q].Load())
+		le.PutUint64(view[ycqdev.QueueReg(q, ycqdev.RegQRecords):], d.qrecords[q].Load())
 	}
 	copy(b, view[off:])
 }
@@ -276,14 +277,14 @@ func (d *YCQ) readBAR0(off uint64, b []byte) {
 func (d *YCQ) writable(o uint64, running bool) bool {
 	in := func(reg, size uint64) bool { return o >= reg && o < reg+size }
 	switch {
-	case in(RegControl, 4):
+	case in(ycqdev.RegControl, 4):
 		return true
-	case in(RegEngine, 4), in(RegErrorVector, 4), in(RegNumQueues, 4):
+	case in(ycqdev.RegEngine, 4), in(ycqdev.RegErrorVector, 4), in(ycqdev.RegNumQueues, 4):
 		return !running
-	case o >= QueueBase && o < queueReg(d.opt.Queues, 0):
-		r := (o - QueueBase) % QueueStride
+	case o >= ycqdev.QueueBase && o < ycqdev.QueueReg(d.opt.Queues, 0):
+		r := (o - ycqdev.QueueBase) % ycqdev.QueueStride
 		in := func(reg, size uint64) bool { return r >= reg && r < reg+size }
-		return !running && (in(RegQH2DMeta, 32) || in(RegQSlots, 16))
+		return !running && (in(ycqdev.RegQH2DMeta, 32) || in(ycqdev.RegQSlots, 16))
 	}
 	return false
 }
@@ -292,7 +293,7 @@ func (d *YCQ) writable(o uint64, running bool) bool {
 func (d *YCQ) writeBAR0(off uint64, b []byte) {
 	// Doorbells need no lock: they only wake a queue pair's goroutine.
 	for q := range d.opt.Queues {
-		if r := queueReg(q, RegQDoorbell); off < r+4 && off+uint64(len(b)) > r {
+		if r := ycqdev.QueueReg(q, ycqdev.RegQDoorbell); off < r+4 && off+uint64(len(b)) > r {
 			d.doorbells.Add(1)
 			select {
 			case d.bells[q] <- struct{}{}:
@@ -303,24 +304,24 @@ func (d *YCQ) writeBAR0(off uint64, b []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	le := binary.LittleEndian
-	before := le.Uint32(d.regs[RegControl:])
+	before := le.Uint32(d.regs[ycqdev.RegControl:])
 	running := d.run != nil
 	for i, v := range b {
 		if o := off + uint64(i); d.writable(o, running) {
 			d.regs[o] = v
 		}
 	}
-	ctl := le.Uint32(d.regs[RegControl:])
+	ctl := le.Uint32(d.regs[ycqdev.RegControl:])
 	switch {
-	case ctl&ControlReset != 0:
+	case ctl&ycqdev.ControlReset != 0:
 		d.stopLocked()
 		d.resetRegs()
 		d.log.Info("reset by register")
-	case ctl&ControlEnable != 0 && before&ControlEnable == 0:
+	case ctl&ycqdev.ControlEnable != 0 && before&ycqdev.ControlEnable == 0:
 		d.enableLocked()
-	case ctl&ControlEnable == 0 && before&ControlEnable != 0:
+	case ctl&ycqdev.ControlEnable == 0 && before&ycqdev.ControlEnable != 0:
 		d.stopLocked()
-		d.status &^= StatusEnabled
+		d.status &^= ycqdev.StatusEnabled
 	}
 }
 
@@ -332,12 +333,12 @@ type queueConfig struct {
 
 func (d *YCQ) queueConfig(q int) queueConfig {
 	le := binary.LittleEndian
-	r := func(reg uint64) []byte { return d.regs[queueReg(q, reg):] }
+	r := func(reg uint64) []byte { return d.regs[ycqdev.QueueReg(q, reg):] }
 	return queueConfig{
-		h2dMeta: le.Uint64(r(RegQH2DMeta)), h2dData: le.Uint64(r(RegQH2DData)),
-		d2hMeta: le.Uint64(r(RegQD2HMeta)), d2hData: le.Uint64(r(RegQD2HData)),
-		slots: le.Uint32(r(RegQSlots)), slotSize: le.Uint32(r(RegQSlotSize)),
-		flags: le.Uint32(r(RegQFlags)), vector: le.Uint32(r(RegQVector)),
+		h2dMeta: le.Uint64(r(ycqdev.RegQH2DMeta)), h2dData: le.Uint64(r(ycqdev.RegQH2DData)),
+		d2hMeta: le.Uint64(r(ycqdev.RegQD2HMeta)), d2hData: le.Uint64(r(ycqdev.RegQD2HData)),
+		slots: le.Uint32(r(ycqdev.RegQSlots)), slotSize: le.Uint32(r(ycqdev.RegQSlotSize)),
+		flags: le.Uint32(r(ycqdev.RegQFlags)), vector: le.Uint32(r(ycqdev.RegQVector)),
 	}
 }
 
@@ -370,24 +371,24 @@ func (p *queuePair) release() {
 func (d *YCQ) enableLocked() {
 	d.stopLocked() // goroutines of a run an error stopped must be gone
 	le := binary.LittleEndian
-	d.status &^= StatusError
+	d.status &^= ycqdev.StatusError
 	d.errSet = false
-	n := int(le.Uint32(d.regs[RegNumQueues:]))
-	engineID := le.Uint32(d.regs[RegEngine:])
+	n := int(le.Uint32(d.regs[ycqdev.RegNumQueues:]))
+	engineID := le.Uint32(d.regs[ycqdev.RegEngine:])
 	engine, ok := d.engines[engineID]
 	var pairs []*queuePair
 	var err error
 	switch {
 	case d.host == nil:
-		err = &queueError{code: CodeBadConfig, reason: "no host is attached"}
+		err = &queueError{code: ycqdev.CodeBadConfig, reason: "no host is attached"}
 	case !d.cfg.busMaster():
-		err = &queueError{code: CodeBadConfig, reason: "bus mastering is off in the command register: the device may not do DMA"}
+		err = &queueError{code: ycqdev.CodeBadConfig, reason: "bus mastering is off in the command register: the device may not do DMA"}
 	case n < 1 || n > d.opt.Queues:
-		err = qerr(CodeBadConfig, uint64(n), "%d queue pairs: the device has 1 to %d", n, d.opt.Queues)
+		err = qerr(ycqdev.CodeBadConfig, uint64(n), "%d queue pairs: the device has 1 to %d", n, d.opt.Queues)
 	case !ok:
-		err = qerr(CodeBadConfig, uint64(engineID), "no engine %d", engineID)
+		err = qerr(ycqdev.CodeBadConfig, uint64(engineID), "no engine %d", engineID)
 	}
-	errQueue := uint32(NoQueue)
+	errQueue := uint32(ycqdev.NoQueue)
 	run := &runState{stop: make(chan struct{})}
 	for q := 0; err == nil && q < n; q++ {
 		var p *queuePair
@@ -411,28 +412,28 @@ func (d *YCQ) enableLocked() {
 		case <-d.bells[p.q]:
 		default:
 		}
-		d.qstatus[p.q].Store(QStatusRunning)
+		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
 		run.wg.Go(func() { d.runPair(run, p) })
 	}
 	d.run = run
-	d.status |= StatusEnabled
+	d.status |= ycqdev.StatusEnabled
 	d.log.Info("enabled", "queue_pairs", n, "engine", EngineName(engineID))
 }
 
 // setupPair checks one queue pair's registers and its queues' headers, and
 // pins the host memory it will use, where the host can pin.
 func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *queuePair, err error) {
-	if c.slots < ring.MinSlots || c.slots > 1<<16 || bits.OnesCount32(c.slots) != 1 {
-		return nil, qerr(CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: want a power of two from %d to %d", q, c.slots, ring.MinSlots, 1<<16)
+	if c.slots < ring.MinSlots || c.slots > ycqdev.MaxSlots || bits.OnesCount32(c.slots) != 1 {
+		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: want a power of two from %d to %d", q, c.slots, ring.MinSlots, ycqdev.MaxSlots)
 	}
 	if c.slotSize < 8 || c.slotSize > ring.MaxSlotSize || c.slotSize%8 != 0 {
-		return nil, qerr(CodeBadConfig, uint64(c.slotSize), "queue pair %d: slot size %d: want a multiple of 8 up to %d", q, c.slotSize, ring.MaxSlotSize)
+		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.slotSize), "queue pair %d: slot size %d: want a multiple of 8 up to %d", q, c.slotSize, ring.MaxSlotSize)
 	}
-	if c.flags&^QFlagMetaInBAR2 != 0 {
-		return nil, qerr(CodeBadConfig, uint64(c.flags), "queue pair %d: unknown flags %#x", q, c.flags)
+	if c.flags&^ycqdev.QFlagMetaInBAR2 != 0 {
+		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.flags), "queue pair %d: unknown flags %#x", q, c.flags)
 	}
 	if c.vector >= d.vectors() {
-		return nil, qerr(CodeBadConfig, uint64(c.vector), "queue pair %d: vector %d: the device has %d", q, c.vector, d.vectors())
+		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.vector), "queue pair %d: vector %d: the device has %d", q, c.vector, d.vectors())
 	}
 	host := hostSpace{d.host}
 	var h2dMeta, d2hMeta space = host, host
@@ -458,11 +459,11 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 	}
 	metaSize := uint64(ring.MetaSize(int(c.slots)))
 	dataSize := uint64(c.slots) * uint64(c.slotSize)
-	if c.flags&QFlagMetaInBAR2 != 0 {
+	if c.flags&ycqdev.QFlagMetaInBAR2 != 0 {
 		size := uint64(ring.MetaSize(int(c.slots)))
 		for _, m := range []uint64{c.h2dMeta, c.d2hMeta} {
-			if m%8 != 0 || m > bar2Size || size > bar2Size-m {
-				return nil, qerr(CodeBadConfig, m, "queue pair %d: metadata at BAR2 offset %#x: %d bytes do not fit in the %d-byte BAR2, 8-byte aligned", q, m, size, bar2Size)
+			if m%8 != 0 || m > ycqdev.BAR2Size || size > ycqdev.BAR2Size-m {
+				return nil, qerr(ycqdev.CodeBadConfig, m, "queue pair %d: metadata at BAR2 offset %#x: %d bytes do not fit in the %d-byte BAR2, 8-byte aligned", q, m, size, ycqdev.BAR2Size)
 			}
 		}
 		h2dMeta = newLocalSpace(d.bar2.Bytes())
@@ -493,7 +494,7 @@ func (d *YCQ) revoked(run *runState, q int) {
 	if d.run != run {
 		return // stopping already; its goroutines release their pins as they end
 	}
-	d.failLocked(uint32(q), &queueError{code: CodeDMAFault, reason: "the host unmapped memory of a running queue pair"})
+	d.failLocked(uint32(q), &queueError{code: ycqdev.CodeDMAFault, reason: "the host unmapped memory of a running queue pair"})
 	d.run = nil
 	d.stopped = append(d.stopped, run)
 	close(run.stop)
@@ -504,26 +505,26 @@ func (d *YCQ) revoked(run *runState, q int) {
 func (d *YCQ) failLocked(q uint32, err error) {
 	var qe *queueError
 	if !errors.As(err, &qe) {
-		qe = &queueError{code: CodeBadConfig, reason: err.Error()}
+		qe = &queueError{code: ycqdev.CodeBadConfig, reason: err.Error()}
 	}
 	if !d.errSet {
 		le := binary.LittleEndian
-		le.PutUint32(d.regs[RegErrorCode:], qe.code)
-		le.PutUint32(d.regs[RegErrorQueue:], q)
-		le.PutUint64(d.regs[RegErrorAddr:], qe.addr)
+		le.PutUint32(d.regs[ycqdev.RegErrorCode:], qe.code)
+		le.PutUint32(d.regs[ycqdev.RegErrorQueue:], q)
+		le.PutUint64(d.regs[ycqdev.RegErrorAddr:], qe.addr)
 		d.errSet = true
 	}
-	if qe.code == CodeDMAFault {
+	if qe.code == ycqdev.CodeDMAFault {
 		d.dmaErrors.Add(1)
 	}
-	d.status |= StatusError
-	d.status &^= StatusEnabled
-	binary.LittleEndian.PutUint32(d.regs[RegControl:], 0)
-	if q != NoQueue {
-		d.qstatus[q].Store(QStatusError)
+	d.status |= ycqdev.StatusError
+	d.status &^= ycqdev.StatusEnabled
+	binary.LittleEndian.PutUint32(d.regs[ycqdev.RegControl:], 0)
+	if q != ycqdev.NoQueue {
+		d.qstatus[q].Store(ycqdev.QStatusError)
 	}
 	d.log.Warn("device error", "code", qe.code, "queue_pair", int32(q), "addr", fmt.Sprintf("%#x", qe.addr), "err", qe.reason)
-	d.raise(binary.LittleEndian.Uint32(d.regs[RegErrorVector:]))
+	d.raise(binary.LittleEndian.Uint32(d.regs[ycqdev.RegErrorVector:]))
 }
 
 // raise signals an MSI-X vector, or INTx when the host set no MSI-X.
@@ -557,7 +558,7 @@ func (d *YCQ) stopLocked() {
 	}
 	d.mu.Lock()
 	for q := range d.opt.Queues {
-		if d.qstatus[q].Load()&QStatusError == 0 {
+		if d.qstatus[q].Load()&ycqdev.QStatusError == 0 {
 			d.qstatus[q].Store(0)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,7 @@ type fakeHost struct {
 	base uint64
 	mem  []byte
 	mu   sync.Mutex
-	irqs [MaxQueuePairs + 1]chan struct{}
+	irqs [ycqdev.MaxQueuePairs + 1]chan struct{}
 	n    atomic.Uint64
 	msix atomic.Bool // MSI-X wired; otherwise Interrupt fails for MSI-X
 	// pinning makes the host a Pinner; pins counts views not released.
@@ -248,15 +249,15 @@ func program(t *testing.T, d *YCQ, h *fakeHost, q int, p *testPair, slots, slotS
 	flags := uint32(0)
 	if p.inBAR2 {
 		meta = func(a uint64) uint64 { return a }
-		flags = QFlagMetaInBAR2
+		flags = ycqdev.QFlagMetaInBAR2
 	}
-	setReg64(t, d, queueReg(q, RegQH2DMeta), meta(p.h2dMeta))
-	setReg64(t, d, queueReg(q, RegQH2DData), iova(p.h2dData))
-	setReg64(t, d, queueReg(q, RegQD2HMeta), meta(p.d2hMeta))
-	setReg64(t, d, queueReg(q, RegQD2HData), iova(p.d2hData))
-	setReg32(t, d, queueReg(q, RegQSlots), uint32(slots))
-	setReg32(t, d, queueReg(q, RegQSlotSize), uint32(slotSize))
-	setReg32(t, d, queueReg(q, RegQFlags), flags)
+	setReg64(t, d, ycqdev.QueueReg(q, ycqdev.RegQH2DMeta), meta(p.h2dMeta))
+	setReg64(t, d, ycqdev.QueueReg(q, ycqdev.RegQH2DData), iova(p.h2dData))
+	setReg64(t, d, ycqdev.QueueReg(q, ycqdev.RegQD2HMeta), meta(p.d2hMeta))
+	setReg64(t, d, ycqdev.QueueReg(q, ycqdev.RegQD2HData), iova(p.d2hData))
+	setReg32(t, d, ycqdev.QueueReg(q, ycqdev.RegQSlots), uint32(slots))
+	setReg32(t, d, ycqdev.QueueReg(q, ycqdev.RegQSlotSize), uint32(slotSize))
+	setReg32(t, d, ycqdev.QueueReg(q, ycqdev.RegQFlags), flags)
 }
 
 func enableBusMaster(t *testing.T, d *YCQ) {
@@ -292,7 +293,7 @@ type hostSide struct {
 func (s *hostSide) doorbell() {
 	s.bells.Add(1)
 	var b [4]byte
-	s.d.WriteRegion(vfio.BAR0, queueReg(s.q, RegQDoorbell), b[:])
+	s.d.WriteRegion(vfio.BAR0, ycqdev.QueueReg(s.q, ycqdev.RegQDoorbell), b[:])
 }
 
 // kick rings the doorbell if the device sleeps on line.
@@ -319,7 +320,7 @@ func (s *hostSide) waitIRQ(line ring.WakeLine, ready func() bool) error {
 		return nil
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("lost wakeup: no interrupt for 10 s (device status %#x, queue status %#x)",
-			reg32(s.t, s.d, RegStatus), reg32(s.t, s.d, queueReg(s.q, RegQStatus)))
+			reg32(s.t, s.d, ycqdev.RegStatus), reg32(s.t, s.d, ycqdev.QueueReg(s.q, ycqdev.RegQStatus)))
 	}
 }
 
@@ -361,7 +362,7 @@ func (s *hostSide) run(n, size int, fill func(i int, b []byte), check func(i int
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; i < n; {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stuck after %d of %d responses (status %#x)", i, n, reg32(s.t, s.d, RegStatus))
+			return fmt.Errorf("stuck after %d of %d responses (status %#x)", i, n, reg32(s.t, s.d, ycqdev.RegStatus))
 		}
 		r, err := cons.ReserveUpTo(32)
 		if errors.Is(err, ring.ErrEmpty) {
@@ -403,13 +404,13 @@ func TestEnginesEndToEnd(t *testing.T) {
 		engine  uint32
 		inBAR2  bool
 		pinning bool
-	}{{EngineCRC32C, false, false}, {EngineEcho, false, false}, {EngineEcho, true, false}, {EngineCRC32C, true, false},
-		{EngineEcho, false, true}, {EngineCRC32C, false, true}} {
+	}{{ycqdev.EngineCRC32C, false, false}, {ycqdev.EngineEcho, false, false}, {ycqdev.EngineEcho, true, false}, {ycqdev.EngineCRC32C, true, false},
+		{ycqdev.EngineEcho, false, true}, {ycqdev.EngineCRC32C, false, true}} {
 		t.Run(fmt.Sprintf("%s/bar2=%v/pinned=%v", EngineName(tc.engine), tc.inBAR2, tc.pinning), func(t *testing.T) {
 			d, h := newTestDevice(t, 2, tc.inBAR2 || tc.pinning)
 			h.pinning = tc.pinning
-			setReg32(t, d, RegEngine, tc.engine)
-			setReg32(t, d, RegNumQueues, 2)
+			setReg32(t, d, ycqdev.RegEngine, tc.engine)
+			setReg32(t, d, ycqdev.RegNumQueues, 2)
 			var sides []*hostSide
 			off := uint64(0)
 			for q := range 2 {
@@ -418,8 +419,8 @@ func TestEnginesEndToEnd(t *testing.T) {
 				program(t, d, h, q, p, slots, slotSize)
 				sides = append(sides, &hostSide{t: t, d: d, h: h, q: q, p: p, vector: uint32(q)})
 			}
-			setReg32(t, d, RegControl, ControlEnable)
-			require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus), "error code %d", reg32(t, d, RegErrorCode))
+			setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+			require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus), "error code %d", reg32(t, d, ycqdev.RegErrorCode))
 			const n = 20000
 			var wg sync.WaitGroup
 			errs := make([]error, len(sides))
@@ -430,12 +431,12 @@ func TestEnginesEndToEnd(t *testing.T) {
 						want := make([]byte, size)
 						fillRecord(k, want)
 						switch tc.engine {
-						case EngineCRC32C:
+						case ycqdev.EngineCRC32C:
 							if len(b) != CRCResponseSize || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) ||
 								binary.LittleEndian.Uint32(b[4:]) != uint32(size) {
 								return fmt.Errorf("crc response %x", b)
 							}
-						case EngineEcho:
+						case ycqdev.EngineEcho:
 							if string(b) != string(want) {
 								return fmt.Errorf("echo %x, want %x", b, want)
 							}
@@ -448,10 +449,10 @@ func TestEnginesEndToEnd(t *testing.T) {
 			for _, err := range errs {
 				require.NoError(t, err)
 			}
-			require.Equal(t, uint64(2*n), reg64(t, d, RegRecordsIn))
-			require.Equal(t, uint64(2*n), reg64(t, d, RegRecordsOut))
-			require.Equal(t, uint64(n), reg64(t, d, queueReg(0, RegQRecords)))
-			require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+			require.Equal(t, uint64(2*n), reg64(t, d, ycqdev.RegRecordsIn))
+			require.Equal(t, uint64(2*n), reg64(t, d, ycqdev.RegRecordsOut))
+			require.Equal(t, uint64(n), reg64(t, d, ycqdev.QueueReg(0, ycqdev.RegQRecords)))
+			require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 			for _, s := range sides {
 				require.NoError(t, s.p.h2d.Check())
 				require.NoError(t, s.p.d2h.Check())
@@ -464,8 +465,8 @@ func TestEnginesEndToEnd(t *testing.T) {
 			if tc.pinning {
 				require.Equal(t, 8, h.pinned(), "two pairs: two metadata and two data views each")
 			}
-			setReg32(t, d, RegControl, 0)
-			require.Zero(t, reg32(t, d, RegStatus))
+			setReg32(t, d, ycqdev.RegControl, 0)
+			require.Zero(t, reg32(t, d, ycqdev.RegStatus))
 			require.Zero(t, h.pinned(), "stopping releases every view")
 		})
 	}
@@ -478,8 +479,8 @@ func TestRevokedWhileRunning(t *testing.T) {
 	h.pinning = true
 	p, _ := layoutPair(t, h, d, 0, 16, 64, 0, false)
 	program(t, d, h, 0, p, 16, 64)
-	setReg32(t, d, RegControl, ControlEnable)
-	require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+	require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 	require.Equal(t, 4, h.pinned())
 	h.mu.Lock()
 	revoke := h.revokes[0]
@@ -487,8 +488,8 @@ func TestRevokedWhileRunning(t *testing.T) {
 	revoke()
 	revoke() // every view of the pair calls it; the second does nothing
 	waitUntil(t, func() bool { return h.pinned() == 0 })
-	require.Equal(t, uint32(StatusError), reg32(t, d, RegStatus))
-	require.Equal(t, uint32(CodeDMAFault), reg32(t, d, RegErrorCode))
+	require.Equal(t, uint32(ycqdev.StatusError), reg32(t, d, ycqdev.RegStatus))
+	require.Equal(t, uint32(ycqdev.CodeDMAFault), reg32(t, d, ycqdev.RegErrorCode))
 }
 
 func TestSinkAndSource(t *testing.T) {
@@ -496,9 +497,9 @@ func TestSinkAndSource(t *testing.T) {
 	d, h := newTestDevice(t, 1)
 	p, _ := layoutPair(t, h, d, 0, slots, slotSize, 0, false)
 	program(t, d, h, 0, p, slots, slotSize)
-	setReg32(t, d, RegEngine, EngineSource)
-	setReg32(t, d, RegNumQueues, 1)
-	setReg32(t, d, RegControl, ControlEnable)
+	setReg32(t, d, ycqdev.RegEngine, ycqdev.EngineSource)
+	setReg32(t, d, ycqdev.RegNumQueues, 1)
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
 	s := &hostSide{t: t, d: d, h: h, q: 0, p: p}
 	// One request for 1000 responses, then the host reads them all.
 	w, err := p.h2d.Producer().Reserve(1)
@@ -525,16 +526,16 @@ func TestSinkAndSource(t *testing.T) {
 		require.NoError(t, r.ReleaseAll())
 		s.kick(p.d2h.SpaceWake())
 	}
-	require.Equal(t, uint64(1), reg64(t, d, RegRecordsIn))
-	require.Equal(t, uint64(1000), reg64(t, d, RegRecordsOut))
+	require.Equal(t, uint64(1), reg64(t, d, ycqdev.RegRecordsIn))
+	require.Equal(t, uint64(1000), reg64(t, d, ycqdev.RegRecordsOut))
 
 	// Sink: requests vanish, no responses.
 	require.NoError(t, d.Reset())
 	enableBusMaster(t, d)
 	p, _ = layoutPair(t, h, d, 0, slots, slotSize, 0, false)
 	program(t, d, h, 0, p, slots, slotSize)
-	setReg32(t, d, RegEngine, EngineSink)
-	setReg32(t, d, RegControl, ControlEnable)
+	setReg32(t, d, ycqdev.RegEngine, ycqdev.EngineSink)
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
 	s.p = p
 	for sent := 0; sent < 200; sent++ {
 		w, err := p.h2d.Producer().Reserve(1)
@@ -547,7 +548,7 @@ func TestSinkAndSource(t *testing.T) {
 		require.NoError(t, w.PublishAll(16))
 		s.kick(p.h2d.ItemsWake())
 	}
-	waitUntil(t, func() bool { return reg64(t, d, RegRecordsIn) == 200 })
+	waitUntil(t, func() bool { return reg64(t, d, ycqdev.RegRecordsIn) == 200 })
 	require.Zero(t, p.d2h.Len())
 }
 
@@ -571,38 +572,38 @@ func TestBadConfiguration(t *testing.T) {
 	}{
 		{"bus mastering off", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
 			require.NoError(t, d.WriteRegion(vfio.ConfigRegion, cfgCommand, []byte{0, 0}))
-		}, CodeBadConfig},
+		}, ycqdev.CodeBadConfig},
 		{"slots not a power of two", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, queueReg(0, RegQSlots), 12)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQSlots), 12)
+		}, ycqdev.CodeBadConfig},
 		{"slot size zero", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, queueReg(0, RegQSlotSize), 0)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQSlotSize), 0)
+		}, ycqdev.CodeBadConfig},
 		{"too many queue pairs", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, RegNumQueues, 5)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.RegNumQueues, 5)
+		}, ycqdev.CodeBadConfig},
 		{"no such engine", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, RegEngine, 99)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.RegEngine, 99)
+		}, ycqdev.CodeBadConfig},
 		{"vector out of range", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, queueReg(0, RegQVector), 7)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQVector), 7)
+		}, ycqdev.CodeBadConfig},
 		{"metadata at an unmapped address", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg64(t, d, queueReg(0, RegQH2DMeta), 0xdead_0000)
-		}, CodeDMAFault},
+			setReg64(t, d, ycqdev.QueueReg(0, ycqdev.RegQH2DMeta), 0xdead_0000)
+		}, ycqdev.CodeDMAFault},
 		{"metadata not formatted", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
 			clear(h.mem[p.h2dMeta : p.h2dMeta+64])
-		}, CodeBadMetadata},
+		}, ycqdev.CodeBadMetadata},
 		{"slot count disagrees with the header", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, queueReg(0, RegQSlots), 32)
-		}, CodeBadMetadata},
+			setReg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQSlots), 32)
+		}, ycqdev.CodeBadMetadata},
 		{"H2D not single-consumer", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
 			binary.LittleEndian.PutUint32(h.mem[p.h2dMeta+ring.OffFeatures:], 0)
-		}, CodeBadMetadata},
+		}, ycqdev.CodeBadMetadata},
 		{"BAR2 offset outside BAR2", func(t *testing.T, d *YCQ, h *fakeHost, p *testPair) {
-			setReg32(t, d, queueReg(0, RegQFlags), QFlagMetaInBAR2)
-			setReg64(t, d, queueReg(0, RegQH2DMeta), bar2Size-8)
-		}, CodeBadConfig},
+			setReg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQFlags), ycqdev.QFlagMetaInBAR2)
+			setReg64(t, d, ycqdev.QueueReg(0, ycqdev.RegQH2DMeta), ycqdev.BAR2Size-8)
+		}, ycqdev.CodeBadConfig},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -611,14 +612,14 @@ func TestBadConfiguration(t *testing.T) {
 			program(t, d, h, 0, p, slots, slotSize)
 			c.setup(t, d, h, p)
 			errIRQ := h.irq(1) // the error vector of a one-pair device
-			setReg32(t, d, RegControl, ControlEnable)
-			require.Equal(t, uint32(StatusError), reg32(t, d, RegStatus))
-			require.Equal(t, c.code, reg32(t, d, RegErrorCode))
-			require.Zero(t, reg32(t, d, RegControl)&ControlEnable, "enable is cleared")
+			setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+			require.Equal(t, uint32(ycqdev.StatusError), reg32(t, d, ycqdev.RegStatus))
+			require.Equal(t, c.code, reg32(t, d, ycqdev.RegErrorCode))
+			require.Zero(t, reg32(t, d, ycqdev.RegControl)&ycqdev.ControlEnable, "enable is cleared")
 			require.True(t, raised(errIRQ), "the error vector fired")
-			setReg32(t, d, RegControl, ControlReset)
-			require.Zero(t, reg32(t, d, RegStatus))
-			require.Zero(t, reg32(t, d, RegErrorCode))
+			setReg32(t, d, ycqdev.RegControl, ycqdev.ControlReset)
+			require.Zero(t, reg32(t, d, ycqdev.RegStatus))
+			require.Zero(t, reg32(t, d, ycqdev.RegErrorCode))
 		})
 	}
 }
@@ -634,36 +635,36 @@ func TestGarbageWhileRunning(t *testing.T) {
 	}{
 		{"stamp from nowhere", func(h *fakeHost, p *testPair) {
 			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(0x77 | uint64(8)<<32)
-		}, CodeCorruptQueue},
+		}, ycqdev.CodeCorruptQueue},
 		{"length larger than the slot", func(h *fakeHost, p *testPair) {
 			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(1 | uint64(slotSize+8)<<32)
-		}, CodeCorruptQueue},
+		}, ycqdev.CodeCorruptQueue},
 		{"data region unmapped", func(h *fakeHost, p *testPair) {
 			localWord64(h.mem[p.h2dMeta+ring.OffDescs:]).Store(1 | uint64(8)<<32)
-		}, CodeDMAFault},
+		}, ycqdev.CodeDMAFault},
 	} {
 		t.Run(poison.name, func(t *testing.T) {
 			d, h := newTestDevice(t, 1)
 			p, _ := layoutPair(t, h, d, 0, slots, slotSize, 0, false)
 			program(t, d, h, 0, p, slots, slotSize)
-			if poison.code == CodeDMAFault {
-				setReg64(t, d, queueReg(0, RegQH2DData), 0x10)
+			if poison.code == ycqdev.CodeDMAFault {
+				setReg64(t, d, ycqdev.QueueReg(0, ycqdev.RegQH2DData), 0x10)
 			}
-			setReg32(t, d, RegControl, ControlEnable)
-			require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+			setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+			require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 			poison.fn(h, p)
 			var b [4]byte
-			require.NoError(t, d.WriteRegion(vfio.BAR0, queueReg(0, RegQDoorbell), b[:]))
-			waitUntil(t, func() bool { return reg32(t, d, RegStatus) == StatusError })
-			require.Equal(t, poison.code, reg32(t, d, RegErrorCode))
-			require.Equal(t, uint32(0), reg32(t, d, RegErrorQueue))
-			require.Equal(t, uint32(QStatusError), reg32(t, d, queueReg(0, RegQStatus)))
+			require.NoError(t, d.WriteRegion(vfio.BAR0, ycqdev.QueueReg(0, ycqdev.RegQDoorbell), b[:]))
+			waitUntil(t, func() bool { return reg32(t, d, ycqdev.RegStatus) == ycqdev.StatusError })
+			require.Equal(t, poison.code, reg32(t, d, ycqdev.RegErrorCode))
+			require.Equal(t, uint32(0), reg32(t, d, ycqdev.RegErrorQueue))
+			require.Equal(t, uint32(ycqdev.QStatusError), reg32(t, d, ycqdev.QueueReg(0, ycqdev.RegQStatus)))
 			// Enabling again checks again, and works once the host fixes
 			// its queue.
 			p, _ = layoutPair(t, h, d, 0, slots, slotSize, 0, false)
 			program(t, d, h, 0, p, slots, slotSize)
-			setReg32(t, d, RegControl, ControlEnable)
-			require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+			setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+			require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 		})
 	}
 }
@@ -673,19 +674,19 @@ func TestDetachAndReset(t *testing.T) {
 	d, h := newTestDevice(t, 1)
 	p, _ := layoutPair(t, h, d, 0, slots, slotSize, 0, false)
 	program(t, d, h, 0, p, slots, slotSize)
-	setReg32(t, d, RegControl, ControlEnable)
-	require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+	require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 	d.Detach()
-	require.Zero(t, reg32(t, d, RegStatus), "a client going away resets the device")
-	require.Zero(t, reg64(t, d, queueReg(0, RegQH2DMeta)))
+	require.Zero(t, reg32(t, d, ycqdev.RegStatus), "a client going away resets the device")
+	require.Zero(t, reg64(t, d, ycqdev.QueueReg(0, ycqdev.RegQH2DMeta)))
 	var cmd [2]byte
 	require.NoError(t, d.ReadRegion(vfio.ConfigRegion, cfgCommand, cmd[:]))
 	require.Zero(t, cmd[0]&commandBusMaster, "and its config space")
 	d.Attach(h)
 	enableBusMaster(t, d)
 	program(t, d, h, 0, p, slots, slotSize)
-	setReg32(t, d, RegControl, ControlEnable)
-	require.Equal(t, uint32(StatusEnabled), reg32(t, d, RegStatus))
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+	require.Equal(t, uint32(ycqdev.StatusEnabled), reg32(t, d, ycqdev.RegStatus))
 	require.NoError(t, d.Reset())
-	require.Zero(t, reg32(t, d, RegStatus))
+	require.Zero(t, reg32(t, d, ycqdev.RegStatus))
 }

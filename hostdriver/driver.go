@@ -1,4 +1,4 @@
-// Package hostdriver drives the ycq device (devicemodel/REGISTERS.md)
+// Package hostdriver drives the ycq device (ycqdev/REGISTERS.md)
 // through a vfio.Device: the Go device model over a vfio-user socket, or
 // the same device bound to vfio-pci through kernel VFIO, with the same code.
 //
@@ -23,6 +23,7 @@ package hostdriver
 import (
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"os"
 	"sync"
@@ -31,7 +32,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
@@ -44,7 +44,7 @@ type Config struct {
 	// Slots and SlotSize shape both queues of every pair; 256 and 4096 if
 	// 0. Responses need room too: an echo needs the request's size.
 	Slots, SlotSize int
-	// Engine is the device's engine (devicemodel.Engine*); the device's
+	// Engine is the device's engine (ycqdev.Engine*); the device's
 	// own choice if 0.
 	Engine uint32
 	// MetaInBAR2 puts the queues' metadata in the device's BAR2 memory
@@ -79,8 +79,8 @@ func (c *Config) defaults(maxQueues int) error {
 	if err := (ring.Config{Slots: c.Slots, SlotSize: c.SlotSize}).Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if c.Slots > 1<<16 {
-		return fmt.Errorf("%w: %d slots: the device takes at most %d", ErrConfig, c.Slots, 1<<16)
+	if c.Slots > ycqdev.MaxSlots {
+		return fmt.Errorf("%w: %d slots: the device takes at most %d", ErrConfig, c.Slots, ycqdev.MaxSlots)
 	}
 	if c.Health <= 0 {
 		c.Health = 50 * time.Millisecond
@@ -122,11 +122,11 @@ func Open(dev vfio.Device, cfg Config) (_ *Driver, err error) {
 	if err := checkID(dev); err != nil {
 		return nil, err
 	}
-	maxQ, err := vfio.Read32(dev, vfio.BAR0, devicemodel.RegMaxQueues)
+	maxQ, err := vfio.Read32(dev, vfio.BAR0, ycqdev.RegMaxQueues)
 	if err != nil {
 		return nil, gone(err)
 	}
-	if err := cfg.defaults(int(min(maxQ, devicemodel.MaxQueuePairs))); err != nil {
+	if err := cfg.defaults(int(min(maxQ, ycqdev.MaxQueuePairs))); err != nil {
 		return nil, err
 	}
 	d := &Driver{dev: dev, cfg: cfg, log: cfg.Log, errVec: uint32(cfg.Queues), gen: make(chan struct{})}
@@ -135,7 +135,7 @@ func Open(dev vfio.Device, cfg Config) (_ *Driver, err error) {
 			d.teardown()
 		}
 	}()
-	if err := d.reg32(devicemodel.RegControl, devicemodel.ControlReset); err != nil {
+	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil {
 		return nil, err
 	}
 	if err := enableBusMaster(dev); err != nil {
@@ -147,7 +147,7 @@ func Open(dev vfio.Device, cfg Config) (_ *Driver, err error) {
 	if err := d.program(); err != nil {
 		return nil, err
 	}
-	if d.engine, err = vfio.Read32(dev, vfio.BAR0, devicemodel.RegEngine); err != nil {
+	if d.engine, err = vfio.Read32(dev, vfio.BAR0, ycqdev.RegEngine); err != nil {
 		return nil, gone(err)
 	}
 	if !cfg.Polling {
@@ -164,17 +164,17 @@ func Open(dev vfio.Device, cfg Config) (_ *Driver, err error) {
 }
 
 func checkID(dev vfio.Device) error {
-	id, err := vfio.Read32(dev, vfio.BAR0, devicemodel.RegID)
+	id, err := vfio.Read32(dev, vfio.BAR0, ycqdev.RegID)
 	if err != nil {
 		return gone(err)
 	}
-	ver, err := vfio.Read32(dev, vfio.BAR0, devicemodel.RegVersion)
+	ver, err := vfio.Read32(dev, vfio.BAR0, ycqdev.RegVersion)
 	if err != nil {
 		return gone(err)
 	}
-	if id != devicemodel.RegIDValue || ver != devicemodel.RegVersionV1 {
+	if id != ycqdev.RegIDValue || ver != ycqdev.RegVersionV1 {
 		return fmt.Errorf("%w: BAR0 ID %#x version %d: not a ycq device of register map version %d",
-			ErrNotYCQ, id, ver, devicemodel.RegVersionV1)
+			ErrNotYCQ, id, ver, ycqdev.RegVersionV1)
 	}
 	return nil
 }
@@ -222,7 +222,7 @@ func (d *Driver) allocate() error {
 		layouts = append(layouts, l)
 	}
 	if c.MetaInBAR2 {
-		size, err := vfio.Read32(d.dev, vfio.BAR0, devicemodel.RegBAR2Size)
+		size, err := vfio.Read32(d.dev, vfio.BAR0, ycqdev.RegBAR2Size)
 		if err != nil {
 			return gone(err)
 		}
@@ -280,30 +280,30 @@ func (d *Driver) allocate() error {
 func (d *Driver) program() error {
 	c := d.cfg
 	if c.Engine != 0 {
-		if err := d.reg32(devicemodel.RegEngine, c.Engine); err != nil {
+		if err := d.reg32(ycqdev.RegEngine, c.Engine); err != nil {
 			return err
 		}
 	}
-	if err := d.reg32(devicemodel.RegNumQueues, uint32(c.Queues)); err != nil {
+	if err := d.reg32(ycqdev.RegNumQueues, uint32(c.Queues)); err != nil {
 		return err
 	}
-	if err := d.reg32(devicemodel.RegErrorVector, d.errVec); err != nil {
+	if err := d.reg32(ycqdev.RegErrorVector, d.errVec); err != nil {
 		return err
 	}
 	for _, p := range d.pairs {
-		q := func(reg uint64) uint64 { return devicemodel.QueueBase + uint64(p.index)*devicemodel.QueueStride + reg }
+		q := func(reg uint64) uint64 { return ycqdev.QueueReg(p.index, reg) }
 		meta := func(o uint64) uint64 { return d.iova + o }
 		flags := uint32(0)
 		if c.MetaInBAR2 {
 			meta = func(o uint64) uint64 { return o }
-			flags = devicemodel.QFlagMetaInBAR2
+			flags = ycqdev.QFlagMetaInBAR2
 		}
 		for _, w := range []struct {
 			reg uint64
 			v   uint64
 		}{
-			{devicemodel.RegQH2DMeta, meta(p.layout.h2dMeta)}, {devicemodel.RegQH2DData, d.iova + p.layout.h2dData},
-			{devicemodel.RegQD2HMeta, meta(p.layout.d2hMeta)}, {devicemodel.RegQD2HData, d.iova + p.layout.d2hData},
+			{ycqdev.RegQH2DMeta, meta(p.layout.h2dMeta)}, {ycqdev.RegQH2DData, d.iova + p.layout.h2dData},
+			{ycqdev.RegQD2HMeta, meta(p.layout.d2hMeta)}, {ycqdev.RegQD2HData, d.iova + p.layout.d2hData},
 		} {
 			if err := d.reg64(q(w.reg), w.v); err != nil {
 				return err
@@ -313,8 +313,8 @@ func (d *Driver) program() error {
 			reg uint64
 			v   uint32
 		}{
-			{devicemodel.RegQSlots, uint32(c.Slots)}, {devicemodel.RegQSlotSize, uint32(c.SlotSize)},
-			{devicemodel.RegQFlags, flags}, {devicemodel.RegQVector, uint32(p.index)},
+			{ycqdev.RegQSlots, uint32(c.Slots)}, {ycqdev.RegQSlotSize, uint32(c.SlotSize)},
+			{ycqdev.RegQFlags, flags}, {ycqdev.RegQVector, uint32(p.index)},
 		} {
 			if err := d.reg32(q(w.reg), w.v); err != nil {
 				return err
@@ -372,14 +372,14 @@ func (d *Driver) irqLoop(vector uint32, f *os.File) {
 
 // enable starts the device and checks that it accepted everything.
 func (d *Driver) enable() error {
-	if err := d.reg32(devicemodel.RegControl, devicemodel.ControlEnable); err != nil {
+	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlEnable); err != nil {
 		return err
 	}
 	st, err := d.status()
 	if err != nil {
 		return err
 	}
-	if st&devicemodel.StatusEnabled == 0 {
+	if st&ycqdev.StatusEnabled == 0 {
 		return d.deviceError("enable")
 	}
 	return nil
@@ -394,7 +394,7 @@ func (d *Driver) reg64(off uint64, v uint64) error {
 }
 
 func (d *Driver) status() (uint32, error) {
-	st, err := vfio.Read32(d.dev, vfio.BAR0, devicemodel.RegStatus)
+	st, err := vfio.Read32(d.dev, vfio.BAR0, ycqdev.RegStatus)
 	return st, gone(err)
 }
 
@@ -439,9 +439,9 @@ func (d *Driver) checkHealth() error {
 	switch {
 	case err != nil:
 		d.fail(d.withIncomplete(err))
-	case st&devicemodel.StatusError != 0:
+	case st&ycqdev.StatusError != 0:
 		d.fail(d.deviceError("running"))
-	case st&devicemodel.StatusEnabled == 0:
+	case st&ycqdev.StatusEnabled == 0:
 		d.fail(d.withIncomplete(fmt.Errorf("%w: the device is no longer enabled (it was reset)", ErrReset)))
 	default:
 		d.spurious.Add(1)
@@ -469,7 +469,7 @@ func (d *Driver) Close() error {
 // teardown undoes Open, as far as it got.
 func (d *Driver) teardown() error {
 	var errs []error
-	if err := d.reg32(devicemodel.RegControl, devicemodel.ControlReset); err != nil && !errors.Is(err, ErrGone) {
+	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil && !errors.Is(err, ErrGone) {
 		errs = append(errs, err)
 	}
 	if d.irqs != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"net"
 	"sync"
@@ -110,11 +111,11 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 			}
 			record(want, p.Index(), uint64(got))
 			switch engine {
-			case devicemodel.EngineCRC32C:
+			case ycqdev.EngineCRC32C:
 				if len(b) != 8 || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) || binary.LittleEndian.Uint32(b[4:]) != uint32(size) {
 					err = fmt.Errorf("response %d: %x, not the CRC of request %d", got, b, got)
 				}
-			case devicemodel.EngineEcho:
+			case ycqdev.EngineEcho:
 				if string(b) != string(want) {
 					err = fmt.Errorf("response %d does not echo request %d", got, got)
 				}
@@ -139,9 +140,9 @@ func TestStreamBothWays(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"crc32c", Config{Engine: devicemodel.EngineCRC32C}},
-		{"echo, metadata in BAR2", Config{Engine: devicemodel.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}},
-		{"crc32c, polling", Config{Engine: devicemodel.EngineCRC32C, Polling: true}},
+		{"crc32c", Config{Engine: ycqdev.EngineCRC32C}},
+		{"echo, metadata in BAR2", Config{Engine: ycqdev.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}},
+		{"crc32c, polling", Config{Engine: ycqdev.EngineCRC32C, Polling: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, devicemodel.Options{Queues: 2}, nil)
@@ -179,13 +180,13 @@ func TestStreamBothWays(t *testing.T) {
 // every waiter gets a DeviceError that says which requests were left.
 func TestDeviceErrorStatus(t *testing.T) {
 	r := newRig(t, devicemodel.Options{Queues: 1}, nil)
-	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 16})
+	d, err := Open(r.client, Config{Engine: ycqdev.EngineCRC32C, Slots: 16})
 	require.NoError(t, err)
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p := d.Pair(0)
-	got, err := stream(ctx, p, 100, 64, devicemodel.EngineCRC32C)
+	got, err := stream(ctx, p, 100, 64, ycqdev.EngineCRC32C)
 	require.NoError(t, err)
 	require.Equal(t, 100, got)
 	// Make the next descriptor the device will read a published record
@@ -193,12 +194,12 @@ func TestDeviceErrorStatus(t *testing.T) {
 	q := p.h2d.Stats().ConsumerCursor
 	desc := p.layout.h2dMeta + 384 + 8*(q%16)
 	binary.LittleEndian.PutUint64(d.mem.Bytes()[desc:], (q+1)|uint64(1<<20)<<32)
-	doorbell := uint64(devicemodel.QueueBase + devicemodel.RegQDoorbell)
+	doorbell := uint64(ycqdev.QueueBase + ycqdev.RegQDoorbell)
 	require.NoError(t, vfio.Write32(r.client, vfio.BAR0, doorbell, 1))
 	_, err = p.Receive(ctx, 1)
 	var de *DeviceError
 	require.ErrorAs(t, err, &de)
-	require.Equal(t, uint32(devicemodel.CodeCorruptQueue), de.Code)
+	require.Equal(t, uint32(ycqdev.CodeCorruptQueue), de.Code)
 	require.Equal(t, uint32(0), de.Queue)
 	require.ErrorIs(t, err, ErrDevice)
 	var ie *IncompleteError
@@ -213,7 +214,7 @@ func TestDeviceErrorStatus(t *testing.T) {
 // flight, and again from elsewhere (a function reset); nothing is lost.
 func TestResetInFlight(t *testing.T) {
 	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
-	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 64})
+	d, err := Open(r.client, Config{Engine: ycqdev.EngineCRC32C, Slots: 64})
 	require.NoError(t, err)
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -326,7 +327,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // read; Close works.
 func TestDeviceGone(t *testing.T) {
 	r := newRig(t, devicemodel.Options{Queues: 1}, nil)
-	d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 16})
+	d, err := Open(r.client, Config{Engine: ycqdev.EngineCRC32C, Slots: 16})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -388,12 +389,12 @@ func TestMisbehavingDevice(t *testing.T) {
 		r := newRig(t, devicemodel.Options{Queues: 2}, func(d devicemodel.Device) devicemodel.Device {
 			return &misbehave{Device: d, spurious: true}
 		})
-		d, err := Open(r.client, Config{Engine: devicemodel.EngineCRC32C, Slots: 32})
+		d, err := Open(r.client, Config{Engine: ycqdev.EngineCRC32C, Slots: 32})
 		require.NoError(t, err)
 		defer d.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		got, err := stream(ctx, d.Pair(0), 3000, 48, devicemodel.EngineCRC32C)
+		got, err := stream(ctx, d.Pair(0), 3000, 48, ycqdev.EngineCRC32C)
 		require.NoError(t, err)
 		require.Equal(t, 3000, got)
 		require.NoError(t, d.Err())
@@ -402,12 +403,12 @@ func TestMisbehavingDevice(t *testing.T) {
 		r := newRig(t, devicemodel.Options{Queues: 1}, func(d devicemodel.Device) devicemodel.Device {
 			return &misbehave{Device: d, garbage: true}
 		})
-		d, err := Open(r.client, Config{Engine: devicemodel.EngineEcho, Slots: 32, SlotSize: 64})
+		d, err := Open(r.client, Config{Engine: ycqdev.EngineEcho, Slots: 32, SlotSize: 64})
 		require.NoError(t, err)
 		defer d.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		got, err := stream(ctx, d.Pair(0), 100000, 48, devicemodel.EngineEcho)
+		got, err := stream(ctx, d.Pair(0), 100000, 48, ycqdev.EngineEcho)
 		require.Error(t, err)
 		require.ErrorIs(t, err, ErrDevice)
 		require.Less(t, got, 100000)

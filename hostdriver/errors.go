@@ -3,9 +3,9 @@ package hostdriver
 import (
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"strings"
 
-	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/vfio"
 )
 
@@ -37,18 +37,18 @@ func gone(err error) error {
 // DeviceError is the device's own report of why it stopped, from its error
 // registers.
 type DeviceError struct {
-	Code   uint32 // devicemodel.Code*
-	Queue  uint32 // queue pair, or devicemodel.NoQueue
+	Code   uint32 // ycqdev.Code*
+	Queue  uint32 // queue pair, or ycqdev.NoQueue
 	Addr   uint64 // the address or value the error is about
 	During string // what the driver was doing
 }
 
 var codeNames = map[uint32]string{
-	devicemodel.CodeBadConfig:    "bad configuration",
-	devicemodel.CodeBadMetadata:  "bad queue metadata",
-	devicemodel.CodeDMAFault:     "DMA fault",
-	devicemodel.CodeCorruptQueue: "corrupt queue",
-	devicemodel.CodeBadRecord:    "bad record",
+	ycqdev.CodeBadConfig:    "bad configuration",
+	ycqdev.CodeBadMetadata:  "bad queue metadata",
+	ycqdev.CodeDMAFault:     "DMA fault",
+	ycqdev.CodeCorruptQueue: "corrupt queue",
+	ycqdev.CodeBadRecord:    "bad record",
 }
 
 func (e *DeviceError) Error() string {
@@ -57,7 +57,7 @@ func (e *DeviceError) Error() string {
 		name = fmt.Sprintf("code %d", e.Code)
 	}
 	q := "no queue pair"
-	if e.Queue != devicemodel.NoQueue {
+	if e.Queue != ycqdev.NoQueue {
 		q = fmt.Sprintf("queue pair %d", e.Queue)
 	}
 	return fmt.Sprintf("hostdriver: device error during %s: %s (%s, address or value %#x)", e.During, name, q, e.Addr)
@@ -68,15 +68,15 @@ func (e *DeviceError) Is(target error) bool { return target == ErrDevice }
 
 // deviceError reads the device's error registers.
 func (d *Driver) deviceError(during string) error {
-	code, err := vfio.Read32(d.dev, vfio.BAR0, devicemodel.RegErrorCode)
+	code, err := vfio.Read32(d.dev, vfio.BAR0, ycqdev.RegErrorCode)
 	if err != nil {
 		return gone(err)
 	}
-	q, err := vfio.Read32(d.dev, vfio.BAR0, devicemodel.RegErrorQueue)
+	q, err := vfio.Read32(d.dev, vfio.BAR0, ycqdev.RegErrorQueue)
 	if err != nil {
 		return gone(err)
 	}
-	addr, err := vfio.Read64(d.dev, vfio.BAR0, devicemodel.RegErrorAddr)
+	addr, err := vfio.Read64(d.dev, vfio.BAR0, ycqdev.RegErrorAddr)
 	if err != nil {
 		return gone(err)
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
 )
@@ -147,7 +147,7 @@ func (p *Pair) kick(line ring.WakeLine) error {
 		return nil
 	}
 	p.doorbells.Add(1)
-	off := devicemodel.QueueBase + uint64(p.index)*devicemodel.QueueStride + devicemodel.RegQDoorbell
+	off := ycqdev.QueueReg(p.index, ycqdev.RegQDoorbell)
 	if err := vfio.Write32(p.d.dev, vfio.BAR0, off, 1); err != nil {
 		err = gone(err)
 		p.d.fail(p.d.withIncomplete(err))
@@ -335,7 +335,7 @@ func (p *Pair) incomplete() (first, end uint64) {
 // response answers its request.
 func (p *Pair) answerOnce() bool {
 	e := p.d.engine
-	return e == devicemodel.EngineEcho || e == devicemodel.EngineCRC32C
+	return e == ycqdev.EngineEcho || e == ycqdev.EngineCRC32C
 }
 
 // answered is, for an engine that answers once, how many requests (holes

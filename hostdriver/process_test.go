@@ -3,6 +3,7 @@ package hostdriver
 import (
 	"context"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"net"
 	"os"
@@ -59,13 +60,13 @@ func TestTwoProcesses(t *testing.T) {
 	for round := range 2 {
 		c, err := user.Dial(sock, nil)
 		require.NoError(t, err, "round %d", round)
-		d, err := Open(c, Config{Engine: devicemodel.EngineCRC32C, Slots: 128})
+		d, err := Open(c, Config{Engine: ycqdev.EngineCRC32C, Slots: 128})
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var wg sync.WaitGroup
 		for _, p := range d.Pairs() {
 			wg.Go(func() {
-				got, err := stream(ctx, p, 20000, 200+p.Index(), devicemodel.EngineCRC32C)
+				got, err := stream(ctx, p, 20000, 200+p.Index(), ycqdev.EngineCRC32C)
 				if err != nil || got != 20000 {
 					t.Errorf("round %d pair %d: %d records: %v", round, p.Index(), got, err)
 				}

@@ -2,8 +2,7 @@ package hostdriver
 
 import (
 	"fmt"
-
-	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Reset resets the device while requests may be in flight and brings it
@@ -14,7 +13,7 @@ import (
 // not answer it twice; a source request may still be answered again from
 // its first response.)
 func (d *Driver) Reset() error {
-	if err := d.reg32(devicemodel.RegControl, devicemodel.ControlReset); err != nil {
+	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil {
 		d.fail(d.withIncomplete(err))
 		return d.Err()
 	}
@@ -31,7 +30,7 @@ func (d *Driver) Recover() error {
 		return ErrClosed
 	}
 	d.mu.Unlock()
-	if err := d.reg32(devicemodel.RegControl, devicemodel.ControlReset); err != nil {
+	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil {
 		return d.withIncomplete(err)
 	}
 	if err := enableBusMaster(d.dev); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"net"
 	"os"
@@ -175,13 +176,13 @@ func TestQEMUKilled(t *testing.T) {
 		done <- err
 	}()
 	deadline := time.Now().Add(5 * time.Minute)
-	for dm.reg64(t, devicemodel.RegRecordsIn) < 1000 {
+	for dm.reg64(t, ycqdev.RegRecordsIn) < 1000 {
 		require.True(t, time.Now().Before(deadline), "the guest never got records through")
 		time.Sleep(50 * time.Millisecond)
 	}
 	cancel() // kills QEMU's process group
 	require.Error(t, <-done)
-	for dm.srv.Stats().Connections > 0 && dm.reg64(t, devicemodel.RegRecordsIn) != 0 {
+	for dm.srv.Stats().Connections > 0 && dm.reg64(t, ycqdev.RegRecordsIn) != 0 {
 		require.True(t, time.Now().Before(deadline), "the device model never reset after QEMU died")
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -21,7 +22,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
@@ -306,7 +306,7 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 	}
 	defer dev.Close()
 	drv, err := hostdriver.Open(dev, hostdriver.Config{Queues: o.pairs, Slots: o.slots, SlotSize: (o.payload + 7) &^ 7,
-		Engine: devicemodel.EngineEcho, MetaInBAR2: o.bar2})
+		Engine: ycqdev.EngineEcho, MetaInBAR2: o.bar2})
 	if err != nil {
 		return deviceResult{}, err
 	}

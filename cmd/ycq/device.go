@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"log/slog"
 	"os"
@@ -20,7 +21,7 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", "/tmp/ycq-device.sock", "UNIX socket to serve vfio-user on")
 	engine := fs.String("engine", "crc32c", "what the device does with each record: echo, crc32c, sink or source (the host may change it)")
-	queues := fs.Int("queues", 2, fmt.Sprintf("queue pairs, 1 to %d", devicemodel.MaxQueuePairs))
+	queues := fs.Int("queues", 2, fmt.Sprintf("queue pairs, 1 to %d", ycqdev.MaxQueuePairs))
 	vendor := fs.String("vendor", "0x1234", "PCI vendor id")
 	device := fs.String("device", "0x7963", "PCI device id")
 	qemu := fs.Bool("qemu", false, "use QEMU's layout of DMA_READ/DMA_WRITE messages (only needed for guest memory without a descriptor)")

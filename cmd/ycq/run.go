@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"os"
 	"os/exec"
@@ -47,7 +48,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return usagef("-payload %q: want 16 bytes to 8 MiB", *payload)
 	}
 	id, ok := devicemodel.EngineID(*engine)
-	if !ok || id == devicemodel.EngineSource || id == devicemodel.EngineSink {
+	if !ok || id == ycqdev.EngineSource || id == ycqdev.EngineSink {
 		return usagef("-engine %q: the demo checks responses, so echo or crc32c", *engine)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

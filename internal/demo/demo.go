@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"io"
 	"math"
@@ -161,7 +162,7 @@ func streamPair(ctx context.Context, p *hostdriver.Pair, n int64, payload int, e
 				k := seq + int64(i)
 				b := r.Slot(i)[:payload]
 				fill(b, p.Index(), uint64(k))
-				if engine == devicemodel.EngineCRC32C {
+				if engine == ycqdev.EngineCRC32C {
 					crcs[k%capacity] = crc32.Checksum(b, castagnoli)
 				}
 				sentAt[k%capacity] = now
@@ -191,12 +192,12 @@ func streamPair(ctx context.Context, p *hostdriver.Pair, n int64, payload int, e
 			}
 			k := got % capacity
 			switch engine {
-			case devicemodel.EngineCRC32C:
+			case ycqdev.EngineCRC32C:
 				if len(b) != devicemodel.CRCResponseSize || binary.LittleEndian.Uint32(b) != crcs[k] ||
 					binary.LittleEndian.Uint32(b[4:]) != uint32(payload) {
 					err = fmt.Errorf("pair %d: response %d is %x, not the CRC-32C of its request", p.Index(), got, b)
 				}
-			case devicemodel.EngineEcho:
+			case ycqdev.EngineEcho:
 				fill(want, p.Index(), uint64(got))
 				if string(b) != string(want) {
 					err = fmt.Errorf("pair %d: response %d does not echo its request", p.Index(), got)

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -250,7 +251,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // crc32c engine, checking every response, with a driver reset in the
 // middle of the traffic.
 func streamWithReset(dev vfio.Device, res *result) error {
-	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: devicemodel.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true})
+	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: ycqdev.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package devicemodel
+package ycqdev
 
 // The ycq device's register map, version 1. This file is its only
 // definition; REGISTERS.md describes it and regs_test.go pins it. All
@@ -12,16 +12,20 @@ const (
 	// RegID reads "YCQD".
 	RegIDValue      = 0x44514359
 	RegVersionV1    = 1
-	bar0Size        = 16 << 10
-	bar2Size        = 1 << 20
-	bar4Size        = 4 << 10
-	msixTableOff    = 0
-	msixPBAOff      = 2048
-	sizeofMSIXEntry = 16
+	BAR0Size        = 16 << 10
+	BAR2Size        = 1 << 20
+	BAR4Size        = 4 << 10
+	MSIXTableOff    = 0
+	MSIXPBAOff      = 2048
+	SizeofMSIXEntry = 16
 
 	// MaxQueuePairs is the most queue pairs a device can have (and the
 	// register blocks BAR0 holds).
 	MaxQueuePairs = 64
+
+	// MaxSlots is the most slots a queue of a pair can have (RegQSlots);
+	// the fewest is ring.MinSlots, and the count is a power of two.
+	MaxSlots = 1 << 16
 )
 
 // Global registers in BAR0.
@@ -119,5 +123,6 @@ const (
 	EngineSource = 4 // the request's first u32 (at least 1) asks for that many full-slot responses
 )
 
-// queueReg returns the BAR0 offset of a queue pair's register.
-func queueReg(q int, reg uint64) uint64 { return QueueBase + uint64(q)*QueueStride + reg }
+// QueueReg returns the BAR0 offset of queue pair q's register reg (one of
+// the RegQ* offsets).
+func QueueReg(q int, reg uint64) uint64 { return QueueBase + uint64(q)*QueueStride + reg }
