@@ -3,8 +3,9 @@ package devicemodel
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
+
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Engine is what the device does with each record the host sends it: a

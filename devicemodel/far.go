@@ -2,10 +2,10 @@ package devicemodel
 
 import (
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // space is an address space the device reaches queue memory through:

@@ -1,12 +1,12 @@
 package devicemodel
 
 import (
-	"github.com/ycq-dev/ycq/ycqdev"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // runPair is a queue pair's goroutine: it processes records while there are

@@ -2,8 +2,9 @@ package devicemodel
 
 import (
 	"encoding/binary"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"sync"
+
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // The PCI configuration space of the ycq device: a type 0 header, a PCI

@@ -2,7 +2,6 @@ package devicemodel_test
 
 import (
 	"encoding/binary"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"net"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // rawClient speaks vfio-user with the wire encoders alone, the way QEMU's

@@ -2,12 +2,12 @@ package devicemodel
 
 import (
 	"encoding/binary"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 func TestRegisterDefaults(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // socketPair returns the two ends of a connected UNIX stream socket.

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"math/bits"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Options configure a ycq device.

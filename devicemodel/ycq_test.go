@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // fakeHost is host memory as one block at base, reached by IOVA, with

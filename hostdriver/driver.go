@@ -23,7 +23,6 @@ package hostdriver
 import (
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"os"
 	"sync"
@@ -35,6 +34,7 @@ import (
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Config says how to bring the device up.

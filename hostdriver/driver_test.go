@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"net"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // rig is a device model served over a socketpair to a vfio-user client,

@@ -3,10 +3,10 @@ package hostdriver
 import (
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"strings"
 
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Sentinel errors; check them with errors.Is.

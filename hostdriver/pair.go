@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Pair is one queue pair: requests go to the device through the

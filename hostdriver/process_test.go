@@ -3,7 +3,6 @@ package hostdriver
 import (
 	"context"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // TestMain lets the test binary be the device model process of

@@ -2,6 +2,7 @@ package hostdriver
 
 import (
 	"fmt"
+
 	"github.com/ycq-dev/ycq/ycqdev"
 )
 

@@ -16,7 +16,7 @@ import (
 // VMConfig describes a guest run of the ycq device: QEMU with an emulated
 // Intel IOMMU and shared memfd guest RAM, the device attached with
 // vfio-user-pci to a device model serving on Socket, and a guest /init
-// (qemu/internal/guestycq) that drives it through kernel VFIO.
+// (cmd/ycq-guest) that drives it through kernel VFIO.
 type VMConfig struct {
 	// Socket is where the device model serves vfio-user.
 	Socket string
@@ -59,7 +59,7 @@ func (e *Env) RunVM(ctx context.Context, cfg VMConfig) (*VMResult, error) {
 		}
 		cfg.Module = m
 	}
-	initBin, err := GoBuild(ctx, cfg.Module, "./qemu/internal/guestycq")
+	initBin, err := GoBuild(ctx, cfg.Module, "./cmd/ycq-guest")
 	if err != nil {
 		return nil, err
 	}

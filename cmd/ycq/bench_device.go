@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // benchDevice measures request/response through the ycq device against a

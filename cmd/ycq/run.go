@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"io"
 	"os"
 	"os/exec"
@@ -15,11 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ycq-dev/ycq/cmd/internal/demo"
 	"github.com/ycq-dev/ycq/devicemodel"
-	"github.com/ycq-dev/ycq/internal/demo"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/kernel"
 	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // runDemo is `ycq run` (and `make run`): the device model and the host

@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"io"
 	"math"
@@ -22,6 +21,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/vfio"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // Options of a run.

@@ -1,6 +1,6 @@
 //go:build linux
 
-// Command guestycq is the QEMU guest's /init for the ycq device: it loads
+// Command ycq-guest is the QEMU guest's /init for the ycq device: it loads
 // the VFIO modules, finds the ycq device (a vfio-user-pci device served by
 // the Go device model on the host), binds it to vfio-pci with the project's
 // own binding code, opens it through kernel VFIO (group/container), and,
@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ycq-dev/ycq/ycqdev"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -31,14 +30,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ycq-dev/ycq/cmd/internal/demo"
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/hostdriver"
-	"github.com/ycq-dev/ycq/internal/demo"
 	"github.com/ycq-dev/ycq/qemu/guest"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/kernel"
 	"github.com/ycq-dev/ycq/vfio/pci"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // result is the YCQ-RESULT line.
