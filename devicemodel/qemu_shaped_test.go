@@ -16,7 +16,6 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
-	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // rawClient speaks vfio-user with the wire encoders alone, the way QEMU's
@@ -191,7 +190,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 			full, err := user.DecodeRegionInfoReply(rep.p)
 			require.NoError(t, err)
 			require.Equal(t, user.RegionFlagRead|user.RegionFlagWrite|user.RegionFlagMmap|user.RegionFlagCaps, full.Flags)
-			require.Equal(t, uint64(ycqdev.BAR2Size), full.Size)
+			require.Equal(t, uint64(bar2Size), full.Size)
 			require.Equal(t, uint64(bar2FileOff), full.Offset)
 			sp, ok := full.SparseMmap()
 			require.True(t, ok)
@@ -235,7 +234,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 	// 7. Posted writes get no reply, not even on error: the next
 	// message is the read's reply.
 	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, 0x40, []byte("posted!!")))
-	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, ycqdev.BAR0Size-2, []byte("overflows")))
+	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, bar0Size-2, []byte("overflows")))
 	r.send(user.CmdRegionWrite, user.FlagNoReply, []byte{1, 2, 3}) // malformed
 	r.send(99, user.FlagNoReply, nil)                              // unknown
 	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Offset: 0x40, Count: 8}.Encode(nil))

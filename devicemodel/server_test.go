@@ -21,7 +21,6 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
-	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // socketPair returns the two ends of a connected UNIX stream socket.
@@ -167,7 +166,7 @@ func testEndToEnd(t *testing.T, wire user.DMAWire) {
 	got := make([]byte, len(pattern))
 	require.NoError(t, c.ReadRegion(vfio.BAR0, 0, got))
 	require.Equal(t, pattern, got)
-	require.ErrorIs(t, c.ReadRegion(vfio.BAR0, ycqdev.BAR0Size-2, got[:4]), vfio.ErrInvalid)
+	require.ErrorIs(t, c.ReadRegion(vfio.BAR0, bar0Size-2, got[:4]), vfio.ErrInvalid)
 	require.ErrorIs(t, c.ReadRegion(vfio.BAR1, 0, got[:4]), vfio.ErrNoRegion)
 
 	// The sparse area shares memory with the device.
