@@ -33,7 +33,7 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 		}
 		did, blocked, err := d.step(p)
 		if err != nil {
-			d.pairFailed(run, p, err)
+			d.pairFailed(run, p, deviceError(err, 0))
 			return
 		}
 		if did {
@@ -43,7 +43,7 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 			continue
 		}
 		if err := d.sleep(run, p, blocked); err != nil {
-			d.pairFailed(run, p, err)
+			d.pairFailed(run, p, deviceError(err, 0))
 			return
 		}
 	}
@@ -65,19 +65,19 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 	}()
 	for consumed < d.opt.Batch && !blocked {
 		if !p.pending {
-			length, ok, err := p.h2d.peek()
+			length, ok, err := p.h2d.Peek()
 			if err != nil {
 				return false, false, err
 			}
 			if !ok {
 				break
 			}
-			at := p.h2d.slot(p.h2d.pos)
+			at := p.h2d.slot()
 			if req, ok := p.h2d.data.Slice(at, int(length)); ok {
 				p.req = req // in place: the host does not touch it until it is released
 			} else {
 				if err := p.h2d.data.Read(at, p.in[:length]); err != nil {
-					return false, false, p.h2d.dmaErr(at, err)
+					return false, false, &ring.MemoryError{Addr: at, Err: err}
 				}
 				p.req = p.in[:length]
 			}
@@ -85,7 +85,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 			p.responses = p.engine.Responses(p.req)
 		}
 		for p.next < p.responses {
-			free, err := p.d2h.free()
+			free, err := p.d2h.Free()
 			if err != nil {
 				return false, false, err
 			}
@@ -93,21 +93,21 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 				blocked = true
 				break
 			}
-			at := p.d2h.slot(p.d2h.pos)
+			at := p.d2h.slot()
 			out, direct := p.d2h.data.Slice(at, len(p.out))
 			if !direct {
 				out = p.out
 			}
 			n, err := p.engine.Respond(p.req, p.next, out)
 			if err != nil || n < 0 || n > len(out) {
-				return false, false, qerr(ycqdev.CodeBadRecord, p.h2d.pos, "queue pair %d, request at position %d: %v", p.q, p.h2d.pos, err)
+				return false, false, qerr(ycqdev.CodeBadRecord, p.h2d.Pos(), "queue pair %d, request at position %d: %v", p.q, p.h2d.Pos(), err)
 			}
 			if !direct {
 				if err := p.d2h.data.Write(at, out[:n]); err != nil {
-					return false, false, p.d2h.dmaErr(at, err)
+					return false, false, &ring.MemoryError{Addr: at, Err: err}
 				}
 			}
-			if err := p.d2h.publish(uint32(n)); err != nil {
+			if err := p.d2h.Publish(uint32(n)); err != nil {
 				return false, false, err
 			}
 			p.next++
@@ -116,7 +116,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		if blocked {
 			break
 		}
-		if err := p.h2d.release(); err != nil {
+		if err := p.h2d.Release(); err != nil {
 			return false, false, err
 		}
 		p.pending = false
@@ -139,12 +139,12 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 // responses and released consumed requests.
 func (p *queuePair) sync(produced, consumed int) error {
 	if produced > 0 {
-		if err := p.d2h.sync(ring.OffProdCursor, ring.OffProdPublished, uint64(produced)); err != nil {
+		if err := p.d2h.Sync(uint64(produced)); err != nil {
 			return err
 		}
 	}
 	if consumed > 0 {
-		return p.h2d.sync(ring.OffConsCursor, ring.OffConsReleased, uint64(consumed))
+		return p.h2d.Sync(uint64(consumed))
 	}
 	return nil
 }
@@ -156,31 +156,19 @@ func (p *queuePair) sync(produced, consumed int) error {
 // sequentially consistent, so this is the fence the protocol needs.
 func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 	raise := false
-	for _, w := range []struct {
-		did                         bool
-		q                           *farQueue
-		waiters, futex, sent, quiet uint64
-	}{
-		{published, &p.d2h, ring.OffItemsWaiters, ring.OffItemsFutex, ring.OffProdWakeSent, ring.OffProdWakeSuppressed},
-		{released, &p.h2d, ring.OffSpaceWaiters, ring.OffSpaceFutex, ring.OffConsWakeSent, ring.OffConsWakeSuppressed},
-	} {
-		if !w.did {
-			continue
-		}
-		n, err := w.q.waiters(w.waiters)
+	if published {
+		woke, err := p.d2h.WakeConsumers()
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			if err := w.q.add(w.quiet, 1); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := w.q.wake(w.futex, w.sent); err != nil {
+		raise = raise || woke
+	}
+	if released {
+		woke, err := p.h2d.WakeProducers()
+		if err != nil {
 			return err
 		}
-		raise = true
+		raise = raise || woke
 	}
 	if raise {
 		d.raise(p.vector)
@@ -201,9 +189,9 @@ func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
 		var ready bool
 		var err error
 		if blocked {
-			ready, err = p.d2h.free()
+			ready, err = p.d2h.Free()
 		} else {
-			_, ready, err = p.h2d.peek()
+			_, ready, err = p.h2d.Peek()
 		}
 		if ready || err != nil {
 			return true // an error is step's to report
@@ -226,19 +214,19 @@ func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
 // looks once more, and waits for a doorbell. The host rings the doorbell
 // after it publishes (or releases) and then sees the device registered.
 func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
-	q, waiters := &p.h2d, uint64(ring.OffItemsWaiters)
+	var q interface{ Sleeping(bool) error } = &p.h2d
 	if blocked {
-		q, waiters = &p.d2h, ring.OffSpaceWaiters
+		q = &p.d2h
 	}
-	if err := q.sleep(waiters, 1); err != nil {
+	if err := q.Sleeping(true); err != nil {
 		return err
 	}
 	var ready bool
 	var err error
 	if blocked {
-		ready, err = p.d2h.free()
+		ready, err = p.d2h.Free()
 	} else {
-		_, ready, err = p.h2d.peek()
+		_, ready, err = p.h2d.Peek()
 	}
 	if err == nil && !ready {
 		d.qstatus[p.q].Store(ycqdev.QStatusRunning | ycqdev.QStatusSleeping)
@@ -249,7 +237,7 @@ func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
 		}
 		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
 	}
-	if uerr := q.sleep(waiters, -1); err == nil {
+	if uerr := q.Sleeping(false); err == nil {
 		err = uerr
 	}
 	return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -344,11 +343,12 @@ func (d *YCQ) queueConfig(q int) queueConfig {
 
 // queuePair is a running queue pair's state, owned by its goroutine.
 type queuePair struct {
-	q        int
-	h2d, d2h farQueue
-	vector   uint32
-	engine   Engine
-	in, out  []byte
+	q       int
+	h2d     farConsumer
+	d2h     farProducer
+	vector  uint32
+	engine  Engine
+	in, out []byte
 	// A request whose responses are not all written yet.
 	pending   bool
 	req       []byte // the request: in place, or a copy in in
@@ -423,11 +423,16 @@ func (d *YCQ) enableLocked() {
 // setupPair checks one queue pair's registers and its queues' headers, and
 // pins the host memory it will use, where the host can pin.
 func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *queuePair, err error) {
-	if c.slots < ring.MinSlots || c.slots > ycqdev.MaxSlots || bits.OnesCount32(c.slots) != 1 {
-		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: want a power of two from %d to %d", q, c.slots, ring.MinSlots, ycqdev.MaxSlots)
+	geometry := ring.Config{Slots: int(c.slots), SlotSize: int(c.slotSize)}
+	if err := geometry.Validate(); err != nil {
+		value := uint64(c.slots) // the register the error is about
+		if (ring.Config{Slots: int(c.slots), SlotSize: 8}).Validate() == nil {
+			value = uint64(c.slotSize)
+		}
+		return nil, qerr(ycqdev.CodeBadConfig, value, "queue pair %d: %v", q, err)
 	}
-	if c.slotSize < 8 || c.slotSize > ring.MaxSlotSize || c.slotSize%8 != 0 {
-		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.slotSize), "queue pair %d: slot size %d: want a multiple of 8 up to %d", q, c.slotSize, ring.MaxSlotSize)
+	if c.slots > ycqdev.MaxSlots {
+		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.slots), "queue pair %d: %d slots: the device takes at most %d", q, c.slots, ycqdev.MaxSlots)
 	}
 	if c.flags&^ycqdev.QFlagMetaInBAR2 != 0 {
 		return nil, qerr(ycqdev.CodeBadConfig, uint64(c.flags), "queue pair %d: unknown flags %#x", q, c.flags)
@@ -457,10 +462,10 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 		p.releases = append(p.releases, release)
 		return localSpace{b: b, base: a}
 	}
-	metaSize := uint64(ring.MetaSize(int(c.slots)))
-	dataSize := uint64(c.slots) * uint64(c.slotSize)
+	metaSize := uint64(geometry.MetaSize())
+	dataSize := uint64(geometry.DataSize())
 	if c.flags&ycqdev.QFlagMetaInBAR2 != 0 {
-		size := uint64(ring.MetaSize(int(c.slots)))
+		size := metaSize
 		for _, m := range []uint64{c.h2dMeta, c.d2hMeta} {
 			if m%8 != 0 || m > ycqdev.BAR2Size || size > ycqdev.BAR2Size-m {
 				return nil, qerr(ycqdev.CodeBadConfig, m, "queue pair %d: metadata at BAR2 offset %#x: %d bytes do not fit in the %d-byte BAR2, 8-byte aligned", q, m, size, ycqdev.BAR2Size)
@@ -472,16 +477,16 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 		h2dMeta = pin(c.h2dMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
 		d2hMeta = pin(c.d2hMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
 	}
-	p.h2d = farQueue{meta: h2dMeta, data: pin(c.h2dData, dataSize, vfio.DMARead),
-		metaAddr: c.h2dMeta, dataAddr: c.h2dData, slots: c.slots, slotSize: c.slotSize}
-	p.d2h = farQueue{meta: d2hMeta, data: pin(c.d2hData, dataSize, vfio.DMAWrite),
-		metaAddr: c.d2hMeta, dataAddr: c.d2hData, slots: c.slots, slotSize: c.slotSize}
-	if err := p.h2d.attach(true); err != nil {
-		return nil, err
+	h2d, err := ring.AttachConsumer(h2dMeta, c.h2dMeta, geometry)
+	if err != nil {
+		return nil, deviceError(err, c.h2dMeta)
 	}
-	if err := p.d2h.attach(false); err != nil {
-		return nil, err
+	d2h, err := ring.AttachProducer(d2hMeta, c.d2hMeta, geometry)
+	if err != nil {
+		return nil, deviceError(err, c.d2hMeta)
 	}
+	p.h2d = farConsumer{AgentConsumer: h2d, data: pin(c.h2dData, dataSize, vfio.DMARead), dataAddr: c.h2dData}
+	p.d2h = farProducer{AgentProducer: d2h, data: pin(c.d2hData, dataSize, vfio.DMAWrite), dataAddr: c.d2hData}
 	return p, nil
 }
 

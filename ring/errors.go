@@ -33,8 +33,12 @@ var (
 
 // CorruptError says what was wrong with the metadata and where.
 type CorruptError struct {
-	Side   string // "producer", "consumer" or "attach"
+	Side   string // "producer", "consumer", "check" or "attach"
 	Reason string
+	// Addr is the address of the word found corrupt, for an agent that
+	// reaches the metadata through Memory (AgentConsumer, AgentProducer);
+	// 0 otherwise.
+	Addr uint64
 }
 
 func (e *CorruptError) Error() string {
@@ -49,6 +53,7 @@ func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 // ErrIncompatible or ErrCorrupt.
 type HeaderError struct {
 	Field  string
+	Off    uint64 // the field's offset in the metadata region (Off*)
 	Value  uint64
 	Reason string
 	Err    error

@@ -111,45 +111,14 @@ func Attach(meta, data []byte) (*Queue, error) {
 		return nil, invalidf("metadata region does not start on an 8-byte boundary")
 	}
 	h := viewHeader(meta)
-	bad := func(field string, v uint64, err error, format string, args ...any) error {
-		return &HeaderError{Field: field, Value: v, Reason: fmt.Sprintf(format, args...), Err: err}
-	}
-	if v := h.magic.Load(); v != Magic {
-		return nil, bad("magic", uint64(v), ErrIncompatible, "want %#x (\"YCQ1\"): not a ycq queue, or not formatted yet", Magic)
-	}
-	if v := h.version.Load(); v != Version {
-		return nil, bad("version", uint64(v), ErrIncompatible, "this package drives layout version %d", Version)
-	}
-	features := h.features.Load()
-	if unknown := features & FeaturesIncompatMask &^ featuresKnown; unknown != 0 {
-		return nil, bad("features", uint64(features), ErrIncompatible, "unknown required feature bits %#x", unknown)
-	}
-	if v := h.descOffset.Load(); v != OffDescs {
-		return nil, bad("desc_offset", uint64(v), ErrCorrupt, "want %d", OffDescs)
-	}
-	if v := h.descSize.Load(); v != DescSize {
-		return nil, bad("desc_size", uint64(v), ErrCorrupt, "want %d", DescSize)
-	}
-	cfg := Config{
-		Slots:          int(h.slots.Load()),
-		SlotSize:       int(h.slotSize.Load()),
-		SingleProducer: features&FeatureSingleProducer != 0,
-		SingleConsumer: features&FeatureSingleConsumer != 0,
-	}
-	if n := cfg.Slots; n < MinSlots || n > MaxSlots || bits.OnesCount(uint(n)) != 1 {
-		return nil, bad("slots", uint64(n), ErrCorrupt, "want a power of two in [%d, %d]", MinSlots, MaxSlots)
-	}
-	if s := cfg.SlotSize; s < slotAlign || s > MaxSlotSize || s%slotAlign != 0 {
-		return nil, bad("slot_size", uint64(s), ErrCorrupt, "want a multiple of %d in [%d, %d]", slotAlign, slotAlign, MaxSlotSize)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, bad("data_size", h.dataSize.Load(), ErrCorrupt, "%v", err)
-	}
-	if v := h.metaSize.Load(); v != uint64(cfg.MetaSize()) {
-		return nil, bad("meta_size", v, ErrCorrupt, "want %d for %d slots", cfg.MetaSize(), cfg.Slots)
-	}
-	if v := h.dataSize.Load(); v != uint64(cfg.DataSize()) {
-		return nil, bad("data_size", v, ErrCorrupt, "want %d (%d slots of %d bytes)", cfg.DataSize(), cfg.Slots, cfg.SlotSize)
+	cfg, err := headerWords{
+		magic: uint64(h.magic.Load()), version: uint64(h.version.Load()), features: uint64(h.features.Load()),
+		descOffset: uint64(h.descOffset.Load()), descSize: uint64(h.descSize.Load()),
+		slots: uint64(h.slots.Load()), slotSize: uint64(h.slotSize.Load()),
+		metaSize: h.metaSize.Load(), dataSize: h.dataSize.Load(),
+	}.check()
+	if err != nil {
+		return nil, err
 	}
 	if err := checkRegions(meta, data, cfg.MetaSize(), cfg.DataSize()); err != nil {
 		return nil, err

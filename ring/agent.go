@@ -1,0 +1,418 @@
+package ring
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// This file is the single-agent side of the protocol for an agent that does
+// not hold the metadata as a Go byte slice: a device that reaches it by DMA,
+// or its own memory behind a BAR. LAYOUT.md describes the same rules in
+// prose for firmware; a Queue follows them with atomics on the slice.
+//
+// Such an agent alone consumes (AgentConsumer) or alone produces
+// (AgentProducer): the queue is formatted SINGLE_CONSUMER or
+// SINGLE_PRODUCER. It keeps its cursor privately and stores it into the
+// metadata when it syncs, once for a batch; the stamps say which slots it
+// has consumed or published in the meantime, and that is what the other side
+// reads. Every word it loads came from the other side and is checked:
+// a stamp no correct agent writes is a *CorruptError, an access the memory
+// refuses a *MemoryError.
+
+// Memory is the metadata of one queue as an agent reaches it: word loads and
+// stores at byte addresses in the agent's own address space (an IOVA, an
+// offset in a BAR). The metadata region starts at a base address the agent
+// was given. Each access is one naturally aligned load (with acquire order)
+// or store (with release order) and may fail, for example on a DMA fault.
+type Memory interface {
+	Load32(addr uint64) (uint32, error)
+	Store32(addr uint64, v uint32) error
+	Load64(addr uint64) (uint64, error)
+	Store64(addr uint64, v uint64) error
+}
+
+// MemoryError is an access that Memory refused.
+type MemoryError struct {
+	Addr uint64 // the address of the word
+	Err  error  // what the memory said
+}
+
+func (e *MemoryError) Error() string { return fmt.Sprintf("ring: access at %#x: %v", e.Addr, e.Err) }
+
+func (e *MemoryError) Unwrap() error { return e.Err }
+
+// ReadHeader reads the header of the queue whose metadata starts at base in
+// m, checks it as Attach does (magic, version, required features,
+// descriptor geometry, slot count and size, region sizes), and returns the
+// queue's geometry and features. A header it refuses gives a *HeaderError
+// whose Off names the field; a failed access a *MemoryError.
+func ReadHeader(m Memory, base uint64) (Config, error) {
+	var failed error
+	load32 := func(off uint64) uint64 {
+		v, err := m.Load32(base + off)
+		if err != nil && failed == nil {
+			failed = &MemoryError{Addr: base + off, Err: err}
+		}
+		return uint64(v)
+	}
+	load64 := func(off uint64) uint64 {
+		v, err := m.Load64(base + off)
+		if err != nil && failed == nil {
+			failed = &MemoryError{Addr: base + off, Err: err}
+		}
+		return v
+	}
+	h := headerWords{
+		magic: load32(OffMagic), version: load32(OffVersion), features: load32(OffFeatures),
+		descOffset: load32(OffDescOffset), descSize: load32(OffDescSize),
+		slots: load32(OffSlots), slotSize: load32(OffSlotSize),
+		metaSize: load64(OffMetaSize), dataSize: load64(OffDataSize),
+	}
+	if failed != nil {
+		return Config{}, failed
+	}
+	return h.check()
+}
+
+// headerWords are the header fields as read, before any check.
+type headerWords struct {
+	magic, version, features, descOffset, descSize, slots, slotSize uint64
+	metaSize, dataSize                                              uint64
+}
+
+// check validates a header as read and returns the queue it describes: the
+// one set of header rules, for Attach and for ReadHeader.
+func (h headerWords) check() (Config, error) {
+	bad := func(field string, off, v uint64, err error, format string, args ...any) error {
+		return &HeaderError{Field: field, Off: off, Value: v, Reason: fmt.Sprintf(format, args...), Err: err}
+	}
+	if h.magic != Magic {
+		return Config{}, bad("magic", OffMagic, h.magic, ErrIncompatible, "want %#x (\"YCQ1\"): not a ycq queue, or not formatted yet", Magic)
+	}
+	if h.version != Version {
+		return Config{}, bad("version", OffVersion, h.version, ErrIncompatible, "this package drives layout version %d", Version)
+	}
+	features := uint32(h.features)
+	if unknown := features & FeaturesIncompatMask &^ featuresKnown; unknown != 0 {
+		return Config{}, bad("features", OffFeatures, h.features, ErrIncompatible, "unknown required feature bits %#x", unknown)
+	}
+	if h.descOffset != OffDescs {
+		return Config{}, bad("desc_offset", OffDescOffset, h.descOffset, ErrCorrupt, "want %d", OffDescs)
+	}
+	if h.descSize != DescSize {
+		return Config{}, bad("desc_size", OffDescSize, h.descSize, ErrCorrupt, "want %d", DescSize)
+	}
+	cfg := Config{
+		Slots:          int(h.slots),
+		SlotSize:       int(h.slotSize),
+		SingleProducer: features&FeatureSingleProducer != 0,
+		SingleConsumer: features&FeatureSingleConsumer != 0,
+	}
+	if n := cfg.Slots; n < MinSlots || n > MaxSlots || bits.OnesCount(uint(n)) != 1 {
+		return Config{}, bad("slots", OffSlots, uint64(n), ErrCorrupt, "want a power of two in [%d, %d]", MinSlots, MaxSlots)
+	}
+	if s := cfg.SlotSize; s < slotAlign || s > MaxSlotSize || s%slotAlign != 0 {
+		return Config{}, bad("slot_size", OffSlotSize, uint64(s), ErrCorrupt, "want a multiple of %d in [%d, %d]", slotAlign, slotAlign, MaxSlotSize)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, bad("data_size", OffDataSize, h.dataSize, ErrCorrupt, "%v", err)
+	}
+	if h.metaSize != uint64(cfg.MetaSize()) {
+		return Config{}, bad("meta_size", OffMetaSize, h.metaSize, ErrCorrupt, "want %d for %d slots", cfg.MetaSize(), cfg.Slots)
+	}
+	if h.dataSize != uint64(cfg.DataSize()) {
+		return Config{}, bad("data_size", OffDataSize, h.dataSize, ErrCorrupt, "want %d (%d slots of %d bytes)", cfg.DataSize(), cfg.Slots, cfg.SlotSize)
+	}
+	return cfg, nil
+}
+
+// agent is what both single-agent sides share: where the metadata is, the
+// geometry it was checked against, and the private cursor.
+type agent struct {
+	m        Memory
+	base     uint64
+	slots    uint64
+	slotSize uint32
+	pos      uint64
+}
+
+// attachAgent reads the header at base, checks that it describes the queue
+// the agent was told of (want's slot count and size) and that the agent's
+// side is formatted for a single agent (feature), and reads the cursor at
+// cursorOff.
+func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff uint64) (agent, error) {
+	if err := want.Validate(); err != nil {
+		return agent{}, err
+	}
+	got, err := ReadHeader(m, base)
+	if err != nil {
+		return agent{}, err
+	}
+	if got.Slots != want.Slots {
+		return agent{}, &HeaderError{Field: "slots", Off: OffSlots, Value: uint64(got.Slots), Reason: fmt.Sprintf("the agent was told %d", want.Slots), Err: ErrIncompatible}
+	}
+	if got.SlotSize != want.SlotSize {
+		return agent{}, &HeaderError{Field: "slot_size", Off: OffSlotSize, Value: uint64(got.SlotSize), Reason: fmt.Sprintf("the agent was told %d", want.SlotSize), Err: ErrIncompatible}
+	}
+	if got.features()&feature == 0 {
+		side := "single producer"
+		if feature == FeatureSingleConsumer {
+			side = "single consumer"
+		}
+		return agent{}, &HeaderError{Field: "features", Off: OffFeatures, Value: uint64(got.features()),
+			Reason: fmt.Sprintf("the queue is not formatted %s; the agent is the only one of its side", side), Err: ErrIncompatible}
+	}
+	a := agent{m: m, base: base, slots: uint64(want.Slots), slotSize: uint32(want.SlotSize)}
+	if a.pos, err = a.load64(cursorOff); err != nil {
+		return agent{}, err
+	}
+	return a, nil
+}
+
+// Pos is the agent's cursor: the position it consumes or produces next.
+func (a *agent) Pos() uint64 { return a.pos }
+
+// SlotOffset is where the slot at the agent's position starts in the data
+// region, in bytes.
+func (a *agent) SlotOffset() uint64 { return (a.pos & (a.slots - 1)) * uint64(a.slotSize) }
+
+func (a *agent) descAddr(p uint64) uint64 { return a.base + OffDescs + DescSize*(p&(a.slots-1)) }
+
+func (a *agent) load32(off uint64) (uint32, error) {
+	v, err := a.m.Load32(a.base + off)
+	if err != nil {
+		return 0, &MemoryError{Addr: a.base + off, Err: err}
+	}
+	return v, nil
+}
+
+func (a *agent) load64(off uint64) (uint64, error) {
+	v, err := a.m.Load64(a.base + off)
+	if err != nil {
+		return 0, &MemoryError{Addr: a.base + off, Err: err}
+	}
+	return v, nil
+}
+
+func (a *agent) store32(off uint64, v uint32) error {
+	if err := a.m.Store32(a.base+off, v); err != nil {
+		return &MemoryError{Addr: a.base + off, Err: err}
+	}
+	return nil
+}
+
+func (a *agent) store64(off uint64, v uint64) error {
+	if err := a.m.Store64(a.base+off, v); err != nil {
+		return &MemoryError{Addr: a.base + off, Err: err}
+	}
+	return nil
+}
+
+// add adds n to a counter of the agent's own line. It is the only writer
+// of that line, so a plain load and store suffice.
+func (a *agent) add(off, n uint64) error {
+	v, err := a.load64(off)
+	if err != nil {
+		return err
+	}
+	return a.store64(off, v+n)
+}
+
+// sync stores the cursor at cursorOff and adds n to the counter at
+// counterOff.
+func (a *agent) sync(cursorOff, counterOff, n uint64) error {
+	if err := a.store64(cursorOff, a.pos); err != nil {
+		return err
+	}
+	return a.add(counterOff, n)
+}
+
+// wake wakes the agents of the other side asleep on the wake line at
+// futexOff (with its waiters word at waitersOff), if any: it bumps the futex
+// word, as a waker must before it signals, and counts the wakeup as sent
+// (sentOff) or as not needed (quietOff). It reports whether anyone sleeps,
+// so the caller signals them (an interrupt, a futex wake). The agent's
+// stores before it must be ordered before its load of the waiters word: a
+// device's accesses are in order, a Go caller calls Fence first.
+func (a *agent) wake(futexOff, waitersOff, sentOff, quietOff uint64) (bool, error) {
+	n, err := a.load32(waitersOff)
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, a.add(quietOff, 1)
+	}
+	v, err := a.load32(futexOff)
+	if err == nil {
+		err = a.store32(futexOff, v+1)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, a.add(sentOff, 1)
+}
+
+// sleeping registers the agent as asleep (on true) or awake (false) on the
+// wake line whose waiters word is at waitersOff. The agent is the only one
+// that sleeps on that line (its side has one agent), so a plain load and
+// store suffice.
+func (a *agent) sleeping(waitersOff uint64, on bool) error {
+	v, err := a.load32(waitersOff)
+	if err != nil {
+		return err
+	}
+	if on {
+		v++
+	} else {
+		v--
+	}
+	return a.store32(waitersOff, v)
+}
+
+func (a *agent) corrupt(side string, p uint64, format string, args ...any) error {
+	return &CorruptError{Side: side, Addr: a.descAddr(p), Reason: fmt.Sprintf(format, args...)}
+}
+
+// AgentConsumer is the consuming side of a SINGLE_CONSUMER queue for one
+// agent that reaches the metadata through Memory. It is not safe for
+// concurrent use: it is the one agent of its side.
+type AgentConsumer struct{ agent }
+
+// AttachConsumer checks the queue at base in m against the geometry the
+// agent was told (want.Slots, want.SlotSize; the feature fields are
+// ignored), requires SINGLE_CONSUMER, and reads the consumer cursor.
+func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) {
+	a, err := attachAgent(m, base, want, FeatureSingleConsumer, OffConsCursor)
+	if err != nil {
+		return nil, err
+	}
+	return &AgentConsumer{a}, nil
+}
+
+// Peek looks at the slot at the consumer's position: ok and the record's
+// length when a record is published there; ok false when nothing is yet.
+// Aborted slots (holes) in front of it are released, passed over and
+// counted here, and the cursor is stored after each, as Release and Sync
+// would.
+func (c *AgentConsumer) Peek() (length uint32, ok bool, err error) {
+	for range c.slots {
+		p := c.pos
+		w, err := c.m.Load64(c.descAddr(p))
+		if err != nil {
+			return 0, false, &MemoryError{Addr: c.descAddr(p), Err: err}
+		}
+		seq, info := uint32(w), uint32(w>>32)
+		switch {
+		case seq == uint32(p)+1 && info <= c.slotSize:
+			return info, true, nil
+		case seq == uint32(p)+1 && info == FlagAborted<<InfoFlagsShift:
+			if err := c.Release(); err != nil {
+				return 0, false, err
+			}
+			if err := c.sync(OffConsCursor, OffConsSkipped, 1); err != nil {
+				return 0, false, err
+			}
+		case seq == uint32(p), seq == uint32(p)+1-uint32(c.slots):
+			// p: not published yet; p+1-N: the stamp one lap behind,
+			// which a stale view of the slot can show. Nothing is ready.
+			return 0, false, nil
+		default:
+			return 0, false, c.corrupt("consumer", p, "slot %d descriptor %#x at position %d: no producer writes that", p&(c.slots-1), w, p)
+		}
+	}
+	return 0, false, nil
+}
+
+// Release hands the slot at the consumer's position back to producers
+// (stamp p+N) and moves on. The cursor in the metadata is stored by Sync.
+func (c *AgentConsumer) Release() error {
+	p := c.pos
+	if err := c.m.Store64(c.descAddr(p), uint64(uint32(p)+uint32(c.slots))); err != nil {
+		return &MemoryError{Addr: c.descAddr(p), Err: err}
+	}
+	c.pos++
+	return nil
+}
+
+// Sync stores the consumer cursor and counts released records: call it
+// after a batch of Release calls and before the agent stops, so that
+// whenever it is stopped the cursor agrees with the stamps.
+func (c *AgentConsumer) Sync(released uint64) error {
+	return c.sync(OffConsCursor, OffConsReleased, released)
+}
+
+// WakeProducers wakes producers asleep for space, if any (see the space
+// wake line in LAYOUT.md), and counts the wakeup on the consumer line. It
+// reports whether any sleep, so the caller signals them.
+func (c *AgentConsumer) WakeProducers() (bool, error) {
+	return c.wake(OffSpaceFutex, OffSpaceWaiters, OffConsWakeSent, OffConsWakeSuppressed)
+}
+
+// Sleeping registers the consumer as asleep for records (true), before it
+// looks once more and waits for a signal, or as awake again (false).
+func (c *AgentConsumer) Sleeping(on bool) error { return c.sleeping(OffItemsWaiters, on) }
+
+// AgentProducer is the producing side of a SINGLE_PRODUCER queue for one
+// agent that reaches the metadata through Memory. It is not safe for
+// concurrent use: it is the one agent of its side.
+type AgentProducer struct{ agent }
+
+// AttachProducer checks the queue at base in m as AttachConsumer does,
+// requires SINGLE_PRODUCER, and reads the producer cursor.
+func AttachProducer(m Memory, base uint64, want Config) (*AgentProducer, error) {
+	a, err := attachAgent(m, base, want, FeatureSingleProducer, OffProdCursor)
+	if err != nil {
+		return nil, err
+	}
+	return &AgentProducer{a}, nil
+}
+
+// Free reports whether the slot at the producer's position is free (stamp
+// p), so the agent may write its payload and Publish.
+func (p *AgentProducer) Free() (bool, error) {
+	pos := p.pos
+	seq, err := p.m.Load32(p.descAddr(pos))
+	if err != nil {
+		return false, &MemoryError{Addr: p.descAddr(pos), Err: err}
+	}
+	switch seq {
+	case uint32(pos):
+		return true, nil
+	case uint32(pos) - uint32(p.slots), uint32(pos) - uint32(p.slots) + 1:
+		// The previous lap's record, not yet consumed or not yet released.
+		return false, nil
+	}
+	return false, p.corrupt("producer", pos, "slot %d stamp %#x at position %d: no consumer writes that", pos&(p.slots-1), seq, pos)
+}
+
+// Publish makes the slot at the producer's position a record of length
+// bytes (at most the slot size) and moves on. The payload must be written
+// before; the descriptor (length, then stamp p+1, in one ordered store)
+// goes after it. The cursor in the metadata is stored by Sync.
+func (p *AgentProducer) Publish(length uint32) error {
+	if length > p.slotSize {
+		return invalidf("publish %d bytes into a %d-byte slot", length, p.slotSize)
+	}
+	pos := p.pos
+	if err := p.m.Store64(p.descAddr(pos), packDesc(uint32(pos)+1, length, 0)); err != nil {
+		return &MemoryError{Addr: p.descAddr(pos), Err: err}
+	}
+	p.pos++
+	return nil
+}
+
+// Sync stores the producer cursor and counts published records, as
+// AgentConsumer.Sync does for its side.
+func (p *AgentProducer) Sync(published uint64) error {
+	return p.sync(OffProdCursor, OffProdPublished, published)
+}
+
+// WakeConsumers wakes consumers asleep for records, if any, and counts the
+// wakeup on the producer line. It reports whether any sleep.
+func (p *AgentProducer) WakeConsumers() (bool, error) {
+	return p.wake(OffItemsFutex, OffItemsWaiters, OffProdWakeSent, OffProdWakeSuppressed)
+}
+
+// Sleeping registers the producer as asleep for space (true), or awake
+// again (false).
+func (p *AgentProducer) Sleeping(on bool) error { return p.sleeping(OffSpaceWaiters, on) }
