@@ -44,7 +44,15 @@ type YCQ struct {
 	cfg     *configSpace
 	bar2    *dma.Region
 
-	mu      sync.Mutex // registers, lifecycle
+	// ctl serializes the control operations (enable, disable, reset,
+	// detach, close) from entry to return. Each stops runs in two steps:
+	// it takes them under mu, then waits for their goroutines with mu
+	// released, since a goroutine may need mu to report an error; ctl
+	// keeps another control operation from starting a run meanwhile.
+	// Order: ctl before mu; queue pair goroutines take only mu.
+	ctl sync.Mutex
+
+	mu      sync.Mutex // registers, state, host; held only briefly
 	regs    [ycqdev.BAR0Size]byte
 	bar4    [ycqdev.BAR4Size]byte
 	status  uint32
@@ -107,9 +115,9 @@ func NewYCQ(opt Options) (*YCQ, error) {
 
 // Close stops the device and releases its BAR2 memory.
 func (d *YCQ) Close() error {
-	d.mu.Lock()
-	d.stopLocked()
-	d.mu.Unlock()
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	d.stop()
 	return d.bar2.Close()
 }
 
@@ -163,9 +171,11 @@ func (d *YCQ) Attach(h Host) {
 // Detach implements Device: the client is gone, so the device stops and
 // returns to its power-on state, as after a function reset.
 func (d *YCQ) Detach() {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	d.stop()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stopLocked()
 	d.host = nil
 	d.resetRegs()
 	d.cfg.reset()
@@ -173,9 +183,11 @@ func (d *YCQ) Detach() {
 
 // Reset implements Device (DEVICE_RESET): a function-level reset.
 func (d *YCQ) Reset() error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	d.stop()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stopLocked()
 	d.resetRegs()
 	d.cfg.reset()
 	d.log.Info("device reset")
@@ -300,8 +312,9 @@ func (d *YCQ) writeBAR0(off uint64, b []byte) {
 			}
 		}
 	}
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	le := binary.LittleEndian
 	before := le.Uint32(d.regs[ycqdev.RegControl:])
 	running := d.run != nil
@@ -311,16 +324,24 @@ func (d *YCQ) writeBAR0(off uint64, b []byte) {
 		}
 	}
 	ctl := le.Uint32(d.regs[ycqdev.RegControl:])
+	d.mu.Unlock()
 	switch {
 	case ctl&ycqdev.ControlReset != 0:
-		d.stopLocked()
+		d.stop()
+		d.mu.Lock()
 		d.resetRegs()
+		d.mu.Unlock()
 		d.log.Info("reset by register")
 	case ctl&ycqdev.ControlEnable != 0 && before&ycqdev.ControlEnable == 0:
+		d.stop() // goroutines of a run an error stopped must be gone
+		d.mu.Lock()
 		d.enableLocked()
+		d.mu.Unlock()
 	case ctl&ycqdev.ControlEnable == 0 && before&ycqdev.ControlEnable != 0:
-		d.stopLocked()
+		d.stop()
+		d.mu.Lock()
 		d.status &^= ycqdev.StatusEnabled
+		d.mu.Unlock()
 	}
 }
 
@@ -367,9 +388,9 @@ func (p *queuePair) release() {
 }
 
 // enableLocked checks every queue pair the host configured and starts
-// them, or records the first problem as the device error.
+// them, or records the first problem as the device error. No run may be
+// going: the caller holds ctl and has stopped them.
 func (d *YCQ) enableLocked() {
-	d.stopLocked() // goroutines of a run an error stopped must be gone
 	le := binary.LittleEndian
 	d.status &^= ycqdev.StatusError
 	d.errSet = false
@@ -543,10 +564,28 @@ func (d *YCQ) raise(vector uint32) {
 	}
 }
 
-// stopLocked stops the queue pairs' goroutines and waits for them, and for
-// those of runs an error stopped. It drops the lock while waiting, since a
-// goroutine may need it to report an error.
-func (d *YCQ) stopLocked() {
+// stop stops the queue pairs' goroutines and waits for them, and for
+// those of runs an error stopped. The caller holds ctl, not mu.
+func (d *YCQ) stop() {
+	d.mu.Lock()
+	runs := d.takeRunsLocked()
+	d.mu.Unlock()
+	for _, r := range runs {
+		r.wg.Wait()
+	}
+	if len(runs) == 0 {
+		return
+	}
+	for q := range d.opt.Queues {
+		if d.qstatus[q].Load()&ycqdev.QStatusError == 0 {
+			d.qstatus[q].Store(0)
+		}
+	}
+}
+
+// takeRunsLocked tells the running run, if any, to stop, and returns it
+// with the runs an error stopped, for the caller to wait for.
+func (d *YCQ) takeRunsLocked() []*runState {
 	runs := d.stopped
 	d.stopped = nil
 	if d.run != nil {
@@ -554,17 +593,5 @@ func (d *YCQ) stopLocked() {
 		runs = append(runs, d.run)
 		d.run = nil
 	}
-	if len(runs) == 0 {
-		return
-	}
-	d.mu.Unlock()
-	for _, r := range runs {
-		r.wg.Wait()
-	}
-	d.mu.Lock()
-	for q := range d.opt.Queues {
-		if d.qstatus[q].Load()&ycqdev.QStatusError == 0 {
-			d.qstatus[q].Store(0)
-		}
-	}
+	return runs
 }
