@@ -20,28 +20,31 @@ import (
 )
 
 // command is one subcommand: its words ("bench ring"), a one-line summary,
-// and what runs it with the remaining arguments.
+// and what runs it with the remaining arguments. A child command is one
+// that ycq starts in a process of its own (a benchmark's peer): callable,
+// but not listed.
 type command struct {
 	words []string
 	usage string
 	run   func(args []string, stdout, stderr io.Writer) error
+	child bool
 }
 
 var commands = []command{
-	{[]string{"run"}, "the main job: stream data through the ycq device with the host driver", runDemo},
-	{[]string{"vm", "run"}, "the main job inside a QEMU guest: host driver on kernel VFIO, device model behind vfio-user-pci", vmRun},
-	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing},
-	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC},
-	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer},
-	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer},
-	{[]string{"bench", "device"}, "measure request/response through the device model against a UNIX socket", benchDevice},
-	{[]string{"bench", "device-socket-peer"}, "(the echoing child of bench device, socket system)", benchDeviceSocketPeer},
-	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe},
-	{[]string{"host", "list"}, "list PCI devices, their drivers and IOMMU groups, and whether VFIO can take them", hostList},
-	{[]string{"host", "bind"}, "bind a PCI device to vfio-pci", hostBind},
-	{[]string{"host", "unbind"}, "give a PCI device back to its own driver", hostUnbind},
-	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe},
-	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect},
+	{[]string{"run"}, "the main job: stream data through the ycq device with the host driver", runDemo, false},
+	{[]string{"vm", "run"}, "the main job inside a QEMU guest: host driver on kernel VFIO, device model behind vfio-user-pci", vmRun, false},
+	{[]string{"bench", "ring"}, "measure the ring against a Go channel in one process", benchRing, false},
+	{[]string{"bench", "ipc"}, "measure the ring between two processes against a UNIX socket", benchIPC, false},
+	{[]string{"bench", "ipc-socket-peer"}, "(the consuming child of bench ipc, socket system)", benchIPCSocketPeer, true},
+	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer, true},
+	{[]string{"bench", "device"}, "measure request/response through the device model against a UNIX socket", benchDevice, false},
+	{[]string{"bench", "device-socket-peer"}, "(the echoing child of bench device, socket system)", benchDeviceSocketPeer, true},
+	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe, false},
+	{[]string{"host", "list"}, "list PCI devices, their drivers and IOMMU groups, and whether VFIO can take them", hostList, false},
+	{[]string{"host", "bind"}, "bind a PCI device to vfio-pci", hostBind, false},
+	{[]string{"host", "unbind"}, "give a PCI device back to its own driver", hostUnbind, false},
+	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe, false},
+	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect, false},
 }
 
 func main() {
@@ -78,14 +81,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintln(stderr, "usage: ycq COMMAND [flags]; commands:")
-	for _, c := range commands {
-		fmt.Fprintf(stderr, "  ycq %-14s %s\n", strings.Join(c.words, " "), c.usage)
-	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
 		return 0
 	}
+	fmt.Fprintf(stderr, "ycq: unknown command %q\n", strings.Join(args, " "))
+	usage(stderr)
 	return 2
+}
+
+// usage lists the user's commands, one line each; child commands are left
+// out.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: ycq COMMAND [flags]   (ycq COMMAND -h for its flags)")
+	fmt.Fprintln(w, "commands:")
+	for _, c := range commands {
+		if !c.child {
+			fmt.Fprintf(w, "  %-16s %s\n", strings.Join(c.words, " "), c.usage)
+		}
+	}
 }
 
 // usageError is a mistake in the command line: exit status 2.

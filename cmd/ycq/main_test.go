@@ -46,7 +46,20 @@ func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, 2, run([]string{"nonsense"}, &out, &errb))
 	require.Contains(t, errb.String(), "bench ring")
-	require.Equal(t, 0, run([]string{"help"}, &out, &errb))
+	require.Contains(t, errb.String(), `unknown command "nonsense"`)
+	for _, args := range [][]string{nil, {"help"}} {
+		out.Reset()
+		require.Equal(t, 0, run(args, &out, &errb))
+		for _, c := range commands {
+			line := "  " + strings.Join(c.words, " ") + " "
+			if c.child {
+				require.NotContains(t, out.String(), line, "a child command is not listed")
+			} else {
+				require.Contains(t, out.String(), line)
+			}
+		}
+		require.NotContains(t, out.String(), "peer")
+	}
 	errb.Reset()
 	require.Equal(t, 2, run([]string{"bench", "ring", "-items", "1"}, &out, &errb))
 	require.Contains(t, errb.String(), "-items")
