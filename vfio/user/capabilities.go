@@ -1,8 +1,8 @@
 package user
 
-// The JSON object carried by VERSION: {"capabilities": {...}}. wire.go owns
-// the bytes around it (major, minor, the terminating NUL); this file owns
-// the JSON text.
+// The JSON object carried by VERSION: {"capabilities": {...}}.
+// wire_version.go owns the bytes around it (major, minor, the terminating
+// NUL); this file owns the JSON text.
 
 import (
 	"bytes"

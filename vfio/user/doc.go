@@ -1,6 +1,6 @@
-// Package user is the vfio-user protocol: the wire format (wire.go,
+// Package user is the vfio-user protocol: the wire format (wire*.go,
 // capabilities.go), the message transport over a UNIX socket with
-// descriptors (conn.go), and a client (client.go) that implements
+// descriptors (conn.go), and a client (client*.go) that implements
 // vfio.Device, so the host driver can drive a vfio-user device. The server
 // is in package devicemodel.
 //
@@ -24,7 +24,8 @@
 // max_data_xfer_size) belong to the server and client. The
 // DEVICE_GET_REGION_IO_FDS payload is not modelled (QEMU does not send it).
 //
-// wire.go owns every binary layout, with named sizes and offsets;
+// The wire_*.go files own the binary layouts, one message family each,
+// with named sizes and offsets (wire.go holds what they share);
 // capabilities.go owns the VERSION JSON text.
 //
 // # Decoding rules
