@@ -64,4 +64,12 @@
 // once, validated, and kept in the Queue, so a rewritten header cannot steer
 // an access outside the regions. Garbage in the data region changes payload
 // only.
+//
+// # Agents outside this process
+//
+// A single agent that reaches the metadata by word loads and stores rather
+// than as a Go slice (a device through its DMA window, memory behind a BAR)
+// uses AttachConsumer or AttachProducer over a Memory: the same rules,
+// with a private cursor stored once a batch (Sync). ReadHeader checks a
+// header as Attach does. Package devicemodel's ycq device is such an agent.
 package ring
