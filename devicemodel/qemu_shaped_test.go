@@ -111,13 +111,13 @@ func qemuVersion() []byte {
 	return append(append(p, qemuVersionJSON...), 0) // major 0, minor 0
 }
 
-func regionInfoReq(t testing.TB, idx user.RegionIndex, argsz uint32) []byte {
+func regionInfoReq(t testing.TB, idx vfio.RegionIndex, argsz uint32) []byte {
 	b, err := user.RegionInfo{ArgSz: argsz, Index: idx}.Encode(nil)
 	require.NoError(t, err)
 	return b
 }
 
-func regionWrite(t testing.TB, idx user.RegionIndex, off uint64, data []byte) []byte {
+func regionWrite(t testing.TB, idx vfio.RegionIndex, off uint64, data []byte) []byte {
 	b, err := user.RegionData{Offset: off, Region: idx, Data: data}.Encode(nil)
 	require.NoError(t, err)
 	return b
@@ -175,7 +175,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 	require.Equal(t, user.DeviceInfo{ArgSz: 16, Flags: user.DeviceFlagReset | user.DeviceFlagPCI, NumRegions: 9, NumIRQs: 5}, di)
 
 	// 4. Region info, argsz 32 first, then again with room.
-	for idx := range user.RegionIndex(user.NumPCIRegions) {
+	for idx := range vfio.NumPCIRegions {
 		rep = r.ok(user.CmdDeviceGetRegionInfo, regionInfoReq(t, idx, 32))
 		ri, err := user.DecodeRegionInfoReply(rep.p)
 		require.NoError(t, err)
@@ -183,7 +183,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 		require.Len(t, rep.p, 32, "argsz 32 gets the bare struct")
 		require.Empty(t, rep.fds, "no fd without the capability")
 		switch idx {
-		case user.RegionBAR2:
+		case vfio.BAR2:
 			require.Greater(t, ri.ArgSz, uint32(32), "BAR2 needs room for its sparse areas")
 			require.Zero(t, ri.Flags&user.RegionFlagCaps)
 			rep = r.ok(user.CmdDeviceGetRegionInfo, regionInfoReq(t, idx, ri.ArgSz))
@@ -203,7 +203,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 			require.Equal(t, "qemu mapped BAR2", string(dev.mem.Bytes()[bar2FileOff+32<<10:][:16]))
 			require.NoError(t, unix.Munmap(mem))
 			fdpass.CloseAll(rep.fds)
-		case user.RegionBAR0, user.RegionConfig:
+		case vfio.BAR0, vfio.ConfigRegion:
 			require.Equal(t, uint32(32), ri.ArgSz)
 			require.Equal(t, user.RegionFlagRead|user.RegionFlagWrite, ri.Flags)
 		default:
@@ -214,40 +214,40 @@ func TestQEMUShapedSequence(t *testing.T) {
 
 	// 5. IRQ info.
 	for idx, want := range []uint32{1, 0, 4, 1, 1} {
-		rep = r.ok(user.CmdDeviceGetIRQInfo, user.IRQInfo{Index: user.IRQIndex(idx)}.Encode(nil))
+		rep = r.ok(user.CmdDeviceGetIRQInfo, user.IRQInfo{Index: vfio.IRQIndex(idx)}.Encode(nil))
 		q, err := user.DecodeIRQInfo(rep.p)
 		require.NoError(t, err)
 		require.Equal(t, want, q.Count, "irq %d", idx)
 	}
 
 	// 6. The whole config space in one read, then smaller ones.
-	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: user.RegionConfig, Count: 256}.Encode(nil))
+	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: vfio.ConfigRegion, Count: 256}.Encode(nil))
 	cfg, err := user.DecodeRegionReadReply(rep.p)
 	require.NoError(t, err)
 	require.Len(t, cfg.Data, 256)
 	require.Equal(t, uint16(0x1234), binary.LittleEndian.Uint16(cfg.Data))
-	r.ok(user.CmdRegionWrite, regionWrite(t, user.RegionConfig, 4, []byte{0x03, 0x01}))
-	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: user.RegionConfig, Offset: 250, Count: 8}.Encode(nil))
-	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR1, Count: 4}.Encode(nil))
-	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Offset: ^uint64(0) - 1, Count: 4}.Encode(nil))
+	r.ok(user.CmdRegionWrite, regionWrite(t, vfio.ConfigRegion, 4, []byte{0x03, 0x01}))
+	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: vfio.ConfigRegion, Offset: 250, Count: 8}.Encode(nil))
+	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR1, Count: 4}.Encode(nil))
+	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR0, Offset: ^uint64(0) - 1, Count: 4}.Encode(nil))
 
 	// 7. Posted writes get no reply, not even on error: the next
 	// message is the read's reply.
-	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, 0x40, []byte("posted!!")))
-	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, bar0Size-2, []byte("overflows")))
+	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, vfio.BAR0, 0x40, []byte("posted!!")))
+	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, vfio.BAR0, bar0Size-2, []byte("overflows")))
 	r.send(user.CmdRegionWrite, user.FlagNoReply, []byte{1, 2, 3}) // malformed
 	r.send(99, user.FlagNoReply, nil)                              // unknown
-	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Offset: 0x40, Count: 8}.Encode(nil))
+	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR0, Offset: 0x40, Count: 8}.Encode(nil))
 	d, err := user.DecodeRegionReadReply(rep.p)
 	require.NoError(t, err)
 	require.Equal(t, "posted!!", string(d.Data))
 	// REGION_WRITE_MULTI, as QEMU coalesces posted writes.
 	wm := user.RegionWriteMulti{Writes: []user.WriteMultiEntry{
-		{Offset: 0x80, Region: user.RegionBAR0, Count: 4, Data: [8]byte{'a', 'b', 'c', 'd'}},
-		{Offset: 0x84, Region: user.RegionBAR0, Count: 8, Data: [8]byte{'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'}},
+		{Offset: 0x80, Region: vfio.BAR0, Count: 4, Data: [8]byte{'a', 'b', 'c', 'd'}},
+		{Offset: 0x84, Region: vfio.BAR0, Count: 8, Data: [8]byte{'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'}},
 	}}
 	r.send(user.CmdRegionWriteMulti, user.FlagNoReply, wm.Encode(nil))
-	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Offset: 0x80, Count: 12}.Encode(nil))
+	rep = r.ok(user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR0, Offset: 0x80, Count: 12}.Encode(nil))
 	d, err = user.DecodeRegionReadReply(rep.p)
 	require.NoError(t, err)
 	require.Equal(t, "abcdefghijkl", string(d.Data))
@@ -260,23 +260,23 @@ func TestQEMUShapedSequence(t *testing.T) {
 		efds[i] = eventfd(t)
 		defer unix.Close(efds[i])
 	}
-	msix := user.IRQIndex(vfio.IRQMSIX)
+	msix := vfio.IRQMSIX
 	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{ArgSz: 20, Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Start: 0, Count: 2}), efds[0], efds[1])
 	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{ArgSz: 20, Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Start: 2, Count: 2}), efds[2], efds[3])
 	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Start: 0, Count: 3}), efds[0], efds[1], efds[2])
 	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Start: 3, Count: 2}), efds[0], efds[1])
 	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Start: 0, Count: 2}), efds[0])
 	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataNone | user.IRQSetActionTrigger, Index: msix, Start: 0, Count: 1}), efds[0])
-	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: user.IRQIndex(vfio.IRQMSI), Count: 1}), efds[0])
-	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataNone | user.IRQSetActionMask, Index: user.IRQIndex(vfio.IRQErr), Count: 1}))
+	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: vfio.IRQMSI, Count: 1}), efds[0])
+	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataNone | user.IRQSetActionMask, Index: vfio.IRQErr, Count: 1}))
 	r.fails(unix.EINVAL, user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: msix, Count: 1}), int(ram.FD()))
 	intx, resample := eventfd(t), eventfd(t)
 	defer unix.Close(intx)
 	defer unix.Close(resample)
 	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: 0, Count: 1}), intx)
 	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionUnmask, Index: 0, Count: 1}), resample)
-	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: user.IRQIndex(vfio.IRQErr), Count: 1}), eventfd(t))
-	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: user.IRQIndex(vfio.IRQReq), Count: 1}), eventfd(t))
+	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: vfio.IRQErr, Count: 1}), eventfd(t))
+	r.ok(user.CmdDeviceSetIRQs, irqSet(t, user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: vfio.IRQReq, Count: 1}), eventfd(t))
 	host := dev.Host()
 	for v := range 4 {
 		require.NoError(t, host.Interrupt(vfio.IRQMSIX, uint32(v)))
@@ -356,14 +356,14 @@ func TestQEMUShapedSequence(t *testing.T) {
 	require.NoError(t, host.Store64(iova+(pages-1)*page+4088, 0xfeedface))
 	require.Equal(t, uint64(0xfeedface), binary.LittleEndian.Uint64(buf.Bytes()[pages*page-8:]))
 	// The same from the device's DMA engine, driven by posted writes.
-	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, 0, []byte("engine")))
+	r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, vfio.BAR0, 0, []byte("engine")))
 	postedDMA := func(cmd uint32, addr uint64, n uint32) uint32 {
 		ctl := make([]byte, 16)
 		binary.LittleEndian.PutUint64(ctl[0:], addr)
 		binary.LittleEndian.PutUint32(ctl[8:], n)
 		binary.LittleEndian.PutUint32(ctl[12:], cmd)
-		r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, user.RegionBAR0, regDMAAddr, ctl))
-		rep := r.ok(user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Offset: regStatus, Count: 4}.Encode(nil))
+		r.send(user.CmdRegionWrite, user.FlagNoReply, regionWrite(t, vfio.BAR0, regDMAAddr, ctl))
+		rep := r.ok(user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR0, Offset: regStatus, Count: 4}.Encode(nil))
 		d, err := user.DecodeRegionReadReply(rep.p)
 		require.NoError(t, err)
 		return binary.LittleEndian.Uint32(d.Data)
@@ -386,7 +386,7 @@ func TestQEMUShapedSequence(t *testing.T) {
 	r.fails(unix.ENOSYS, user.CmdDirtyPages, nil)
 	r.fails(unix.ENOSYS, user.CmdDeviceGetRegionIOFDs, make([]byte, 16))
 	r.fails(unix.EINVAL, user.CmdDeviceGetInfo, []byte{16, 0, 0, 0})
-	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: user.RegionBAR0, Count: 4}.Encode(nil), intx) // an fd it does not take
+	r.fails(unix.EINVAL, user.CmdRegionRead, user.RegionAccess{Region: vfio.BAR0, Count: 4}.Encode(nil), intx) // an fd it does not take
 	r.fails(unix.EINVAL, user.CmdDMAUnmap, user.DMAUnmap{Flags: user.DMAUnmapAll, Address: 1}.Encode(nil))
 
 	// 12. Reset, UNMAP_ALL (echoed), and the connection ends cleanly.

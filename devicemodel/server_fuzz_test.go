@@ -13,6 +13,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
 
@@ -42,11 +43,11 @@ func serverSeeds() [][]byte {
 		}
 		return b
 	}
-	ri := func(idx user.RegionIndex, argsz uint32) []byte {
+	ri := func(idx vfio.RegionIndex, argsz uint32) []byte {
 		b, _ := user.RegionInfo{ArgSz: argsz, Index: idx}.Encode(nil)
 		return fuzzMsg(user.CmdDeviceGetRegionInfo, 0, b)
 	}
-	wr := func(flags user.HeaderFlags, idx user.RegionIndex, off uint64, data []byte) []byte {
+	wr := func(flags user.HeaderFlags, idx vfio.RegionIndex, off uint64, data []byte) []byte {
 		b, _ := user.RegionData{Offset: off, Region: idx, Data: data}.Encode(nil)
 		return fuzzMsg(user.CmdRegionWrite, flags, b)
 	}
@@ -62,19 +63,19 @@ func serverSeeds() [][]byte {
 	binary.LittleEndian.PutUint64(ctlMem, 0x100000)
 	return [][]byte{
 		append([]byte{0}, cat(v, fuzzMsg(user.CmdDeviceGetInfo, 0, user.DeviceInfo{}.Encode(nil)), ri(2, 32), ri(2, 80), ri(7, 32),
-			fuzzMsg(user.CmdRegionRead, 0, user.RegionAccess{Region: user.RegionConfig, Count: 256}.Encode(nil)),
-			wr(user.FlagNoReply, user.RegionBAR0, 0x40, []byte("posted")),
+			fuzzMsg(user.CmdRegionRead, 0, user.RegionAccess{Region: vfio.ConfigRegion, Count: 256}.Encode(nil)),
+			wr(user.FlagNoReply, vfio.BAR0, 0x40, []byte("posted")),
 			fuzzMsg(user.CmdDeviceGetIRQInfo, 0, user.IRQInfo{Index: 2}.Encode(nil)),
 			fuzzMsg(user.CmdDeviceReset, 0, nil))...),
 		append([]byte{fuzzMemfd}, cat(v, fuzzMsg(user.CmdDMAMap, 0, user.DMAMap{Flags: 3, Address: 0x100000, Size: 4096}.Encode(nil)),
 			fuzzMsg(user.CmdDMAMap, 0, user.DMAMap{Flags: 1, Address: 0x200000, Size: 4096}.Encode(nil)),
-			wr(0, user.RegionBAR0, regDMAAddr, ctl), wr(0, user.RegionBAR0, regDMAAddr, ctlMem),
+			wr(0, vfio.BAR0, regDMAAddr, ctl), wr(0, vfio.BAR0, regDMAAddr, ctlMem),
 			fuzzMsg(user.CmdDMAUnmap, 0, user.DMAUnmap{Address: 0x200000, Size: 4096}.Encode(nil)),
 			fuzzMsg(user.CmdDMAUnmap, 0, user.DMAUnmap{Flags: user.DMAUnmapAll}.Encode(nil)))...),
 		append([]byte{fuzzEventfd}, cat(v, irq(user.IRQSet{Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: 2, Start: 1, Count: 1}),
 			irq(user.IRQSet{Flags: user.IRQSetDataBool | user.IRQSetActionTrigger, Index: 2, Count: 4, Data: []byte{1, 0, 1, 1}}),
 			irq(user.IRQSet{Flags: user.IRQSetDataNone | user.IRQSetActionMask, Index: 0, Count: 1}),
-			wr(0, user.RegionBAR0, regIRQ, []byte{0, 0, 0, 0}),
+			wr(0, vfio.BAR0, regIRQ, []byte{0, 0, 0, 0}),
 			irq(user.IRQSet{Flags: user.IRQSetDataNone | user.IRQSetActionTrigger, Index: 2}))...),
 		append([]byte{fuzzMemfd | fuzzEventfd}, cat(v, fuzzMsg(99, 0, nil), fuzzMsg(user.CmdRegionRead, user.FlagNoReply, []byte{1}),
 			user.Header{Command: user.CmdVersion, Size: 17}.Encode(nil))...),

@@ -27,7 +27,7 @@ func (ss *session) irqInfo(m *user.Message) ([]byte, []int, *reqError) {
 	if uint32(req.Index) >= di.NumIRQs {
 		return nil, nil, failf(unix.EINVAL, "interrupt type %d of %d", req.Index, di.NumIRQs)
 	}
-	q := ss.srv.dev.IRQ(vfio.IRQIndex(req.Index))
+	q := ss.srv.dev.IRQ(req.Index)
 	flags := user.IRQInfoFlags(q.Flags) & (user.IRQInfoEventFD | user.IRQInfoMaskable | user.IRQInfoAutomasked | user.IRQInfoNoResize)
 	return user.IRQInfo{Flags: flags, Index: req.Index, Count: min(q.Count, maxIRQVectors)}.Encode(nil), nil, nil
 }
@@ -202,7 +202,7 @@ func (t *irqTable) set(q user.IRQSet, m *user.Message) *reqError {
 		return failf(unix.EINVAL, "count 0 is only DATA_NONE|ACTION_TRIGGER at start 0 (flags %#x, start %d)", uint32(q.Flags), q.Start)
 	case uint64(q.Start) >= n || uint64(q.Start)+uint64(q.Count) > n:
 		return failf(unix.EINVAL, "vectors %d+%d of interrupt type %d, which has %d", q.Start, q.Count, q.Index, n)
-	case (vfio.IRQIndex(q.Index) == vfio.IRQErr || vfio.IRQIndex(q.Index) == vfio.IRQReq) && (action != user.IRQSetActionTrigger || q.Count > 1):
+	case (q.Index == vfio.IRQErr || q.Index == vfio.IRQReq) && (action != user.IRQSetActionTrigger || q.Count > 1):
 		return failf(unix.EINVAL, "ERR and REQ take only ACTION_TRIGGER with count <= 1")
 	case data == user.IRQSetDataEventFD && nfds != 0 && nfds != int(q.Count):
 		return failf(unix.EINVAL, "%d eventfds for %d vectors", nfds, q.Count)
@@ -258,7 +258,7 @@ func (t *irqTable) set(q user.IRQSet, m *user.Message) *reqError {
 					*slot = nil
 				}
 				if fd >= 0 {
-					w, err := t.watch(fd, vfio.IRQIndex(q.Index), q.Start+k, masked)
+					w, err := t.watch(fd, q.Index, q.Start+k, masked)
 					if err != nil {
 						return &reqError{unix.EIO, err}
 					}

@@ -30,7 +30,7 @@ func (ss *session) regionInfo(m *user.Message) ([]byte, []int, *reqError) {
 	if uint32(req.Index) >= di.NumRegions {
 		return nil, nil, failf(unix.EINVAL, "region %d of %d", req.Index, di.NumRegions)
 	}
-	r := ss.srv.dev.Region(vfio.RegionIndex(req.Index))
+	r := ss.srv.dev.Region(req.Index)
 	ri := user.RegionInfo{Index: req.Index, Size: r.Info.Size}
 	if r.Info.Size == 0 {
 		b, _ := ri.Encode(nil) // cannot fail without capabilities
@@ -74,12 +74,12 @@ func (ss *session) regionInfo(m *user.Message) ([]byte, []int, *reqError) {
 
 // regionCheck validates an access of count bytes at off of region idx
 // against the region and the negotiated transfer size.
-func (ss *session) regionCheck(idx user.RegionIndex, off uint64, count int, flag vfio.RegionFlags) *reqError {
+func (ss *session) regionCheck(idx vfio.RegionIndex, off uint64, count int, flag vfio.RegionFlags) *reqError {
 	di := ss.srv.dev.Info()
 	if uint32(idx) >= di.NumRegions {
 		return failf(unix.EINVAL, "region %d of %d", idx, di.NumRegions)
 	}
-	info := ss.srv.dev.Region(vfio.RegionIndex(idx)).Info
+	info := ss.srv.dev.Region(idx).Info
 	switch {
 	case info.Size == 0:
 		return failf(unix.EINVAL, "region %d does not exist", idx)
@@ -107,7 +107,7 @@ func (ss *session) regionRead(m *user.Message) ([]byte, []int, *reqError) {
 	b := user.RegionAccess{Offset: a.Offset, Region: a.Region, Count: a.Count}.Encode(make([]byte, 0, 16+int(a.Count)))
 	head := len(b)
 	b = b[:head+int(a.Count)]
-	if err := ss.srv.dev.ReadRegion(vfio.RegionIndex(a.Region), a.Offset, b[head:]); err != nil {
+	if err := ss.srv.dev.ReadRegion(a.Region, a.Offset, b[head:]); err != nil {
 		return nil, nil, &reqError{errnoOf(err, unix.EIO), fmt.Errorf("device read of %d bytes of region %d at %#x: %w", a.Count, a.Region, a.Offset, err)}
 	}
 	return b, nil, nil
@@ -121,7 +121,7 @@ func (ss *session) regionWrite(m *user.Message) ([]byte, []int, *reqError) {
 	if rerr := ss.regionCheck(d.Region, d.Offset, len(d.Data), vfio.RegionWrite); rerr != nil {
 		return nil, nil, rerr
 	}
-	if err := ss.srv.dev.WriteRegion(vfio.RegionIndex(d.Region), d.Offset, d.Data); err != nil {
+	if err := ss.srv.dev.WriteRegion(d.Region, d.Offset, d.Data); err != nil {
 		return nil, nil, &reqError{errnoOf(err, unix.EIO), fmt.Errorf("device write of %d bytes to region %d at %#x: %w", len(d.Data), d.Region, d.Offset, err)}
 	}
 	return user.RegionAccess{Offset: d.Offset, Region: d.Region, Count: uint32(len(d.Data))}.Encode(nil), nil, nil
@@ -138,7 +138,7 @@ func (ss *session) regionWriteMulti(m *user.Message) ([]byte, []int, *reqError) 
 			rerr.err = fmt.Errorf("write %d of %d: %w", i, len(wm.Writes), rerr.err)
 			return nil, nil, rerr
 		}
-		if err := ss.srv.dev.WriteRegion(vfio.RegionIndex(w.Region), w.Offset, w.Bytes()); err != nil {
+		if err := ss.srv.dev.WriteRegion(w.Region, w.Offset, w.Bytes()); err != nil {
 			return nil, nil, &reqError{errnoOf(err, unix.EIO), fmt.Errorf("write %d of %d: device write to region %d at %#x: %w", i, len(wm.Writes), w.Region, w.Offset, err)}
 		}
 	}

@@ -20,17 +20,20 @@ import (
 // RegionIndex names a device region, as VFIO numbers them for PCI.
 type RegionIndex uint32
 
-// PCI regions.
+// PCI regions, numbered as linux/vfio.h numbers them for vfio-pci (and
+// vfio-user for a PCI device).
 const (
-	BAR0 RegionIndex = iota
-	BAR1
-	BAR2
-	BAR3
-	BAR4
-	BAR5
-	ROMRegion
-	ConfigRegion
-	VGARegion
+	BAR0         RegionIndex = iota // VFIO_PCI_BAR0_REGION_INDEX
+	BAR1                            // VFIO_PCI_BAR1_REGION_INDEX
+	BAR2                            // VFIO_PCI_BAR2_REGION_INDEX
+	BAR3                            // VFIO_PCI_BAR3_REGION_INDEX
+	BAR4                            // VFIO_PCI_BAR4_REGION_INDEX
+	BAR5                            // VFIO_PCI_BAR5_REGION_INDEX
+	ROMRegion                       // VFIO_PCI_ROM_REGION_INDEX
+	ConfigRegion                    // VFIO_PCI_CONFIG_REGION_INDEX
+	VGARegion                       // VFIO_PCI_VGA_REGION_INDEX
+	// NumPCIRegions is VFIO_PCI_NUM_REGIONS; indexes from here on are
+	// device-specific and carry a region type capability.
 	NumPCIRegions
 )
 
@@ -51,14 +54,15 @@ func (r RegionIndex) String() string {
 // IRQIndex names an interrupt type, as VFIO numbers them for PCI.
 type IRQIndex uint32
 
-// PCI interrupt types.
+// PCI interrupt types, numbered as linux/vfio.h numbers them for vfio-pci
+// (and vfio-user for a PCI device).
 const (
-	IRQINTx IRQIndex = iota
-	IRQMSI
-	IRQMSIX
-	IRQErr
-	IRQReq
-	NumPCIIRQs
+	IRQINTx    IRQIndex = iota // VFIO_PCI_INTX_IRQ_INDEX
+	IRQMSI                     // VFIO_PCI_MSI_IRQ_INDEX
+	IRQMSIX                    // VFIO_PCI_MSIX_IRQ_INDEX
+	IRQErr                     // VFIO_PCI_ERR_IRQ_INDEX
+	IRQReq                     // VFIO_PCI_REQ_IRQ_INDEX
+	NumPCIIRQs                 // VFIO_PCI_NUM_IRQS
 )
 
 func (i IRQIndex) String() string {

@@ -22,7 +22,7 @@ func (c *Client) IRQInfo(idx vfio.IRQIndex) (vfio.IRQInfo, error) {
 	if ok {
 		return q, nil
 	}
-	m, err := c.call(CmdDeviceGetIRQInfo, IRQInfo{Index: IRQIndex(idx)}.Encode(nil), nil)
+	m, err := c.call(CmdDeviceGetIRQInfo, IRQInfo{Index: idx}.Encode(nil), nil)
 	if err != nil {
 		return vfio.IRQInfo{}, fmt.Errorf("vfio-user: interrupt info of %v: %w", idx, err)
 	}
@@ -33,7 +33,7 @@ func (c *Client) IRQInfo(idx vfio.IRQIndex) (vfio.IRQInfo, error) {
 	if err != nil {
 		return vfio.IRQInfo{}, fmt.Errorf("vfio-user: interrupt info of %v: %w", idx, err)
 	}
-	if ri.Index != IRQIndex(idx) {
+	if ri.Index != idx {
 		return vfio.IRQInfo{}, malformed(CmdDeviceGetIRQInfo, "index", "asked for %d, got %d", idx, ri.Index)
 	}
 	q = vfio.IRQInfo{Index: idx, Flags: vfio.IRQFlags(ri.Flags) & (vfio.IRQEventfd | vfio.IRQMaskable | vfio.IRQAutomasked | vfio.IRQNoResize), Count: ri.Count}
@@ -68,7 +68,7 @@ func (c *Client) SetIRQs(idx vfio.IRQIndex, start uint32, eventfds []int) error 
 		return noFDs(m)
 	}
 	if len(eventfds) == 0 {
-		return send(IRQSet{Flags: IRQSetDataNone | IRQSetActionTrigger, Index: IRQIndex(idx)}, nil)
+		return send(IRQSet{Flags: IRQSetDataNone | IRQSetActionTrigger, Index: idx}, nil)
 	}
 	if uint64(start)+uint64(len(eventfds)) > uint64(q.Count) {
 		return fmt.Errorf("%w: %v vectors %d..%d: the device has %d", vfio.ErrNoIRQ, idx, start, uint64(start)+uint64(len(eventfds))-1, q.Count)
@@ -79,12 +79,12 @@ func (c *Client) SetIRQs(idx vfio.IRQIndex, start uint32, eventfds []int) error 
 			for j < len(eventfds) && eventfds[j] < 0 {
 				j++
 			}
-			err = send(IRQSet{Flags: IRQSetDataEventFD | IRQSetActionTrigger, Index: IRQIndex(idx), Start: start + uint32(i), Count: uint32(j - i)}, nil)
+			err = send(IRQSet{Flags: IRQSetDataEventFD | IRQSetActionTrigger, Index: idx, Start: start + uint32(i), Count: uint32(j - i)}, nil)
 		} else {
 			for j < len(eventfds) && eventfds[j] >= 0 && j-i < c.srvMaxFDs {
 				j++
 			}
-			err = send(IRQSet{Flags: IRQSetDataEventFD | IRQSetActionTrigger, Index: IRQIndex(idx), Start: start + uint32(i), Count: uint32(j - i)}, eventfds[i:j])
+			err = send(IRQSet{Flags: IRQSetDataEventFD | IRQSetActionTrigger, Index: idx, Start: start + uint32(i), Count: uint32(j - i)}, eventfds[i:j])
 		}
 		if err != nil {
 			return err

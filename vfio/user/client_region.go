@@ -66,7 +66,7 @@ func closeFD(fd int) {
 func (c *Client) fetchRegion(idx vfio.RegionIndex) (*clientRegion, error) {
 	argsz := uint32(sizeofRegionInfo)
 	for attempt := 0; ; attempt++ {
-		req, err := RegionInfo{ArgSz: argsz, Index: RegionIndex(idx)}.Encode(nil)
+		req, err := RegionInfo{ArgSz: argsz, Index: idx}.Encode(nil)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +79,7 @@ func (c *Client) fetchRegion(idx vfio.RegionIndex) (*clientRegion, error) {
 			m.CloseFDs()
 			return nil, err
 		}
-		if ri.Index != RegionIndex(idx) {
+		if ri.Index != idx {
 			m.CloseFDs()
 			return nil, malformed(CmdDeviceGetRegionInfo, "index", "asked for %d, got %d", idx, ri.Index)
 		}
@@ -179,7 +179,7 @@ func (c *Client) ReadRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
 	for done := 0; done < len(b); {
 		n := min(len(b)-done, c.chunk())
 		at := off + uint64(done)
-		req := RegionAccess{Offset: at, Region: RegionIndex(idx), Count: uint32(n)}
+		req := RegionAccess{Offset: at, Region: idx, Count: uint32(n)}
 		m, err := c.call(CmdRegionRead, req.Encode(nil), nil)
 		if err != nil {
 			return fmt.Errorf("vfio-user: read %d bytes of %v at %#x: %w", n, idx, at, err)
@@ -209,7 +209,7 @@ func (c *Client) WriteRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
 	for done := 0; done < len(b); {
 		n := min(len(b)-done, c.chunk())
 		at := off + uint64(done)
-		p, err := RegionData{Offset: at, Region: RegionIndex(idx), Data: b[done : done+n]}.Encode(nil)
+		p, err := RegionData{Offset: at, Region: idx, Data: b[done : done+n]}.Encode(nil)
 		if err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func (c *Client) WriteRegion(idx vfio.RegionIndex, off uint64, b []byte) error {
 		if err != nil {
 			return fmt.Errorf("vfio-user: write %v at %#x: %w", idx, at, err)
 		}
-		if a.Offset != at || a.Region != RegionIndex(idx) || a.Count != uint32(n) {
+		if a.Offset != at || a.Region != idx || a.Count != uint32(n) {
 			return malformed(CmdRegionWrite, "offset/region/count", "wrote %d bytes of %d at %#x, reply says %d bytes of %d at %#x", n, idx, at, a.Count, a.Region, a.Offset)
 		}
 		done += n

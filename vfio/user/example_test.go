@@ -3,6 +3,7 @@ package user_test
 import (
 	"fmt"
 
+	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
 
@@ -28,8 +29,8 @@ func Example() {
 	b, start := user.StartMessage(nil, user.ReplyTo(h))
 	b = user.DeviceInfo{
 		Flags:      user.DeviceFlagReset | user.DeviceFlagPCI,
-		NumRegions: user.NumPCIRegions,
-		NumIRQs:    user.NumPCIIRQs,
+		NumRegions: uint32(vfio.NumPCIRegions),
+		NumIRQs:    uint32(vfio.NumPCIIRQs),
 	}.Encode(b)
 	b, err = user.FinishMessage(b, start)
 	if err != nil {
@@ -45,7 +46,7 @@ func Example() {
 func ExampleDecodeRegionInfoReply() {
 	payload, _ := user.RegionInfo{
 		Flags: user.RegionFlagRead | user.RegionFlagWrite | user.RegionFlagMmap,
-		Index: user.RegionBAR0,
+		Index: vfio.BAR0,
 		Size:  0x4000,
 		Caps:  []user.RegionCap{user.SparseMmapCap{Areas: []user.SparseArea{{Offset: 0x1000, Size: 0x1000}, {Offset: 0x3000, Size: 0x1000}}}},
 	}.Encode(nil)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
 
@@ -225,7 +226,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_GET_REGION_INFO request, first try with argsz 32",
 		codec:  "RegionInfoRequest",
 		header: user.Header{MsgID: 3, Command: user.CmdDeviceGetRegionInfo, Size: 48},
-		value:  user.RegionInfo{ArgSz: 32, Index: user.RegionBAR0},
+		value:  user.RegionInfo{ArgSz: 32, Index: vfio.BAR0},
 		wire: []byte{
 			0x03, 0x00, // msg_id 3
 			0x05, 0x00, // command 5: DEVICE_GET_REGION_INFO
@@ -244,7 +245,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_GET_REGION_INFO reply when the chain does not fit",
 		codec:  "RegionInfoReply",
 		header: user.Header{MsgID: 3, Command: user.CmdDeviceGetRegionInfo, Size: 48, Flags: user.TypeReply},
-		value:  user.RegionInfo{ArgSz: 80, Flags: user.RegionFlagRead | user.RegionFlagWrite | user.RegionFlagMmap, Index: user.RegionBAR0, Size: 0x4000},
+		value:  user.RegionInfo{ArgSz: 80, Flags: user.RegionFlagRead | user.RegionFlagWrite | user.RegionFlagMmap, Index: vfio.BAR0, Size: 0x4000},
 		wire: []byte{
 			0x03, 0x00, // msg_id 3, echoed
 			0x05, 0x00, // command 5: DEVICE_GET_REGION_INFO
@@ -265,7 +266,7 @@ var goldens = []goldenCase{
 		header: user.Header{MsgID: 4, Command: user.CmdDeviceGetRegionInfo, Size: 96, Flags: user.TypeReply},
 		value: user.RegionInfo{
 			ArgSz: 80, Flags: user.RegionFlagRead | user.RegionFlagWrite | user.RegionFlagMmap | user.RegionFlagCaps,
-			Index: user.RegionBAR0, CapOffset: 32, Size: 0x4000, Offset: 0,
+			Index: vfio.BAR0, CapOffset: 32, Size: 0x4000, Offset: 0,
 			Caps: []user.RegionCap{user.SparseMmapCap{Areas: []user.SparseArea{{Offset: 0x1000, Size: 0x1000}, {Offset: 0x3000, Size: 0x1000}}}},
 		},
 		wire: []byte{
@@ -333,7 +334,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_GET_IRQ_INFO request for MSI-X",
 		codec:  "IRQInfo",
 		header: user.Header{MsgID: 6, Command: user.CmdDeviceGetIRQInfo, Size: 32},
-		value:  user.IRQInfo{ArgSz: 16, Index: user.IRQMSIX},
+		value:  user.IRQInfo{ArgSz: 16, Index: vfio.IRQMSIX},
 		wire: []byte{
 			0x06, 0x00, // msg_id 6
 			0x07, 0x00, // command 7: DEVICE_GET_IRQ_INFO
@@ -350,7 +351,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_GET_IRQ_INFO reply for MSI-X: 4 vectors",
 		codec:  "IRQInfo",
 		header: user.Header{MsgID: 6, Command: user.CmdDeviceGetIRQInfo, Size: 32, Flags: user.TypeReply},
-		value:  user.IRQInfo{ArgSz: 16, Flags: user.IRQInfoEventFD | user.IRQInfoNoResize, Index: user.IRQMSIX, Count: 4},
+		value:  user.IRQInfo{ArgSz: 16, Flags: user.IRQInfoEventFD | user.IRQInfoNoResize, Index: vfio.IRQMSIX, Count: 4},
 		wire: []byte{
 			0x06, 0x00, // msg_id 6, echoed
 			0x07, 0x00, // command 7: DEVICE_GET_IRQ_INFO
@@ -367,7 +368,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_SET_IRQS: 4 MSI-X trigger eventfds",
 		codec:  "IRQSet",
 		header: user.Header{MsgID: 7, Command: user.CmdDeviceSetIRQs, Size: 36},
-		value:  user.IRQSet{ArgSz: 20, Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: user.IRQMSIX, Start: 0, Count: 4},
+		value:  user.IRQSet{ArgSz: 20, Flags: user.IRQSetDataEventFD | user.IRQSetActionTrigger, Index: vfio.IRQMSIX, Start: 0, Count: 4},
 		wire: []byte{
 			0x07, 0x00, // msg_id 7
 			0x08, 0x00, // command 8: DEVICE_SET_IRQS
@@ -396,7 +397,7 @@ var goldens = []goldenCase{
 		name:   "DEVICE_SET_IRQS: mask INTx with a bool",
 		codec:  "IRQSet",
 		header: user.Header{MsgID: 8, Command: user.CmdDeviceSetIRQs, Size: 37},
-		value:  user.IRQSet{ArgSz: 21, Flags: user.IRQSetDataBool | user.IRQSetActionMask, Index: user.IRQINTx, Count: 1, Data: []byte{1}},
+		value:  user.IRQSet{ArgSz: 21, Flags: user.IRQSetDataBool | user.IRQSetActionMask, Index: vfio.IRQINTx, Count: 1, Data: []byte{1}},
 		wire: []byte{
 			0x08, 0x00, // msg_id 8
 			0x08, 0x00, // command 8: DEVICE_SET_IRQS
@@ -415,7 +416,7 @@ var goldens = []goldenCase{
 		name:   "REGION_READ request: config space vendor and device id",
 		codec:  "RegionReadRequest",
 		header: user.Header{MsgID: 20, Command: user.CmdRegionRead, Size: 32},
-		value:  user.RegionAccess{Offset: 0, Region: user.RegionConfig, Count: 4},
+		value:  user.RegionAccess{Offset: 0, Region: vfio.ConfigRegion, Count: 4},
 		wire: []byte{
 			0x14, 0x00, // msg_id 20
 			0x09, 0x00, // command 9: REGION_READ
@@ -431,7 +432,7 @@ var goldens = []goldenCase{
 		name:   "REGION_READ reply: config space vendor and device id",
 		codec:  "RegionReadReply",
 		header: user.Header{MsgID: 20, Command: user.CmdRegionRead, Size: 36, Flags: user.TypeReply},
-		value:  user.RegionData{Offset: 0, Region: user.RegionConfig, Data: []byte{0x36, 0x1b, 0x10, 0x00}},
+		value:  user.RegionData{Offset: 0, Region: vfio.ConfigRegion, Data: []byte{0x36, 0x1b, 0x10, 0x00}},
 		wire: []byte{
 			0x14, 0x00, // msg_id 20, echoed
 			0x09, 0x00, // command 9: REGION_READ
@@ -448,7 +449,7 @@ var goldens = []goldenCase{
 		name:   "REGION_WRITE request: config command register 0x103",
 		codec:  "RegionWriteRequest",
 		header: user.Header{MsgID: 21, Command: user.CmdRegionWrite, Size: 34},
-		value:  user.RegionData{Offset: 4, Region: user.RegionConfig, Data: []byte{0x03, 0x01}},
+		value:  user.RegionData{Offset: 4, Region: vfio.ConfigRegion, Data: []byte{0x03, 0x01}},
 		wire: []byte{
 			0x15, 0x00, // msg_id 21
 			0x0a, 0x00, // command 10: REGION_WRITE
@@ -465,7 +466,7 @@ var goldens = []goldenCase{
 		name:   "REGION_WRITE reply",
 		codec:  "RegionWriteReply",
 		header: user.Header{MsgID: 21, Command: user.CmdRegionWrite, Size: 32, Flags: user.TypeReply},
-		value:  user.RegionAccess{Offset: 4, Region: user.RegionConfig, Count: 2},
+		value:  user.RegionAccess{Offset: 4, Region: vfio.ConfigRegion, Count: 2},
 		wire: []byte{
 			0x15, 0x00, // msg_id 21, echoed
 			0x0a, 0x00, // command 10: REGION_WRITE
@@ -482,8 +483,8 @@ var goldens = []goldenCase{
 		codec:  "RegionWriteMulti",
 		header: user.Header{MsgID: 22, Command: user.CmdRegionWriteMulti, Size: 72, Flags: user.FlagNoReply},
 		value: user.RegionWriteMulti{Writes: []user.WriteMultiEntry{
-			{Offset: 0x10, Region: user.RegionBAR0, Count: 4, Data: [8]byte{0x01}},
-			{Offset: 0x1000, Region: user.RegionBAR2, Count: 8, Data: [8]byte{0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}},
+			{Offset: 0x10, Region: vfio.BAR0, Count: 4, Data: [8]byte{0x01}},
+			{Offset: 0x1000, Region: vfio.BAR2, Count: 8, Data: [8]byte{0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}},
 		}},
 		wire: []byte{
 			0x16, 0x00, // msg_id 22

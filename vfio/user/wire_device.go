@@ -57,40 +57,6 @@ func DecodeDeviceInfo(p []byte) (DeviceInfo, error) {
 }
 
 // ---------------------------------------------------------------------------
-// PCI region and IRQ indices (same as kernel vfio-pci).
-
-// RegionIndex names a device region.
-type RegionIndex uint32
-
-const (
-	RegionBAR0   RegionIndex = 0 // VFIO_PCI_BAR0_REGION_INDEX ... BAR5 = 5
-	RegionBAR1   RegionIndex = 1
-	RegionBAR2   RegionIndex = 2
-	RegionBAR3   RegionIndex = 3
-	RegionBAR4   RegionIndex = 4
-	RegionBAR5   RegionIndex = 5
-	RegionROM    RegionIndex = 6 // VFIO_PCI_ROM_REGION_INDEX
-	RegionConfig RegionIndex = 7 // VFIO_PCI_CONFIG_REGION_INDEX
-	RegionVGA    RegionIndex = 8 // VFIO_PCI_VGA_REGION_INDEX
-	// NumPCIRegions is VFIO_PCI_NUM_REGIONS; indexes from here on are
-	// device-specific and carry a RegionTypeCap.
-	NumPCIRegions = 9
-)
-
-// IRQIndex names an interrupt type.
-type IRQIndex uint32
-
-const (
-	IRQINTx IRQIndex = 0 // VFIO_PCI_INTX_IRQ_INDEX
-	IRQMSI  IRQIndex = 1 // VFIO_PCI_MSI_IRQ_INDEX
-	IRQMSIX IRQIndex = 2 // VFIO_PCI_MSIX_IRQ_INDEX
-	IRQErr  IRQIndex = 3 // VFIO_PCI_ERR_IRQ_INDEX
-	IRQReq  IRQIndex = 4 // VFIO_PCI_REQ_IRQ_INDEX
-	// NumPCIIRQs is VFIO_PCI_NUM_IRQS.
-	NumPCIIRQs = 5
-)
-
-// ---------------------------------------------------------------------------
 // DEVICE_FEATURE (16): request and reply have the same layout.
 
 const (

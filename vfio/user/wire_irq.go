@@ -4,7 +4,11 @@ package user
 //
 // DEVICE_GET_IRQ_INFO (7): request and reply have the same layout.
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/vfio"
+)
 
 const (
 	sizeofIRQInfo   = 16
@@ -29,7 +33,7 @@ const (
 type IRQInfo struct {
 	ArgSz uint32 // argsz; 0 to encode means 16
 	Flags IRQInfoFlags
-	Index IRQIndex
+	Index vfio.IRQIndex
 	Count uint32 // count: interrupts of this type; 0 = not implemented
 }
 
@@ -52,7 +56,7 @@ func DecodeIRQInfo(p []byte) (IRQInfo, error) {
 	return IRQInfo{
 		ArgSz: le.Uint32(p[offIRQInfoArgSz:]),
 		Flags: IRQInfoFlags(le.Uint32(p[offIRQInfoFlags:])),
-		Index: IRQIndex(le.Uint32(p[offIRQInfoIndex:])),
+		Index: vfio.IRQIndex(le.Uint32(p[offIRQInfoIndex:])),
 		Count: le.Uint32(p[offIRQInfoCount:]),
 	}, nil
 }
@@ -91,7 +95,7 @@ const (
 type IRQSet struct {
 	ArgSz uint32 // argsz; 0 to encode means 20+len(Data)
 	Flags IRQSetFlags
-	Index IRQIndex
+	Index vfio.IRQIndex
 	Start uint32
 	Count uint32
 	// Data holds Count bool bytes with IRQSetDataBool, nothing otherwise.
@@ -126,7 +130,7 @@ func DecodeIRQSet(p []byte) (IRQSet, error) {
 	q := IRQSet{
 		ArgSz: le.Uint32(p[offIRQSetArgSz:]),
 		Flags: IRQSetFlags(le.Uint32(p[offIRQSetFlags:])),
-		Index: IRQIndex(le.Uint32(p[offIRQSetIndex:])),
+		Index: vfio.IRQIndex(le.Uint32(p[offIRQSetIndex:])),
 		Start: le.Uint32(p[offIRQSetStart:]),
 		Count: le.Uint32(p[offIRQSetCount:]),
 	}

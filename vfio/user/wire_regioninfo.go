@@ -3,7 +3,11 @@ package user
 // DEVICE_GET_REGION_INFO (5): struct vfio_region_info and its capability
 // chain (sparse mmap areas, region type).
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/vfio"
+)
 
 const (
 	sizeofRegionInfo       = 32
@@ -60,7 +64,7 @@ const (
 type RegionInfo struct {
 	ArgSz     uint32 // argsz: request: reply buffer size; reply: size needed. 0 to encode means the encoded size
 	Flags     RegionFlags
-	Index     RegionIndex
+	Index     vfio.RegionIndex
 	CapOffset uint32 // cap_offset: where the chain starts (normally 32), 0 for none
 	Size      uint64 // size of the region; 0 = not implemented
 	Offset    uint64 // offset to mmap the region's fd at
@@ -334,7 +338,7 @@ func decodeRegionInfoFixed(p []byte) RegionInfo {
 	return RegionInfo{
 		ArgSz:     le.Uint32(p[offRegionInfoArgSz:]),
 		Flags:     RegionFlags(le.Uint32(p[offRegionInfoFlags:])),
-		Index:     RegionIndex(le.Uint32(p[offRegionInfoIndex:])),
+		Index:     vfio.RegionIndex(le.Uint32(p[offRegionInfoIndex:])),
 		CapOffset: le.Uint32(p[offRegionInfoCapOffset:]),
 		Size:      le.Uint64(p[offRegionInfoSize:]),
 		Offset:    le.Uint64(p[offRegionInfoOffset:]),

@@ -5,7 +5,11 @@ package user
 //
 // REGION_READ (9) / REGION_WRITE (10)
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/vfio"
+)
 
 const (
 	sizeofRegionAccess    = 16
@@ -19,7 +23,7 @@ const (
 // (struct vfio_user_region_access without data).
 type RegionAccess struct {
 	Offset uint64
-	Region RegionIndex
+	Region vfio.RegionIndex
 	Count  uint32
 }
 
@@ -28,7 +32,7 @@ type RegionAccess struct {
 // the payload.
 type RegionData struct {
 	Offset uint64
-	Region RegionIndex
+	Region vfio.RegionIndex
 	Data   []byte
 }
 
@@ -81,7 +85,7 @@ func decodeRegionAccess(cmd Command, p []byte) (RegionAccess, error) {
 	}
 	return RegionAccess{
 		Offset: le.Uint64(p[offRegionAccessOffset:]),
-		Region: RegionIndex(le.Uint32(p[offRegionAccessRegion:])),
+		Region: vfio.RegionIndex(le.Uint32(p[offRegionAccessRegion:])),
 		Count:  le.Uint32(p[offRegionAccessCount:]),
 	}, nil
 }
@@ -119,7 +123,7 @@ const (
 // first Count bytes of Data are written; the rest travel as they are.
 type WriteMultiEntry struct {
 	Offset uint64
-	Region RegionIndex
+	Region vfio.RegionIndex
 	Count  uint32 // <= WriteMultiMaxData
 	Data   [WriteMultiMaxData]byte
 }
@@ -170,7 +174,7 @@ func DecodeRegionWriteMulti(p []byte) (RegionWriteMulti, error) {
 		e := p[offWriteMultiEntries+i*sizeofWriteMultiEntry:]
 		w := &m.Writes[i]
 		w.Offset = le.Uint64(e[offWriteMultiEntOffset:])
-		w.Region = RegionIndex(le.Uint32(e[offWriteMultiEntRegion:]))
+		w.Region = vfio.RegionIndex(le.Uint32(e[offWriteMultiEntRegion:]))
 		w.Count = le.Uint32(e[offWriteMultiEntCount:])
 		if w.Count > WriteMultiMaxData {
 			return RegionWriteMulti{}, malformed(cmd, "count", "entry %d writes %d bytes, at most %d fit", i, w.Count, WriteMultiMaxData)
