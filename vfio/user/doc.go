@@ -58,8 +58,8 @@
 //
 // Encoders append to a caller's slice and allocate only when it grows. They
 // write values as given, so tests can build hostile messages, except that a
-// zero ArgSz means the natural size. They fail (ErrInvalid) only when a
-// value cannot be represented: data longer than its count field, a QEMU
+// zero ArgSz means the natural size. They fail (vfio.ErrInvalid) only when
+// a value cannot be represented: data longer than its count field, a QEMU
 // DMA count above 2^32-1, a capability chain that cannot be placed.
 //
 // # Concurrency and memory ownership

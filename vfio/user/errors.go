@@ -4,10 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/ycq-dev/ycq/vfio"
 )
 
-// Sentinel errors. Check them with errors.Is; the errors returned wrap them
-// with detail.
+// Sentinel errors of the protocol. Check them with errors.Is; the errors
+// returned wrap them with detail.
+//
+// Errors that are not the protocol's use package vfio's sentinels, so a
+// caller of vfio.Device checks one sentinel whichever backend it holds: an
+// argument out of range wraps vfio.ErrInvalid, whether a Client method was
+// given a range the device does not have or an encoder a value the wire
+// cannot carry (a count wider than its field, an unknown DMAWire, a message
+// without a header); a closed client or connection wraps vfio.ErrClosed
+// (through ErrClosed, conn.go).
 var (
 	// ErrMalformed: the bytes are not a well-formed vfio-user message: too
 	// short, a count or length that disagrees with the bytes present, a
@@ -17,9 +27,6 @@ var (
 	// ErrTooLarge: a header announces a message larger than the receiver's
 	// limit (Header.CheckSize). Returned as a *ProtocolError.
 	ErrTooLarge = errors.New("vfio-user: message too large")
-	// ErrInvalid: an encoder was given a value the wire cannot carry (a
-	// count wider than its field, an unknown DMAWire).
-	ErrInvalid = errors.New("vfio-user: invalid argument")
 )
 
 // ProtocolError says which message and field a decoder refused, and why.
@@ -47,8 +54,10 @@ func malformed(cmd Command, field, format string, args ...any) error {
 	return &ProtocolError{Command: cmd, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
+// invalidf reports an argument this package cannot use, wrapping
+// vfio.ErrInvalid.
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{vfio.ErrInvalid}, args...)...)
 }
 
 // RemoteError is the error a peer reported in a reply with the ERROR flag

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
 
@@ -292,31 +293,31 @@ func TestCheckSize(t *testing.T) {
 
 func TestEncodeInvalid(t *testing.T) {
 	_, err := user.DMAReadRequest{Count: 1 << 32}.Encode(nil, user.DMAWireQEMU)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	b, err := user.DMAReadRequest{Count: 1 << 32}.Encode(nil, user.DMAWireSpec)
 	require.NoError(t, err)
 	require.Len(t, b, 16)
 	_, err = user.DMAWriteRequest{}.Encode(nil, user.DMAWire(7))
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.DecodeDMAReadRequest(zeros(16), user.DMAWire(7))
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	require.Equal(t, "DMAWire(7)", user.DMAWire(7).String())
 
 	_, err = user.RegionInfo{CapOffset: 8, Caps: []user.RegionCap{user.RegionTypeCap{}}}.Encode(nil)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.RegionInfo{Caps: []user.RegionCap{user.SparseMmapCap{}, user.SparseMmapCap{}}}.Encode(nil)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.RegionInfo{Caps: []user.RegionCap{user.RegionTypeCap{}, user.RegionTypeCap{}}}.Encode(nil)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.RegionInfo{Caps: []user.RegionCap{user.RawRegionCap{ID: user.CapType, Version: 1}}}.Encode(nil)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.RegionInfo{Caps: []user.RegionCap{nil}}.Encode(nil)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 
 	_, err = user.FinishMessage(zeros(10), 0)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 	_, err = user.FinishMessage(zeros(20), -1)
-	require.ErrorIs(t, err, user.ErrInvalid)
+	require.ErrorIs(t, err, vfio.ErrInvalid)
 }
 
 // TestZeroArgSzMeansNaturalSize checks the encoders' one convenience.
