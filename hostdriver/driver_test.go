@@ -16,6 +16,7 @@ import (
 
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -62,14 +63,11 @@ func newRig(t *testing.T, opt devicemodel.Options, wrap func(devicemodel.Device)
 	return r
 }
 
-// record is a request the tests send: pair, sequence number, and filler,
-// checked end to end through the crc32c or echo engine.
-func record(b []byte, pair int, seq uint64) {
-	binary.LittleEndian.PutUint32(b[0:], uint32(pair))
-	binary.LittleEndian.PutUint64(b[4:], seq)
-	for i := 12; i < len(b); i++ {
-		b[i] = byte(seq + uint64(i))
-	}
+// request writes a request the tests send: internal/record's Plain record
+// (sequence number, pair, fill), checked end to end through the crc32c or
+// echo engine.
+func request(b []byte, pair int, seq uint64) {
+	record.Format{}.Fill(b, record.Header{Seq: seq, Producer: uint32(pair)})
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -87,7 +85,7 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 				return
 			}
 			for i := range r.Len() {
-				record(r.Slot(i)[:size], p.Index(), uint64(seq+i))
+				request(r.Slot(i)[:size], p.Index(), uint64(seq+i))
 			}
 			if err := r.PublishAll(size); err != nil {
 				sendErr = err
@@ -109,7 +107,7 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 			if b, err = r.Slot(i); err != nil {
 				break
 			}
-			record(want, p.Index(), uint64(got))
+			request(want, p.Index(), uint64(got))
 			switch engine {
 			case ycqdev.EngineCRC32C:
 				if len(b) != 8 || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) || binary.LittleEndian.Uint32(b[4:]) != uint32(size) {
@@ -277,7 +275,7 @@ func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *at
 				return
 			}
 			for i := range r.Len() {
-				record(r.Slot(i)[:64], p.Index(), uint64(int(sent.Load())+i))
+				request(r.Slot(i)[:64], p.Index(), uint64(int(sent.Load())+i))
 			}
 			err = r.PublishAll(64)
 			sent.Add(int64(r.Len()))
@@ -300,7 +298,7 @@ func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *at
 		}
 		for i := range r.Len() {
 			b, err := r.Slot(i)
-			record(want, p.Index(), uint64(got))
+			request(want, p.Index(), uint64(got))
 			if err != nil || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) {
 				wg.Wait()
 				return got, fmt.Errorf("pair %d: response %d wrong or missing (%v)", p.Index(), got, err)

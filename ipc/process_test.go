@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
 )
@@ -150,7 +150,7 @@ func runHelper(mode string) error {
 	return fmt.Errorf("unknown helper %q", mode)
 }
 
-// consumeLog consumes records and writes (position, source, seq) for each
+// consumeLog consumes records and writes a log entry (parseLog) for each
 // to w, until ctx ends and nothing is left.
 func consumeLog(ctx context.Context, q *wait.Queue, payload int, w io.Writer) error {
 	bw := bufio.NewWriter(w)
@@ -175,16 +175,29 @@ func consumeLog(ctx context.Context, q *wait.Queue, payload int, w io.Writer) er
 			if err != nil {
 				return err
 			}
-			var e [20]byte
+			var e [logEntry]byte
 			binary.LittleEndian.PutUint64(e[0:], r.Position(i))
-			binary.LittleEndian.PutUint32(e[8:], rec.source)
-			binary.LittleEndian.PutUint64(e[12:], rec.seq)
+			binary.LittleEndian.PutUint32(e[8:], rec.Producer)
+			binary.LittleEndian.PutUint64(e[12:], rec.Seq)
 			bw.Write(e[:])
 		}
 		if err := r.ReleaseAll(); err != nil {
 			return err
 		}
 	}
+}
+
+// logEntry is the size of an entry of a consumer's log: u64 queue
+// position, u32 producer, u64 sequence number.
+const logEntry = 20
+
+// parseLog appends the whole entries of a consumer's log to l.
+func parseLog(l []record.Seen, b []byte) []record.Seen {
+	for ; len(b) >= logEntry; b = b[logEntry:] {
+		l = append(l, record.Seen{Pos: binary.LittleEndian.Uint64(b), Producer: binary.LittleEndian.Uint32(b[8:]),
+			Seq: binary.LittleEndian.Uint64(b[12:])})
+	}
+	return l
 }
 
 // helper starts the test binary as helper mode with extra descriptors.
@@ -271,47 +284,17 @@ func TestCrossProcessStress(t *testing.T) {
 		require.NoError(t, p.Wait())
 	}
 	waitFor(t, "every record released", func() bool { return q.Stats().Released == uint64(2*per) })
-	var all []seen
+	var all []record.Seen
 	for _, c := range consumers {
 		c.stdin.Close()
 		require.NoError(t, c.cmd.Wait())
 		b := []byte(c.out.String())
-		require.Zero(t, len(b)%20)
-		for i := 0; i < len(b); i += 20 {
-			all = append(all, seen{
-				pos:    binary.LittleEndian.Uint64(b[i:]),
-				source: binary.LittleEndian.Uint32(b[i+8:]),
-				seq:    binary.LittleEndian.Uint64(b[i+12:]),
-			})
-		}
+		require.Zero(t, len(b)%logEntry)
+		all = parseLog(all, b)
 		require.NotEmpty(t, b, "each consumer took some records")
 	}
-	verify(t, all, 2, uint64(per))
+	require.NoError(t, record.VerifyLog(all, 2, uint64(per)))
 	require.NoError(t, q.Check())
-}
-
-type seen struct {
-	pos    uint64
-	source uint32
-	seq    uint64
-}
-
-// verify proves no loss, no duplicate and per-producer order.
-func verify(t *testing.T, all []seen, producers int, per uint64) {
-	t.Helper()
-	require.Len(t, all, producers*int(per))
-	slices.SortFunc(all, func(a, b seen) int { return int(a.pos) - int(b.pos) })
-	next := make([]uint64, producers)
-	for i, s := range all {
-		if i > 0 && all[i-1].pos == s.pos {
-			t.Fatalf("position %d consumed twice", s.pos)
-		}
-		require.Less(t, int(s.source), producers)
-		if s.seq != next[s.source] {
-			t.Fatalf("producer %d: record %d at position %d, want %d", s.source, s.seq, s.pos, next[s.source])
-		}
-		next[s.source]++
-	}
 }
 
 // TestBlockingAcrossProcesses: a consumer asleep on a futex in another
@@ -398,7 +381,7 @@ func TestKilledWhileHolding(t *testing.T) {
 		q, files, env := sharedQueue(t, ring.Config{Slots: 256, SlotSize: payload})
 		env = append(env, fmt.Sprintf("PAYLOAD=%d", payload), "N=100000000", "ID=0", "BATCH=32")
 		cmd, _, _ := helper(t, "produce", env, files...)
-		var got []seen
+		var got []record.Seen
 		var consumed sync.WaitGroup
 		ctx, cancel := context.WithCancel(context.Background())
 		consumed.Go(func() {
@@ -406,10 +389,7 @@ func TestKilledWhileHolding(t *testing.T) {
 			if err := consumeLog(ctx, wait.New(q, nil), payload, &buf); err != nil {
 				t.Error(err)
 			}
-			b := buf.Bytes()
-			for i := 0; i+20 <= len(b); i += 20 {
-				got = append(got, seen{binary.LittleEndian.Uint64(b[i:]), binary.LittleEndian.Uint32(b[i+8:]), binary.LittleEndian.Uint64(b[i+12:])})
-			}
+			got = parseLog(got, buf.Bytes())
 		})
 		// Kill the moment the producer is seen holding slots.
 		waitFor(t, "records to flow", func() bool {
@@ -422,7 +402,7 @@ func TestKilledWhileHolding(t *testing.T) {
 		consumed.Wait()
 		st := q.Stats()
 		held := st.Reserved - st.Published - st.Aborted
-		verify(t, got, 1, st.Published)
+		require.NoError(t, record.VerifyLog(got, 1, st.Published))
 		require.Equal(t, st.Published, st.Released, "every published record was taken")
 		if held == 0 {
 			continue // killed between runs; try again

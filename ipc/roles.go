@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
 )
@@ -46,8 +47,9 @@ func (j *job) produce(ctx context.Context, q *wait.Queue) error {
 			return fmt.Errorf("produce record %d: %w", seq, cause(ctx, err))
 		}
 		now := monotonicNs()
+		f := recordFormat(j.checksum)
 		for i := range w.Len() {
-			writeRecord(w.Slot(i)[:j.payload], j.source, seq+uint64(i), now, j.checksum)
+			f.Fill(w.Slot(i)[:j.payload], record.Header{Seq: seq + uint64(i), Producer: j.source, SentNs: now})
 		}
 		if err := w.PublishAll(j.payload); err != nil {
 			return fmt.Errorf("publish records %d-%d: %w", seq, seq+uint64(w.Len())-1, err)
@@ -88,14 +90,14 @@ func (j *job) consume(ctx context.Context, q *wait.Queue) error {
 			if err != nil {
 				return err
 			}
-			if rec.seq != next {
-				return fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.seq, next)
+			if rec.Seq != next {
+				return fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.Seq, next)
 			}
-			if rec.sentNs != sent {
+			if rec.SentNs != sent {
 				if same > 0 && now > sent {
 					j.hist.recordN(now-sent, same)
 				}
-				sent, same = rec.sentNs, 0
+				sent, same = rec.SentNs, 0
 			}
 			same++
 			next++

@@ -1,49 +1,36 @@
 package ring_test
 
 import (
-	"cmp"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"math/rand/v2"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ring"
 )
 
-// A stress record: producer id, sequence number, filler bytes, and a CRC
-// over all of them.
-const (
-	recProducer = 0  // u32
-	recSeq      = 4  // u64
-	recSum      = 12 // u32 CRC-32C of bytes [0, 12) and [16, length)
-	recFill     = 16
-	recMin      = recFill
-)
+// Stress records are internal/record's Plain layout with a checksum:
+// sequence number, producer id, CRC-32C, and a fill derived from them.
+// farside_test.go and backing_test.go use the same helpers.
+var stressRecord = record.Format{Sum: true}
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+const recMin = record.PlainSize
 
+// writeRecord writes record seq of producer into the first length bytes
+// of b.
 func writeRecord(b []byte, producer uint32, seq uint64, length int) {
-	binary.LittleEndian.PutUint32(b[recProducer:], producer)
-	binary.LittleEndian.PutUint64(b[recSeq:], seq)
-	x := seq*0x9E3779B97F4A7C15 + uint64(producer)
-	for i := recFill; i < length; i++ {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[i] = byte(x)
-	}
-	binary.LittleEndian.PutUint32(b[recSum:], recordSum(b[:length]))
+	stressRecord.Fill(b[:length], record.Header{Seq: seq, Producer: producer})
 }
 
-func recordSum(b []byte) uint32 {
-	return crc32.Update(crc32.Checksum(b[:recSum], castagnoli), castagnoli, b[recFill:])
+// checkRecord verifies a record in place and returns what it carries.
+func checkRecord(b []byte) (uint32, uint64, error) {
+	h, err := stressRecord.Check(b)
+	return h.Producer, h.Seq, err
 }
 
 // seen is what a consumer took from the queue.
@@ -53,38 +40,16 @@ type seen struct {
 	seq      uint64
 }
 
-// checkRecord verifies a record in place and returns what it carries.
-func checkRecord(b []byte) (uint32, uint64, error) {
-	if len(b) < recMin {
-		return 0, 0, errors.New("record too short")
-	}
-	if recordSum(b) != binary.LittleEndian.Uint32(b[recSum:]) {
-		return 0, 0, errors.New("record checksum mismatch")
-	}
-	return binary.LittleEndian.Uint32(b[recProducer:]), binary.LittleEndian.Uint64(b[recSeq:]), nil
-}
-
 // verifySeen proves no loss, no duplicate, and per-producer order: sorted
-// by queue position, each producer's sequence numbers are 0, 1, 2, ...
+// by queue position, each producer's sequence numbers are 0, 1, 2, ...,
+// perProducer-1.
 func verifySeen(t *testing.T, all []seen, producers int, perProducer uint64) {
 	t.Helper()
-	require.Len(t, all, producers*int(perProducer), "records consumed")
-	slices.SortFunc(all, func(a, b seen) int { return cmp.Compare(a.pos, b.pos) })
-	next := make([]uint64, producers)
+	log := make([]record.Seen, len(all))
 	for i, s := range all {
-		if i > 0 && all[i-1].pos == s.pos {
-			t.Fatalf("position %d consumed twice", s.pos)
-		}
-		require.Less(t, int(s.producer), producers, "producer id")
-		if s.seq != next[s.producer] {
-			t.Fatalf("producer %d: record %d at position %d, want %d (lost, duplicated or reordered)",
-				s.producer, s.seq, s.pos, next[s.producer])
-		}
-		next[s.producer]++
+		log[i] = record.Seen{Pos: s.pos, Producer: s.producer, Seq: s.seq}
 	}
-	for p, n := range next {
-		require.Equal(t, perProducer, n, "records from producer %d", p)
-	}
+	require.NoError(t, record.VerifyLog(log, producers, perProducer))
 }
 
 type stressConfig struct {

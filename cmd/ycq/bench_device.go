@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
@@ -173,8 +173,8 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// minDeviceRecord is the smallest record: a sequence number and a stream.
-const minDeviceRecord = 16
+// minDeviceRecord is the smallest record: its header.
+const minDeviceRecord = record.PlainSize
 
 // deviceRun is one run's shape.
 type deviceRun struct {
@@ -210,13 +210,18 @@ func (r deviceResult) perRecord(n uint64) float64 { return float64(n) / float64(
 const patternShift = 4093
 
 // records makes and checks the benchmark's records. Record k of stream s
-// carries k and s in its first 16 bytes, then a run of a random pattern
-// starting at an offset that moves with k, so that a response to the wrong
-// record, from the wrong stream, cut short or garbled fails the check.
+// is internal/record's Plain header without a checksum (k, s), then a run
+// of a random pattern starting at an offset that moves with k, so that a
+// response to the wrong record, from the wrong stream, cut short or garbled
+// fails the check. The pattern is made once, so that filling and checking
+// a record is a copy and a compare.
 type records struct {
 	size    int
 	pattern []byte
 }
+
+// deviceRecord is the records' header format.
+var deviceRecord = record.Format{}
 
 func newRecords(size int) records {
 	r := records{size: size, pattern: make([]byte, size+patternShift)}
@@ -232,8 +237,7 @@ func (r records) body(k uint64) []byte {
 
 // fill writes record k of stream s into b, which is r.size bytes.
 func (r records) fill(b []byte, s int, k uint64) {
-	binary.LittleEndian.PutUint64(b, k)
-	binary.LittleEndian.PutUint64(b[8:], uint64(s))
+	deviceRecord.PutHeader(b, record.Header{Seq: k, Producer: uint32(s)})
 	copy(b[minDeviceRecord:], r.body(k))
 }
 
@@ -242,8 +246,11 @@ func (r records) check(b []byte, s int, k uint64) error {
 	if len(b) != r.size {
 		return fmt.Errorf("stream %d: response %d has %d bytes, not %d", s, k, len(b), r.size)
 	}
-	if gk, gs := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]); gk != k || gs != uint64(s) {
-		return fmt.Errorf("stream %d: response %d is record %d of stream %d", s, k, gk, gs)
+	var want [minDeviceRecord]byte
+	deviceRecord.PutHeader(want[:], record.Header{Seq: k, Producer: uint32(s)})
+	if !bytes.Equal(b[:minDeviceRecord], want[:]) {
+		got, _ := deviceRecord.Check(b)
+		return fmt.Errorf("stream %d: response %d is record %d of stream %d", s, k, got.Seq, got.Producer)
 	}
 	if !bytes.Equal(b[minDeviceRecord:], r.body(k)) {
 		return fmt.Errorf("stream %d: response %d does not echo its request", s, k)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ipc"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
@@ -182,6 +182,10 @@ func runChild(exe string, args ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// socketRecord is the records' format: the ring's, as `ycq ipc` writes
+// them with -no-checksum.
+var socketRecord = record.Format{Timed: true}
+
 // runSocketBench sends the same records over a UNIX stream socket to a
 // child `ycq bench ipc-socket-peer`, batch records to a write.
 func runSocketBench(exe, sock string, count, payload, batch int) (float64, error) {
@@ -210,12 +214,7 @@ func runSocketBench(exe, sock string, count, payload, batch int) (float64, error
 		n := min(batch, count-seq)
 		now := uint64(time.Now().UnixNano())
 		for i := range n {
-			rec := buf[i*payload : (i+1)*payload]
-			binary.LittleEndian.PutUint64(rec[0:], uint64(seq+i))
-			binary.LittleEndian.PutUint64(rec[8:], now)
-			for j := 24; j+8 <= payload; j += 8 {
-				binary.LittleEndian.PutUint64(rec[j:], uint64(seq+i+j))
-			}
+			socketRecord.Fill(buf[i*payload:(i+1)*payload], record.Header{Seq: uint64(seq + i), Producer: 1, SentNs: now})
 		}
 		if _, err := conn.Write(buf[:n*payload]); err != nil {
 			conn.Close()
@@ -253,7 +252,7 @@ func benchIPCSocketPeer(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *payload < ipc.MinPayload || *batch < 1 || *count < 1 {
+	if *payload < socketRecord.HeaderSize() || *batch < 1 || *count < 1 {
 		return usagef("bad -payload, -batch or -count")
 	}
 	c, err := net.Dial("unix", *sock)
@@ -273,8 +272,12 @@ func benchIPCSocketPeer(args []string, stdout, stderr io.Writer) error {
 			start = time.Now()
 		}
 		for i := range n {
-			if seq := binary.LittleEndian.Uint64(buf[i**payload:]); seq != uint64(next) {
-				return fmt.Errorf("record %d where %d was due", seq, next)
+			h, err := socketRecord.Check(buf[i**payload:][:*payload])
+			if err != nil {
+				return fmt.Errorf("record %d: %w", next, err)
+			}
+			if h.Seq != uint64(next) {
+				return fmt.Errorf("record %d where %d was due", h.Seq, next)
 			}
 			next++
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
@@ -52,8 +53,8 @@ type Result struct {
 
 // Run brings the device up, streams, checks, and closes the driver.
 func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
-	if o.Payload < 16 || o.Queues < 1 || o.Size < int64(o.Payload) {
-		return Result{}, fmt.Errorf("demo: payload %d, queues %d, size %d: want a payload of at least 16 bytes, a queue pair, and at least one record", o.Payload, o.Queues, o.Size)
+	if o.Payload < record.PlainSize || o.Queues < 1 || o.Size < int64(o.Payload) {
+		return Result{}, fmt.Errorf("demo: payload %d, queues %d, size %d: want a payload of at least %d bytes, a queue pair, and at least one record", o.Payload, o.Queues, o.Size, record.PlainSize)
 	}
 	cfg := o.Driver
 	cfg.Queues, cfg.Engine = o.Queues, o.Engine
@@ -126,18 +127,14 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// fill writes request seq of pair: its number, then a pattern.
+// requests are records of internal/record's Plain layout without a
+// checksum (the CRC-32C engine computes one; the echo engine's response is
+// compared byte for byte): sequence number, pair, then a fill.
+var requests = record.Format{}
+
+// fill writes request seq of pair.
 func fill(b []byte, pair int, seq uint64) {
-	binary.LittleEndian.PutUint64(b, seq)
-	binary.LittleEndian.PutUint32(b[8:], uint32(pair))
-	x := seq*0x9E3779B97F4A7C15 + uint64(pair)
-	for i := 16; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], x)
-		x += 0x632BE59BD9B4E019
-	}
-	for i := len(b) &^ 7; i < len(b) && i >= 16; i++ {
-		b[i] = byte(x)
-	}
+	requests.Fill(b, record.Header{Seq: seq, Producer: uint32(pair)})
 }
 
 // streamPair sends n requests through p and checks each response against
