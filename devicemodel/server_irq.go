@@ -182,8 +182,8 @@ func isEventfd(fd int) bool {
 	return err == nil && l == "anon_inode:[eventfd]"
 }
 
-// set applies a SET_IRQS message (validated as libvfio-user's irq.c
-// does, see the design notes 1.11). Eventfds it keeps are taken from m.
+// set applies a SET_IRQS message, validated as libvfio-user's lib/irq.c
+// validates one. Eventfds it keeps are taken from m.
 func (t *irqTable) set(q user.IRQSet, m *user.Message) *reqError {
 	const (
 		dataMask   = user.IRQSetDataNone | user.IRQSetDataBool | user.IRQSetDataEventFD

@@ -29,8 +29,9 @@ func cat(parts ...[]byte) []byte {
 	return b
 }
 
-// QEMU's VERSION capabilities, in the member order recorded in the design
-// notes (section 1.4); the decoder does not depend on the order.
+// QEMU's VERSION capabilities: the members caps_json in QEMU's
+// hw/vfio-user/proxy.c puts in its QDict, in the order Capabilities encodes
+// them (a QDict does not fix one; the decoder does not depend on it).
 const qemuVersionJSON = `{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"max_dma_maps":65535,"migration":{"pgsize":4096,"max_bitmap_size":268435456},"write_multiple":true}}`
 
 const serverVersionJSON = `{"capabilities":{"max_msg_fds":8,"max_data_xfer_size":1048576}}`

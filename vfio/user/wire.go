@@ -9,10 +9,11 @@ package user
 // package indexes message bytes with a bare number. The JSON text inside
 // VERSION is modelled in capabilities.go. This file holds what they share.
 //
-// Sources: the protocol specification (QEMU docs/interop/vfio-user.rst) and
-// the structures QEMU's client actually sends (hw/vfio-user/protocol.h),
-// summarised in /work/shared/design/vfio-user.md section 1. Protocol names
-// are kept in the comments; Go names are used in code.
+// Sources: the protocol specification (QEMU docs/interop/vfio-user.rst),
+// the structures QEMU's client actually sends (QEMU hw/vfio-user/protocol.h)
+// and, for the structs vfio-user borrows from the kernel (vfio_region_info
+// and its capabilities, vfio_irq_info, vfio_irq_set), linux/vfio.h.
+// Protocol names are kept in the comments; Go names are used in code.
 //
 // All integers are little-endian. The protocol says "host order"; this
 // package supports the little-endian hosts (x86-64, arm64) QEMU runs on.
