@@ -460,51 +460,24 @@ func (m *mapping) unmapLocked() error {
 }
 
 // MapRegion maps size bytes of a region at off, which must lie inside one
-// mappable area. The mapping is shared with the device (reads and writes
-// reach it directly) and page aligned underneath; off need not be.
+// mappable area (vfio.MapArea). The mapping is shared with the device
+// (reads and writes reach it directly) and page aligned underneath; off
+// need not be.
 func (d *Device) MapRegion(idx vfio.RegionIndex, off, size uint64) (vfio.Mapping, error) {
 	r, err := d.region(idx)
 	if err != nil {
 		return nil, err
-	}
-	areas := r.info.Mappable()
-	if len(areas) == 0 {
-		return nil, fmt.Errorf("%w: %v of %s cannot be mapped", vfio.ErrNoRegion, idx, d.addr)
-	}
-	inside := false
-	for _, a := range areas {
-		if off >= a.Offset && size <= a.Size && off-a.Offset <= a.Size-size {
-			inside = true
-			break
-		}
-	}
-	if size == 0 || !inside {
-		return nil, fmt.Errorf("%w: %#x bytes at %#x of %v of %s are not inside one mappable area %v",
-			vfio.ErrInvalid, size, off, idx, d.addr, areas)
-	}
-	page := uint64(os.Getpagesize())
-	start := off &^ (page - 1)
-	length := (off - start + size + page - 1) &^ (page - 1)
-	if length > math.MaxInt || r.offset+start > math.MaxInt64-length {
-		return nil, fmt.Errorf("%w: mapping of %#x bytes at %#x of %v is too large", vfio.ErrInvalid, size, off, idx)
-	}
-	prot := 0
-	if r.info.Flags&vfio.RegionRead != 0 {
-		prot |= unix.PROT_READ
-	}
-	if r.info.Flags&vfio.RegionWrite != 0 {
-		prot |= unix.PROT_WRITE
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		return nil, vfio.ErrClosed
 	}
-	mem, err := unix.Mmap(d.devFD, int64(r.offset+start), int(length), prot, unix.MAP_SHARED)
+	mem, b, err := vfio.MapArea(d.devFD, r.offset, r.info, off, size)
 	if err != nil {
-		return nil, fmt.Errorf("vfio: map %#x bytes at %#x of %v of %s: %w", size, off, idx, d.addr, err)
+		return nil, fmt.Errorf("vfio: %s: %w", d.addr, err)
 	}
-	m := &mapping{d: d, full: mem, b: mem[off-start:][:size:size]}
+	m := &mapping{d: d, full: mem, b: b}
 	d.mapMu.Lock()
 	d.mappings[m] = struct{}{}
 	d.mapMu.Unlock()

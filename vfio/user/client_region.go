@@ -6,7 +6,6 @@ package user
 import (
 	"fmt"
 	"math"
-	"os"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -263,49 +262,33 @@ func (m *regionMapping) unmap() error {
 
 // MapRegion maps size bytes at off of region idx, which must lie inside
 // one mappable area, from the descriptor the server sent: mmap(fd,
-// region offset + off) shared, readable and writable as the region is.
-// The server could shrink the file behind the mapping; touching such a
-// mapping then faults (SIGBUS), as it would with a kernel device.
+// region offset + off) shared, readable and writable as the region is
+// (vfio.MapArea; checkRegion kept the descriptor exactly when the region
+// is mappable). The server could shrink the file behind the mapping;
+// touching such a mapping then faults (SIGBUS), as it would with a kernel
+// device.
 func (c *Client) MapRegion(idx vfio.RegionIndex, off, size uint64) (vfio.Mapping, error) {
 	r, err := c.region(idx)
 	if err != nil {
 		return nil, err
 	}
-	if r.fd < 0 || r.info.Flags&vfio.RegionMmap == 0 {
-		return nil, fmt.Errorf("%w: %v is not mappable", vfio.ErrNoRegion, idx)
+	mem, b, err := vfio.MapArea(r.fd, r.mmapOffset, r.info, off, size)
+	if err != nil {
+		return nil, fmt.Errorf("vfio-user: %w", err)
 	}
-	inside := false
-	for _, a := range r.info.Mappable() {
-		if size > 0 && off >= a.Offset && off-a.Offset <= a.Size && size <= a.Size-(off-a.Offset) {
-			inside = true
-			break
-		}
-	}
-	if !inside {
-		return nil, fmt.Errorf("%w: %d bytes at %#x of %v are not inside one mappable area %v", vfio.ErrInvalid, size, off, idx, r.info.Mappable())
-	}
+	// A file that already ends before the mapping does is the server's
+	// mistake: refuse it rather than hand out pages that fault.
 	fileOff := r.mmapOffset + off // no overflow: checkRegion bounded offset+size
-	page := uint64(os.Getpagesize())
-	delta := fileOff % page
 	var st unix.Stat_t
 	if err := unix.Fstat(r.fd, &st); err != nil {
+		unix.Munmap(mem)
 		return nil, fmt.Errorf("vfio-user: stat the descriptor of %v: %w", idx, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && (st.Size < 0 || uint64(st.Size) < fileOff+size) {
+		unix.Munmap(mem)
 		return nil, malformed(CmdDeviceGetRegionInfo, "offset/size", "%v: the server's file holds %d bytes, the mapping needs %d", idx, st.Size, fileOff+size)
 	}
-	prot := 0
-	if r.info.Flags&vfio.RegionRead != 0 {
-		prot |= unix.PROT_READ
-	}
-	if r.info.Flags&vfio.RegionWrite != 0 {
-		prot |= unix.PROT_WRITE
-	}
-	mem, err := unix.Mmap(r.fd, int64(fileOff-delta), int(size+delta), prot, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("vfio-user: map %d bytes of %v at %#x: %w", size, idx, off, err)
-	}
-	m := &regionMapping{c: c, mem: mem, b: mem[delta : delta+size : delta+size]}
+	m := &regionMapping{c: c, mem: mem, b: b}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
