@@ -1,16 +1,12 @@
 package devicemodel_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 )
@@ -28,18 +25,10 @@ import (
 // binary re-executes itself with only TestHelperProcess selected and
 // YCQ_DEVICEMODEL_HELPER naming the side (no TestMain, so the package's
 // other test files stay free to have one).
-const helperEnv = "YCQ_DEVICEMODEL_HELPER"
+var helpers = testenv.Helpers{Env: "YCQ_DEVICEMODEL_HELPER", Test: "TestHelperProcess"}
 
 func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		t.Skip("a helper process for the cross-process tests, not a test")
-	}
-	if err := runHelper(mode, os.Getenv("SOCK")); err != nil {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", mode, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+	helpers.Run(t, func(mode string) error { return runHelper(mode, os.Getenv("SOCK")) })
 }
 
 func runHelper(mode, sock string) error {
@@ -55,11 +44,7 @@ func runHelper(mode, sock string) error {
 			return err
 		}
 		defer l.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			io.Copy(io.Discard, os.Stdin)
-			cancel()
-		}()
+		ctx := testenv.StdinClosed()
 		fmt.Println("ready")
 		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 		err = devicemodel.Serve(ctx, l, dev, &devicemodel.ServerOptions{Logger: log})
@@ -106,53 +91,24 @@ func runHelper(mode, sock string) error {
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
 
-// helper starts the test binary as mode with SOCK=sock and waits for its
-// "ready" line. Closing stdin (or killing it) ends it.
-type helperProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-}
-
-func startHelper(t *testing.T, mode, sock string) *helperProc {
+// startHelper starts the test binary as mode with SOCK=sock and waits for
+// its "ready" line. Closing stdin (Stop) or killing it ends it.
+func startHelper(t *testing.T, mode, sock string) *testenv.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "SOCK="+sock)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, "helper %s did not start", mode)
-	require.Equal(t, "ready", strings.TrimSpace(line))
-	return &helperProc{cmd: cmd, stdin: stdin}
-}
-
-func (h *helperProc) stop(t *testing.T) {
-	t.Helper()
-	h.stdin.Close()
-	done := make(chan error, 1)
-	go func() { done <- h.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		h.cmd.Process.Kill()
-		<-done
-		t.Fatal("helper did not stop")
-	}
+	c := helpers.Start(t, mode, []string{"SOCK=" + sock})
+	c.WaitOutput(t, "ready\n")
+	return c
 }
 
 // The server in another process, the client here: everything crosses a
 // real process boundary (descriptors, shared memory, eventfds).
 func TestCrossProcess(t *testing.T) {
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	sock := t.TempDir() + "/dev.sock"
 	srv := startHelper(t, "server", sock)
 	defer func() {
 		if srv != nil {
-			srv.stop(t)
+			srv.Stop(t)
 		}
 	}()
 
@@ -222,9 +178,9 @@ func TestCrossProcess(t *testing.T) {
 			require.Equal(t, firstFDs, fds, "the server process leaked descriptors across connections")
 		}
 	}
-	srv.stop(t)
+	srv.Stop(t)
 	srv = nil
-	require.Equal(t, before, openFDs(t), "descriptors leaked in the client process")
+	require.Equal(t, before, testenv.OpenFDs(t), "descriptors leaked in the client process")
 }
 
 // A client process killed while it holds DMA mappings, eventfds and a
@@ -236,18 +192,18 @@ func TestKilledClientProcess(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	srv := devicemodel.NewServer(dev, &devicemodel.ServerOptions{Logger: testLogger(t)})
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
 
 	h := startHelper(t, "client", sock)
 	require.Eventually(t, func() bool { return srv.DMAStats().Entries == 2 }, 5*time.Second, 5*time.Millisecond)
-	inUse := openFDs(t)
+	inUse := testenv.OpenFDs(t)
 	require.Greater(t, inUse, before, "the server holds the client's eventfds")
-	require.NoError(t, h.cmd.Process.Signal(syscall.SIGKILL))
-	require.Error(t, h.cmd.Wait())
-	h.stdin.Close()
+	require.NoError(t, h.Cmd.Process.Signal(syscall.SIGKILL))
+	require.Error(t, h.Wait())
+	h.Stdin.Close()
 	require.Eventually(t, func() bool { _, d, _ := dev.counts(); return d == 1 }, 5*time.Second, 5*time.Millisecond)
 
 	c, err := user.Dial(sock, nil)
@@ -258,7 +214,7 @@ func TestKilledClientProcess(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.Eventually(t, func() bool { _, d, _ := dev.counts(); return d == 2 }, 5*time.Second, 5*time.Millisecond)
 	require.Equal(t, uint64(2), srv.Stats().Connections)
-	require.Equal(t, before, openFDs(t), "descriptors of the killed client leaked")
+	require.Equal(t, before, testenv.OpenFDs(t), "descriptors of the killed client leaked")
 	cancel()
 	<-served
 }

@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio"
 )
 
@@ -115,8 +115,8 @@ func (d *testDevice) ReadRegion(idx vfio.RegionIndex, off uint64, b []byte) erro
 	case vfio.BAR0:
 		if off >= regDMAAddr {
 			binary.LittleEndian.PutUint32(d.bar0[regResets:], uint32(d.resets))
-			if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
-				binary.LittleEndian.PutUint32(d.bar0[regFDs:], uint32(len(ents)))
+			if n, err := testenv.CountFDs(); err == nil {
+				binary.LittleEndian.PutUint32(d.bar0[regFDs:], uint32(n))
 			}
 		}
 		copy(b, d.bar0[off:])

@@ -17,6 +17,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/internal/record"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -229,11 +230,11 @@ func TestResetInFlight(t *testing.T) {
 			got[p.Index()], streamErr[p.Index()] = streamAcrossResets(ctx, d, p, n, &stop)
 		})
 	}
-	waitFor(t, func() bool { return d.Pair(0).Stats().Received > n/4 })
+	testenv.WaitFor(t, "a quarter of the responses", func() bool { return d.Pair(0).Stats().Received > n/4 })
 	require.NoError(t, d.Reset(), "driver-initiated reset")
-	waitFor(t, func() bool { return d.Pair(0).Stats().Received > n/2 })
+	testenv.WaitFor(t, "half of the responses", func() bool { return d.Pair(0).Stats().Received > n/2 })
 	require.NoError(t, r.dev.Reset(), "a function reset from outside the driver")
-	waitFor(t, func() bool {
+	testenv.WaitFor(t, "the driver to see the reset", func() bool {
 		if errors.Is(d.Err(), ErrReset) {
 			require.NoError(t, d.Recover())
 			return true
@@ -311,15 +312,6 @@ func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *at
 	return got, sendErr
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		require.True(t, time.Now().Before(deadline), "timed out")
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestDeviceGone: the device's socket closes under a running driver. Every
 // call ends promptly with ErrGone; responses already published are still
 // read; Close works.
@@ -331,7 +323,7 @@ func TestDeviceGone(t *testing.T) {
 	defer cancel()
 	p := d.Pair(0)
 	require.NoError(t, p.Send(ctx, make([]byte, 32)))
-	waitFor(t, func() bool { return p.d2h.Len() == 1 })
+	testenv.WaitFor(t, "the response", func() bool { return p.d2h.Len() == 1 })
 	r.conn.Close() // the device vanishes
 	// Sends go on until the queue is full or the driver notices; then
 	// they fail with ErrGone.

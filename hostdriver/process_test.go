@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,34 +14,40 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
 
-// TestMain lets the test binary be the device model process of
-// TestTwoProcesses.
-func TestMain(m *testing.M) {
-	if sock := os.Getenv("YCQ_HOSTDRIVER_DEVICE"); sock != "" {
-		os.Exit(serveDevice(sock))
+// The device model of TestTwoProcesses is the test binary again, with
+// YCQ_HOSTDRIVER_HELPER=device.
+var helpers = testenv.Helpers{Env: "YCQ_HOSTDRIVER_HELPER"}
+
+func TestMain(m *testing.M) { helpers.Main(m, runHelper) }
+
+func runHelper(part string) error {
+	if part != "device" {
+		return fmt.Errorf("unknown helper %q", part)
 	}
-	os.Exit(m.Run())
+	return serveDevice(os.Getenv("SOCK"))
 }
 
-func serveDevice(sock string) int {
+// serveDevice serves a ycq device model at sock, saying "ready" once it
+// listens, until the parent closes stdin.
+func serveDevice(sock string) error {
 	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: 2})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	defer dev.Close()
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
+	fmt.Println("ready")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	devicemodel.Serve(context.Background(), l, dev, &devicemodel.ServerOptions{Logger: log})
-	return 0
+	devicemodel.Serve(testenv.StdinClosed(), l, dev, &devicemodel.ServerOptions{Logger: log})
+	return nil
 }
 
 // TestTwoProcesses: the device model is another process, reached over a
@@ -50,12 +55,7 @@ func serveDevice(sock string) int {
 // stream through it and check every record.
 func TestTwoProcesses(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "device.sock")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "YCQ_HOSTDRIVER_DEVICE="+sock)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil })
+	helpers.Start(t, "device", []string{"SOCK=" + sock}).WaitOutput(t, "ready\n")
 
 	for round := range 2 {
 		c, err := user.Dial(sock, nil)

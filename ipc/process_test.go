@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/record"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
 )
@@ -33,18 +33,9 @@ import (
 // The tests in this file run parts of themselves as separate processes:
 // the test binary re-executes itself with YCQ_IPC_HELPER naming the part,
 // and inherited descriptors from 3 on.
-const helperEnv = "YCQ_IPC_HELPER"
+var helpers = testenv.Helpers{Env: "YCQ_IPC_HELPER"}
 
-func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		if err := runHelper(mode); err != nil {
-			fmt.Fprintf(os.Stderr, "helper %s: %v\n", mode, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { helpers.Main(m, runHelper) }
 
 func envInt(name string) int {
 	v, err := strconv.Atoi(os.Getenv(name))
@@ -69,16 +60,6 @@ func helperQueue() (*ring.Queue, error) {
 	return ring.Attach(meta.Bytes(), data.Bytes())
 }
 
-// stdinClosed is a context that ends when the parent closes our stdin.
-func stdinClosed() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
-	return ctx
-}
-
 func runHelper(mode string) error {
 	switch mode {
 	case "produce": // ID records 0..N-1 into the shared queue
@@ -94,7 +75,7 @@ func runHelper(mode string) error {
 		if err != nil {
 			return err
 		}
-		return consumeLog(stdinClosed(), wait.New(q, &wait.Options{Spin: 16}), envInt("PAYLOAD"), os.Stdout)
+		return consumeLog(testenv.StdinClosed(), wait.New(q, &wait.Options{Spin: 16}), envInt("PAYLOAD"), os.Stdout)
 	case "block-consume": // sleep on an empty queue; print the record that wakes it
 		q, err := helperQueue()
 		if err != nil {
@@ -200,25 +181,6 @@ func parseLog(l []record.Seen, b []byte) []record.Seen {
 	return l
 }
 
-// helper starts the test binary as helper mode with extra descriptors.
-func helper(t *testing.T, mode string, env []string, files ...*os.File) (*exec.Cmd, io.WriteCloser, *syncBuffer) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), helperEnv+"="+mode), env...)
-	cmd.ExtraFiles = files
-	out := new(syncBuffer)
-	cmd.Stdout = out
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd, stdin, out
-}
-
 // sharedQueue formats a queue in two memfds and returns it with files for
 // children.
 func sharedQueue(t *testing.T, cfg ring.Config) (*ring.Queue, []*os.File, []string) {
@@ -241,18 +203,6 @@ func sharedQueue(t *testing.T, cfg ring.Config) (*ring.Queue, []*os.File, []stri
 	return q, files, env
 }
 
-// waitFor polls cond until it holds or a minute passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestCrossProcessStress: two producer processes and two consumer processes
 // share one queue in memfds. Every record is accounted for: no loss, no
 // duplicate, each producer's records in order of queue position.
@@ -264,31 +214,24 @@ func TestCrossProcessStress(t *testing.T) {
 	const payload = 48
 	q, files, env := sharedQueue(t, ring.Config{Slots: 64, SlotSize: payload})
 	env = append(env, fmt.Sprintf("PAYLOAD=%d", payload), fmt.Sprintf("N=%d", per))
-	var producers []*exec.Cmd
+	var producers []*testenv.Child
 	for id := range 2 {
 		batch := []string{"BATCH=1", "BATCH=7"}[id]
-		cmd, _, _ := helper(t, "produce", append(env, fmt.Sprintf("ID=%d", id), batch), files...)
-		producers = append(producers, cmd)
+		producers = append(producers, helpers.Start(t, "produce", append(env, fmt.Sprintf("ID=%d", id), batch), files...))
 	}
-	type consumer struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *syncBuffer
-	}
-	var consumers []consumer
+	var consumers []*testenv.Child
 	for range 2 {
-		cmd, stdin, out := helper(t, "consume", env, files...)
-		consumers = append(consumers, consumer{cmd, stdin, out})
+		consumers = append(consumers, helpers.Start(t, "consume", env, files...))
 	}
 	for _, p := range producers {
 		require.NoError(t, p.Wait())
 	}
-	waitFor(t, "every record released", func() bool { return q.Stats().Released == uint64(2*per) })
+	testenv.WaitFor(t, "every record released", func() bool { return q.Stats().Released == uint64(2*per) })
 	var all []record.Seen
 	for _, c := range consumers {
-		c.stdin.Close()
-		require.NoError(t, c.cmd.Wait())
-		b := []byte(c.out.String())
+		c.Stdin.Close()
+		require.NoError(t, c.Wait())
+		b := []byte(c.Out.String())
 		require.Zero(t, len(b)%logEntry)
 		all = parseLog(all, b)
 		require.NotEmpty(t, b, "each consumer took some records")
@@ -302,20 +245,20 @@ func TestCrossProcessStress(t *testing.T) {
 // that nothing wakes.
 func TestBlockingAcrossProcesses(t *testing.T) {
 	q, files, env := sharedQueue(t, ring.Config{Slots: 4, SlotSize: 8})
-	cmd, _, out := helper(t, "block-consume", append(env, "DEADLINE_MS=60000"), files...)
-	waitFor(t, "the child to sleep", func() bool { return q.ItemsWake().Waiters().Load() == 1 })
+	c := helpers.Start(t, "block-consume", append(env, "DEADLINE_MS=60000"), files...)
+	testenv.WaitFor(t, "the child to sleep", func() bool { return q.ItemsWake().Waiters().Load() == 1 })
 	wq := wait.New(q, nil)
 	w, err := wq.Producer().Reserve(context.Background(), 1)
 	require.NoError(t, err)
 	binary.LittleEndian.PutUint64(w.Slot(0), 4242)
 	require.NoError(t, w.PublishAll(8))
-	require.NoError(t, cmd.Wait())
-	require.Equal(t, "got 4242\n", out.String())
+	require.NoError(t, c.Wait())
+	require.Equal(t, "got 4242\n", c.Out.String())
 	require.Equal(t, uint64(1), q.Stats().ProducerWakeSent)
 
-	cmd, _, out = helper(t, "block-consume", append(env, "DEADLINE_MS=100"), files...)
-	require.NoError(t, cmd.Wait())
-	require.Equal(t, "err context deadline exceeded\n", out.String())
+	c = helpers.Start(t, "block-consume", append(env, "DEADLINE_MS=100"), files...)
+	require.NoError(t, c.Wait())
+	require.Equal(t, "err context deadline exceeded\n", c.Out.String())
 	require.Zero(t, q.ItemsWake().Waiters().Load(), "the child unregistered before it left")
 }
 
@@ -323,15 +266,15 @@ func TestBlockingAcrossProcesses(t *testing.T) {
 // it holds reserved slots, ends only its own session; the server says what
 // happened and serves the next client.
 func TestKilledClient(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	path := startServer(t, ServerOptions{Mode: Mode{Block: true}, Log: slogTo(&logs)})
 	for _, role := range []string{RoleProducer, RoleConsumer, RoleBoth} {
-		cmd, _, out := helper(t, "client", []string{"SOCKET=" + path, "ROLE=" + role, "COUNT=100000000"})
-		waitFor(t, "the client to join", func() bool { return strings.Contains(out.String(), "joined") })
+		child := helpers.Start(t, "client", []string{"SOCKET=" + path, "ROLE=" + role, "COUNT=100000000"})
+		child.WaitOutput(t, "joined")
 		time.Sleep(50 * time.Millisecond)
-		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		cmd.Wait()
-		waitFor(t, "the server to notice", func() bool { return strings.Count(logs.String(), "session ended") > 0 })
+		require.NoError(t, child.Cmd.Process.Signal(syscall.SIGKILL))
+		child.Wait()
+		testenv.WaitFor(t, "the server to notice", func() bool { return strings.Count(logs.String(), "session ended") > 0 })
 		require.Contains(t, logs.String(), "peer gone")
 		logs.Reset()
 		// The next client is served.
@@ -341,7 +284,7 @@ func TestKilledClient(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, uint64(1000), res.Records)
 		require.NoError(t, c.Close())
-		waitFor(t, "the session to end", func() bool { return strings.Contains(logs.String(), "session done") })
+		testenv.WaitFor(t, "the session to end", func() bool { return strings.Contains(logs.String(), "session done") })
 		logs.Reset()
 	}
 }
@@ -352,20 +295,20 @@ func TestKilledClient(t *testing.T) {
 func TestKilledServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.sock")
 	for _, role := range []string{RoleConsumer, RoleProducer, RoleBoth} {
-		cmd, _, out := helper(t, "server", []string{"SOCKET=" + path})
-		waitFor(t, "the server to listen", func() bool { return strings.Contains(out.String(), "listening") })
+		child := helpers.Start(t, "server", []string{"SOCKET=" + path})
+		child.WaitOutput(t, "listening")
 		c, err := Dial(context.Background(), path, hello(role, 100_000_000, 64), Mode{Block: true}, dma.Options{})
 		require.NoError(t, err)
 		go func() {
-			waitFor(t, "records to flow", func() bool { return c.Progress() > 1000 })
-			cmd.Process.Signal(syscall.SIGKILL)
+			testenv.WaitFor(t, "records to flow", func() bool { return c.Progress() > 1000 })
+			child.Cmd.Process.Signal(syscall.SIGKILL)
 		}()
 		res, err := c.Run()
 		require.ErrorIs(t, err, ErrPeerGone, role)
 		require.Greater(t, res.Records, uint64(1000), role)
 		require.NotErrorIs(t, err, ErrRecord, "every record accepted was intact")
 		require.NoError(t, c.Close())
-		cmd.Wait()
+		child.Wait()
 		os.Remove(path)
 	}
 }
@@ -380,7 +323,7 @@ func TestKilledWhileHolding(t *testing.T) {
 		require.Less(t, attempt, 20, "never caught the producer holding slots")
 		q, files, env := sharedQueue(t, ring.Config{Slots: 256, SlotSize: payload})
 		env = append(env, fmt.Sprintf("PAYLOAD=%d", payload), "N=100000000", "ID=0", "BATCH=32")
-		cmd, _, _ := helper(t, "produce", env, files...)
+		child := helpers.Start(t, "produce", env, files...)
 		var got []record.Seen
 		var consumed sync.WaitGroup
 		ctx, cancel := context.WithCancel(context.Background())
@@ -392,12 +335,12 @@ func TestKilledWhileHolding(t *testing.T) {
 			got = parseLog(got, buf.Bytes())
 		})
 		// Kill the moment the producer is seen holding slots.
-		waitFor(t, "records to flow", func() bool {
+		testenv.WaitFor(t, "records to flow", func() bool {
 			st := q.Stats()
 			return st.Released > 5000 && st.Reserved > st.Published+st.Aborted
 		})
-		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		cmd.Wait()
+		require.NoError(t, child.Cmd.Process.Signal(syscall.SIGKILL))
+		child.Wait()
 		cancel() // the parent knows its child died; a session would learn it from the socket
 		consumed.Wait()
 		st := q.Stats()
@@ -422,8 +365,8 @@ func TestKilledWhileHolding(t *testing.T) {
 func TestScribbler(t *testing.T) {
 	cfg := ring.Config{Slots: 64, SlotSize: 64}
 	q, files, env := sharedQueue(t, cfg)
-	_, _, out := helper(t, "scribble", append(env, fmt.Sprintf("META_SIZE=%d", cfg.MetaSize())), files[0])
-	waitFor(t, "the scribbler", func() bool { return strings.Contains(out.String(), "scribbling") })
+	scribbler := helpers.Start(t, "scribble", append(env, fmt.Sprintf("META_SIZE=%d", cfg.MetaSize())), files[0])
+	scribbler.WaitOutput(t, "scribbling")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	wq := wait.New(q, &wait.Options{Spin: 8, MaxSleep: time.Millisecond})
@@ -458,30 +401,6 @@ func TestScribbler(t *testing.T) {
 	require.GreaterOrEqual(t, corrupt, 20, "the scribbles were reported as corruption")
 	st := q.Stats()
 	t.Logf("corruption reports: %d here; counters (scribbled too): producer %d, consumer %d", corrupt, st.ProducerCorrupt, st.ConsumerCorrupt)
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -3,13 +3,13 @@ package ipc
 import (
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/ring"
 )
 
@@ -61,17 +61,11 @@ func FuzzWelcomeAndDone(f *testing.F) {
 	})
 }
 
-func openFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
 // TestJoinPairRefuses: wrong counts, kinds and sizes of descriptors are
 // refused, and every descriptor handed over is closed.
 func TestJoinPairRefuses(t *testing.T) {
 	g := Geometry{Slots: 8, SlotSize: 64}
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	memfd := func(size int) int {
 		r, err := dma.Memfd("t", size, dma.Options{})
 		require.NoError(t, err)
@@ -112,5 +106,5 @@ func TestJoinPairRefuses(t *testing.T) {
 	_, err = JoinPair(fds, Geometry{Slots: 8, SlotSize: 64})
 	require.Error(t, err)
 	require.NoError(t, p.Close())
-	require.Equal(t, before, openFDs(t), "no descriptor leaked")
+	require.Equal(t, before, testenv.OpenFDs(t), "no descriptor leaked")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -90,6 +91,27 @@ func DefaultCacheDir() (string, error) {
 		return "", fmt.Errorf("qemu: no YCQ_CACHE and no home directory: %w", err)
 	}
 	return filepath.Join(home, ".cache", "ycq"), nil
+}
+
+// Find returns the Env of the cache in DefaultCacheDir. When the cache is
+// not provisioned and provision is set, it provisions it first, if this
+// machine can (CanProvision): it writes what was missing, then
+// Provision's output, to log. Without provision, or when the machine
+// cannot, the error says what is missing and how to provision it.
+func Find(ctx context.Context, provision bool, log io.Writer) (*Env, error) {
+	cache, err := DefaultCacheDir()
+	if err != nil {
+		return nil, err
+	}
+	env, err := Locate(cache)
+	if err == nil || !provision {
+		return env, err
+	}
+	if perr := CanProvision(); perr != nil {
+		return nil, fmt.Errorf("%w; and %w", err, perr)
+	}
+	fmt.Fprintf(log, "%v\nprovisioning %s now (a minute or two from nothing)\n", err, cache)
+	return Provision(ctx, cache, log)
 }
 
 // Locate validates an existing provisioned cache without running anything.

@@ -2,57 +2,28 @@ package qemu
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ycq-dev/ycq/internal/testenv"
 )
 
 // vfioModules are what the guest needs for kernel VFIO, in load order.
 var vfioModules = []string{"vfio", "vfio_iommu_type1", "irqbypass", "vfio-pci-core", "vfio-pci"}
 
-var (
-	envOnce sync.Once
-	envVal  *Env
-	envErr  error
-)
+var sharedEnv testenv.QEMU[*Env]
 
 // testEnv returns the provisioned Env, provisioning the cache first if it
 // is missing and this machine can. It fails with the reason when there is
 // no QEMU, unless YCQ_SKIP_QEMU=1, which makes it skip (and not provision).
 func testEnv(t *testing.T) *Env {
 	t.Helper()
-	envOnce.Do(func() { envVal, envErr = findOrProvision(t) })
-	if envErr != nil {
-		if os.Getenv("YCQ_SKIP_QEMU") == "1" {
-			t.Skipf("no QEMU guest (YCQ_SKIP_QEMU=1): %v", envErr)
-		}
-		t.Fatalf("no QEMU guest: %v\n(set YCQ_SKIP_QEMU=1 to skip)", envErr)
-	}
-	return envVal
-}
-
-func findOrProvision(t *testing.T) (*Env, error) {
-	cache, err := DefaultCacheDir()
-	if err != nil {
-		return nil, err
-	}
-	env, err := Locate(cache)
-	if err == nil || os.Getenv("YCQ_SKIP_QEMU") == "1" {
-		return env, err
-	}
-	if perr := CanProvision(); perr != nil {
-		return nil, fmt.Errorf("%w; and %w", err, perr)
-	}
-	t.Logf("%v\nprovisioning %s now (about a minute or two from nothing)", err, cache)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	return Provision(ctx, cache, t.Output())
+	return sharedEnv.Get(t, Find)
 }
 
 func TestEnvQEMUHasVFIOUser(t *testing.T) {

@@ -7,10 +7,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,48 +17,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/qemu"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
 
-var (
-	envOnce sync.Once
-	envVal  *qemu.Env
-	envErr  error
-)
+var sharedEnv testenv.QEMU[*qemu.Env]
 
 // qemuEnv returns the provisioned QEMU environment, provisioning it when
 // the cache is missing and this machine can. Without one the test fails
 // with the reason, unless YCQ_SKIP_QEMU=1, which makes it skip instead.
 func qemuEnv(t *testing.T) *qemu.Env {
 	t.Helper()
-	envOnce.Do(func() {
-		cache, err := qemu.DefaultCacheDir()
-		if err != nil {
-			envErr = err
-			return
-		}
-		if envVal, envErr = qemu.Locate(cache); envErr == nil || os.Getenv("YCQ_SKIP_QEMU") == "1" {
-			return
-		}
-		if perr := qemu.CanProvision(); perr != nil {
-			envErr = fmt.Errorf("%w; and %w", envErr, perr)
-			return
-		}
-		t.Logf("%v\nprovisioning %s now", envErr, cache)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		defer cancel()
-		envVal, envErr = qemu.Provision(ctx, cache, t.Output())
-	})
-	if envErr != nil {
-		if os.Getenv("YCQ_SKIP_QEMU") == "1" {
-			t.Skipf("no QEMU (YCQ_SKIP_QEMU=1): %v", envErr)
-		}
-		t.Fatalf("no QEMU guest: %v\n(set YCQ_SKIP_QEMU=1 to skip)", envErr)
-	}
-	return envVal
+	return sharedEnv.Get(t, qemu.Find)
 }
 
 // deviceModel serves a ycq device on a socket in this process for QEMU,
@@ -75,14 +46,13 @@ type deviceModel struct {
 
 func startDeviceModel(t *testing.T) *deviceModel {
 	t.Helper()
-	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: 2,
-		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: 2, Log: log})
 	require.NoError(t, err)
 	dm := &deviceModel{dev: dev, socket: filepath.Join(t.TempDir(), "ycq.sock")}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dm.socket, Net: "unix"})
 	require.NoError(t, err)
-	dm.srv = devicemodel.NewServer(dev, &devicemodel.ServerOptions{DMAWire: user.DMAWireQEMU,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	dm.srv = devicemodel.NewServer(dev, &devicemodel.ServerOptions{DMAWire: user.DMAWireQEMU, Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- dm.srv.Serve(ctx, l) }()

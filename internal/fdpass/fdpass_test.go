@@ -2,11 +2,12 @@ package fdpass
 
 import (
 	"net"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/ycq-dev/ycq/internal/testenv"
 )
 
 func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
@@ -15,14 +16,6 @@ func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
-}
-
-// openFDs counts this process's open descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
 }
 
 func memfd(t *testing.T, content string) int {
@@ -37,7 +30,7 @@ func memfd(t *testing.T, content string) int {
 
 func TestSendRecv(t *testing.T) {
 	a, b := pair(t)
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	f1, f2 := memfd(t, "one"), memfd(t, "two")
 	require.NoError(t, Send(a, []byte("hello"), f1, f2))
 	buf := make([]byte, 16)
@@ -55,25 +48,25 @@ func TestSendRecv(t *testing.T) {
 		require.NotZero(t, flags&unix.FD_CLOEXEC, "received descriptors are close-on-exec")
 	}
 	CloseAll(fds)
-	require.Equal(t, before+2, openFDs(t), "only the two memfds of the test remain")
+	require.Equal(t, before+2, testenv.OpenFDs(t), "only the two memfds of the test remain")
 }
 
 func TestRecvRefusesTooMany(t *testing.T) {
 	a, b := pair(t)
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	fds := []int{memfd(t, "1"), memfd(t, "2"), memfd(t, "3")}
 	require.NoError(t, Send(a, []byte("x"), fds...))
 	_, got, err := Recv(b, make([]byte, 4), 2)
 	require.ErrorIs(t, err, ErrTooManyFDs)
 	require.Nil(t, got)
-	require.Equal(t, before+3, openFDs(t), "the refused descriptors were closed")
+	require.Equal(t, before+3, testenv.OpenFDs(t), "the refused descriptors were closed")
 
 	// A receiver that wants none still closes what it is sent.
 	require.NoError(t, Send(a, []byte("y"), fds[0]))
 	_, got, err = Recv(b, make([]byte, 4), 0)
 	require.Error(t, err)
 	require.Nil(t, got)
-	require.Equal(t, before+3, openFDs(t))
+	require.Equal(t, before+3, testenv.OpenFDs(t))
 }
 
 func TestSendArguments(t *testing.T) {

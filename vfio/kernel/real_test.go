@@ -2,8 +2,6 @@ package kernel
 
 import (
 	"os"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,20 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/pci"
 )
-
-// skipUnlessRequired skips with the reason and the fix, or fails when
-// YCQ_REQUIRE (a comma-separated list) names what is missing, or "all".
-func skipUnlessRequired(t *testing.T, name, why string) {
-	t.Helper()
-	req := strings.Split(os.Getenv("YCQ_REQUIRE"), ",")
-	if slices.Contains(req, name) || slices.Contains(req, "all") {
-		t.Fatalf("YCQ_REQUIRE names %s: %s", name, why)
-	}
-	t.Skip(why)
-}
 
 // TestRealDevice opens a real device through the kernel: set
 // YCQ_VFIO_DEVICE to the address of a device bound to vfio-pci, as root
@@ -34,7 +22,7 @@ func skipUnlessRequired(t *testing.T, name, why string) {
 func TestRealDevice(t *testing.T) {
 	addr := os.Getenv("YCQ_VFIO_DEVICE")
 	if addr == "" {
-		skipUnlessRequired(t, "vfio", "needs a device on vfio-pci: set YCQ_VFIO_DEVICE=DDDD:BB:DD.F (after `ycq host bind`), as root with an IOMMU; the QEMU guest run does this")
+		testenv.Missing(t, "vfio", "needs a device on vfio-pci: set YCQ_VFIO_DEVICE=DDDD:BB:DD.F (after `ycq host bind`), as root with an IOMMU; the QEMU guest run does this")
 	}
 	backend := Auto
 	switch os.Getenv("YCQ_VFIO_BACKEND") {
@@ -43,7 +31,7 @@ func TestRealDevice(t *testing.T) {
 	case "iommufd":
 		backend = IOMMUFD
 	}
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	d, err := Open(addr, Options{Backend: backend})
 	require.NoError(t, err)
 	t.Logf("%s: %v backend, group %d, %+v, IOMMU page %#x, windows %v", d.Addr(), d.Backend(), d.IOMMUGroup(), d.Info(), d.PageSize(), d.IOVARanges())
@@ -83,5 +71,5 @@ func TestRealDevice(t *testing.T) {
 		unix.Close(efd)
 	}
 	require.NoError(t, d.Close())
-	assert.Equal(t, before, openFDs(t), "Close releases every descriptor")
+	assert.Equal(t, before, testenv.OpenFDs(t), "Close releases every descriptor")
 }

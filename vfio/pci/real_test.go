@@ -2,13 +2,12 @@ package pci_test
 
 import (
 	"os"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/vfio/pci"
 )
 
@@ -19,12 +18,7 @@ import (
 func TestRealBind(t *testing.T) {
 	addr := os.Getenv("YCQ_PCI_BIND_DEVICE")
 	if addr == "" {
-		req := strings.Split(os.Getenv("YCQ_REQUIRE"), ",")
-		why := "changes a real device's driver: set YCQ_PCI_BIND_DEVICE=DDDD:BB:DD.F, as root with vfio-pci loaded"
-		if slices.Contains(req, "pci") || slices.Contains(req, "all") {
-			t.Fatal("YCQ_REQUIRE names pci: " + why)
-		}
-		t.Skip(why)
+		testenv.Missing(t, "pci", "changes a real device's driver: set YCQ_PCI_BIND_DEVICE=DDDD:BB:DD.F, as root with vfio-pci loaded")
 	}
 	before, err := pci.Lookup(pci.DefaultSysRoot, addr)
 	require.NoError(t, err)
