@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
@@ -78,38 +79,33 @@ func (p *Pair) waitChan() <-chan struct{} {
 const spinTries = 32
 
 // pause busy-waits a few hundred nanoseconds.
-func pause() { ring.Spin(64) }
+func pause(int) { ring.Spin(64) }
 
 // wait calls try until it returns something other than again, sleeping on
-// the pair's interrupt, registered on line, in between. It gives up when
-// ctx ends or the driver stops; while asleep it looks at the device's
-// health now and then, so a device that stops without an interrupt, or
-// vanishes, ends the wait too.
+// the pair's interrupt, registered on line, in between: ring/wait's loop
+// (wait.Waiter), with this pair's pause and sleep. It gives up when ctx
+// ends or the driver stops; while asleep it looks at the device's health
+// now and then, so a device that stops without an interrupt, or vanishes,
+// ends the wait too.
 func (p *Pair) wait(ctx context.Context, line ring.WakeLine, again error, try func() error) error {
-	d := p.d
-	for i := 0; ; i++ {
+	w := wait.Waiter{Spin: spinTries, Pause: pause, Check: p.d.Err, Arm: p.arm}
+	return w.Wait(ctx, line, again, func() error {
 		err := try()
-		if err != again {
-			return p.check(err)
-		}
-		if err := d.Err(); err != nil {
+		if err == again {
 			return err
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if i < spinTries {
-			pause()
-			continue
-		}
-		ch := p.waitChan()
-		line.Waiters().Add(1) // a locked add: the fence the device's wake pairs with
-		if err := try(); err != again {
-			line.Waiters().Add(^uint32(0))
-			return p.check(err)
-		}
+		return p.check(err)
+	})
+}
+
+// arm is the pair's wait.Waiter.Arm: it takes the channel the next
+// interrupt closes, and the sleep ends with it, with ctx, or with a timer,
+// after which it looks at the device's health.
+func (p *Pair) arm(ring.WakeLine) wait.Sleep {
+	ch := p.waitChan()
+	return func(ctx context.Context, i int) error {
+		d := p.d
 		p.sleeps.Add(1)
-		var tick <-chan time.Time
 		var timer *time.Timer
 		if d.cfg.Polling {
 			// No interrupt will come: look again soon.
@@ -117,17 +113,16 @@ func (p *Pair) wait(ctx context.Context, line ring.WakeLine, again error, try fu
 		} else {
 			timer = time.NewTimer(d.cfg.Health)
 		}
-		tick = timer.C
 		select {
 		case <-ch:
 		case <-ctx.Done():
-		case <-tick:
+		case <-timer.C:
 			if !d.cfg.Polling || i%1024 == 0 {
 				d.checkHealth()
 			}
 		}
 		timer.Stop()
-		line.Waiters().Add(^uint32(0))
+		return nil
 	}
 }
 

@@ -53,10 +53,11 @@ const DefaultSpin = 64
 
 // Queue is a ring.Queue whose reserves can wait.
 type Queue struct {
-	q     *ring.Queue
-	items ring.WakeLine // consumers sleep here
-	space ring.WakeLine // producers sleep here
-	opt   Options
+	q      *ring.Queue
+	items  ring.WakeLine // consumers sleep here
+	space  ring.WakeLine // producers sleep here
+	opt    Options
+	waiter Waiter // spins with Backoff, then sleeps on the line's futex
 }
 
 // New wraps q. A nil opt means {Spin: DefaultSpin}.
@@ -65,7 +66,9 @@ func New(q *ring.Queue, opt *Options) *Queue {
 	if opt != nil {
 		o = *opt
 	}
-	return &Queue{q: q, items: q.ItemsWake(), space: q.SpaceWake(), opt: o}
+	w := &Queue{q: q, items: q.ItemsWake(), space: q.SpaceWake(), opt: o}
+	w.waiter = Waiter{Spin: o.Spin, Arm: w.arm}
+	return w
 }
 
 // Queue returns the wrapped queue.
@@ -94,7 +97,7 @@ func (p Producer) ReserveUpTo(ctx context.Context, n int) (WriteRun, error) {
 func (p Producer) reserve(ctx context.Context, n int, exact bool) (WriteRun, error) {
 	rp := p.w.q.Producer()
 	var run ring.WriteRun
-	err := p.w.wait(ctx, p.w.space, ring.ErrFull, func() (err error) {
+	err := p.w.waiter.Wait(ctx, p.w.space, ring.ErrFull, func() (err error) {
 		if exact {
 			run, err = rp.Reserve(n)
 		} else {
@@ -122,7 +125,7 @@ func (c Consumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, error) {
 func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
 	rc := c.w.q.Consumer()
 	var run ring.ReadRun
-	err := c.w.wait(ctx, c.w.items, ring.ErrEmpty, func() (err error) {
+	err := c.w.waiter.Wait(ctx, c.w.items, ring.ErrEmpty, func() (err error) {
 		if exact {
 			run, err = rc.Reserve(n)
 		} else {
@@ -133,22 +136,60 @@ func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, erro
 	return ReadRun{ReadRun: run, w: c.w}, err
 }
 
-// wait calls try until it returns something other than again, sleeping on
-// line between tries once spinning is over.
-func (w *Queue) wait(ctx context.Context, line ring.WakeLine, again error, try func() error) error {
+// Waiter is the one loop of a reserve that may have to wait, for this
+// package's Queue and for hostdriver's queue pairs alike. Wait calls try
+// until it returns something other than again. After each of the first
+// Spin failed tries it pauses (Pause) and tries again. After that it calls
+// Arm, registers as a waiter on the wake line (so that the other side's
+// next wake call wakes it: see the protocol above), tries once more, and
+// sleeps as Arm said, then tries again. A Waiter holds no state of its own
+// between waits and is safe for concurrent use.
+type Waiter struct {
+	// Spin is how many failed tries are followed by Pause rather than a
+	// sleep.
+	Spin int
+	// Pause waits a little after failed try i, i < Spin; nil is Backoff.
+	Pause func(i int)
+	// Check, if set, is called after every failed try; an error from it
+	// ends the wait (the host driver's stopped driver).
+	Check func() error
+	// Arm reads what the waker will change, before the waiter registers
+	// on line (the futex word, the next interrupt's channel), and returns
+	// the sleep that ends once it changed, so that a wakeup that comes
+	// between the registration and the sleep is not lost.
+	Arm func(line ring.WakeLine) Sleep
+}
+
+// Sleep is a sleep Arm prepared, after failed try i: it returns nil to try
+// again, or an error that ends the wait.
+type Sleep func(ctx context.Context, i int) error
+
+// Wait calls try until it returns something other than again and returns
+// that, or ctx.Err() once ctx is done, or Check's error; it spins, then
+// sleeps on line in between.
+func (w *Waiter) Wait(ctx context.Context, line ring.WakeLine, again error, try func() error) error {
 	for i := 0; ; i++ {
 		err := try()
 		if err != again {
 			return err
 		}
+		if w.Check != nil {
+			if err := w.Check(); err != nil {
+				return err
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if i < w.opt.Spin {
-			backoff(i)
+		if i < w.Spin {
+			if w.Pause != nil {
+				w.Pause(i)
+			} else {
+				Backoff(i)
+			}
 			continue
 		}
-		if err := w.sleep(ctx, line, try, again); err != errRetry {
+		if err := w.sleep(ctx, line, again, try, i); err != errRetry {
 			return err
 		}
 	}
@@ -156,12 +197,29 @@ func (w *Queue) wait(ctx context.Context, line ring.WakeLine, again error, try f
 
 var errRetry = errors.New("retry")
 
-// backoff waits a little before try number i+1: a busy loop that doubles
+// sleep registers as a waiter on line, tries once more, and sleeps. It
+// returns errRetry to try again, or the result of the last try, or the
+// error that ended the sleep.
+func (w *Waiter) sleep(ctx context.Context, line ring.WakeLine, again error, try func() error, i int) error {
+	sleep := w.Arm(line)
+	waiters := line.Waiters()
+	waiters.Add(1) // a locked add: the full barrier the waker's Fence pairs with
+	defer waiters.Add(math.MaxUint32)
+	if err := try(); err != again {
+		return err
+	}
+	if err := sleep(ctx, i); err != nil {
+		return err
+	}
+	return errRetry
+}
+
+// Backoff waits a little before try number i+1: a busy loop that doubles
 // up to about a microsecond, so a spinning side neither hammers the cache
 // lines the other side is writing nor moves to another thread, and a yield
 // of the processor every 16 tries, so spinners never starve a goroutine
 // that needs the CPU.
-func backoff(i int) {
+func Backoff(i int) {
 	if i%16 == 15 {
 		runtime.Gosched()
 		return
@@ -169,41 +227,35 @@ func backoff(i int) {
 	ring.Spin(1 << min(i, 9))
 }
 
-// sleep registers as a waiter, tries once more, and sleeps until woken,
-// until ctx is done, or for MaxSleep. It returns errRetry to try again, or
-// the result of the last try.
-func (w *Queue) sleep(ctx context.Context, line ring.WakeLine, try func() error, again error) error {
-	futex, waiters := line.Futex(), line.Waiters()
+// arm is the Queue's Waiter.Arm: it reads line's futex word, and the
+// sleep waits until the word moves on (a wake), ctx is done, or MaxSleep
+// passes.
+func (w *Queue) arm(line ring.WakeLine) Sleep {
+	futex := line.Futex()
 	v := futex.Load()
-	waiters.Add(1) // a locked add: the full barrier the waker's Fence pairs with
-	defer waiters.Add(math.MaxUint32)
-	if err := try(); err != again {
-		return err
-	}
-	// A cancelled context bumps the word and wakes every sleeper on it, so
-	// this one returns at once; the others see a spurious wakeup and sleep
-	// again.
-	stop := context.AfterFunc(ctx, func() {
-		futex.Add(1)
-		futexWake(futex, math.MaxInt32)
-	})
-	defer stop()
-	timeout := w.opt.MaxSleep
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		if left <= 0 {
-			// The context's own timer may not have fired yet.
-			return context.DeadlineExceeded
+	return func(ctx context.Context, _ int) error {
+		// A cancelled context bumps the word and wakes every sleeper on
+		// it, so this one returns at once; the others see a spurious
+		// wakeup and sleep again.
+		stop := context.AfterFunc(ctx, func() {
+			futex.Add(1)
+			futexWake(futex, math.MaxInt32)
+		})
+		defer stop()
+		timeout := w.opt.MaxSleep
+		if d, ok := ctx.Deadline(); ok {
+			left := time.Until(d)
+			if left <= 0 {
+				// The context's own timer may not have fired yet.
+				return context.DeadlineExceeded
+			}
+			if timeout == 0 || left < timeout {
+				timeout = left
+			}
 		}
-		if timeout == 0 || left < timeout {
-			timeout = left
-		}
+		futexWait(futex, v, timeout)
+		return ctx.Err()
 	}
-	futexWait(futex, v, timeout)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errRetry
 }
 
 // wake wakes the sleepers on line, if there are any. Call it after the
