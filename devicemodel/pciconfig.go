@@ -58,7 +58,6 @@ const (
 
 	barMem64       = 0b100 // memory BAR, 64-bit
 	barPrefetch    = 1 << 3
-	barTypeMask    = 0xF
 	headerTypeZero = 0
 )
 

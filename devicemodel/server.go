@@ -176,7 +176,8 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 	}
 }
 
-// Stats returns the server's counters.
+// Stats returns the server's counters: how a program that runs the server
+// (and the QEMU tier of the tests) sees what it has done.
 func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Connections:       s.connSeq.Load(),

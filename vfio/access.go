@@ -43,7 +43,9 @@ func ReadConfig16(d Device, off uint64) (uint16, error) {
 	return binary.LittleEndian.Uint16(b[:]), nil
 }
 
-// ReadConfig32 reads a 32-bit word of PCI config space.
+// ReadConfig32 reads a 32-bit word of PCI config space. The host driver
+// reads config space 16 bits at a time; this completes the set for other
+// drivers written against Device (vendor and device id in one read).
 func ReadConfig32(d Device, off uint64) (uint32, error) { return Read32(d, ConfigRegion, off) }
 
 // WriteConfig16 writes a 16-bit word of PCI config space.

@@ -303,7 +303,8 @@ func peerList(ps []pci.Peer) string {
 	return s
 }
 
-// Addr is the device's PCI address.
+// Addr is the device's PCI address in the kernel's spelling
+// (pci.ParseAddr), whatever form Open was given, for a caller's messages.
 func (d *Device) Addr() string { return d.addr }
 
 // Backend is the path Open took: Container or IOMMUFD.
@@ -313,7 +314,9 @@ func (d *Device) Backend() Backend { return d.backend }
 func (d *Device) IOMMUGroup() int { return d.group }
 
 // IOVARanges returns the IOVA windows the IOMMU accepts, as the kernel
-// reported them (nil if it did not). MapDMA refuses IOVAs outside them.
+// reported them (nil if it did not). MapDMA refuses IOVAs outside them. The
+// host driver sees only vfio.Device and does not call it; it is the window
+// a caller sizes a dma.IOVAAllocator from.
 func (d *Device) IOVARanges() []IOVARange { return slices.Clone(d.ranges) }
 
 // PageSize is the smallest IOMMU page size: IOVAs, offsets and sizes of
@@ -326,7 +329,9 @@ func (d *Device) PageSize() uint64 {
 }
 
 // RegionType returns the type capability of a device-specific region, or
-// nil.
+// nil. vfio.RegionInfo does not carry region types and the ycq driver uses
+// only the PCI regions; this is how a driver of another device finds its
+// device-specific regions (index >= vfio.NumPCIRegions).
 func (d *Device) RegionType(idx vfio.RegionIndex) *RegionType {
 	if int(idx) >= len(d.regions) || d.regions[idx].desc.typ == nil {
 		return nil

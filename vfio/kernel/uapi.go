@@ -11,7 +11,12 @@ package kernel
 //
 // Struct types are the C names in Go case (struct vfio_region_info is
 // vfioRegionInfo) and their fields keep the C names, so a reader can hold
-// this file next to the header. Constants keep the C names verbatim.
+// this file next to the header. Constants keep the C names verbatim. A
+// struct's flag set is mirrored whole, the bits the backend never tests
+// included, so it reads as the header does; vfio.IRQFlags has the bit
+// values of VFIO_IRQ_INFO_*, and Device.load converts between them by
+// value. The ioctl types (VFIO_TYPE, IOMMUFD_TYPE) are named for the
+// reader: both are ';', which _IO_SEMICOLON spells.
 // Nothing else in the package knows a field offset or a struct size: the
 // ioctl wrappers in uapi_unsafe.go pass these structs to the kernel, and
 // the capability parsers in caps.go read them out of byte buffers with
@@ -39,7 +44,6 @@ const (
 
 	VFIO_TYPE1_IOMMU   = 1
 	VFIO_TYPE1v2_IOMMU = 3
-	VFIO_NOIOMMU_IOMMU = 8
 )
 
 // linux/vfio.h: ioctl numbers. All are _IO(VFIO_TYPE, VFIO_BASE + n); the

@@ -94,12 +94,10 @@ type Bus struct {
 // List returns every PCI device under sysRoot, sorted by address.
 func List(sysRoot string) ([]Device, error) { return (&Bus{Root: sysRoot}).List() }
 
-// Lookup returns the device at addr under sysRoot.
+// Lookup returns the device at addr under sysRoot. Nothing in this module
+// calls it outside tests; it stays as List's one-device counterpart, for a
+// caller that reads sysfs without a Bus.
 func Lookup(sysRoot, addr string) (Device, error) { return (&Bus{Root: sysRoot}).Lookup(addr) }
-
-// IOMMUEnabled reports whether the kernel under sysRoot has an IOMMU with
-// at least one group.
-func IOMMUEnabled(sysRoot string) bool { return (&Bus{Root: sysRoot}).IOMMUEnabled() }
 
 func (b *Bus) root() string {
 	if b.Root == "" {

@@ -77,7 +77,7 @@ func (m *Message) CloseFDs() {
 
 // Conn is one end of a vfio-user connection.
 //
-// Concurrency: any number of goroutines may send (Send, Call, Post, Reply)
+// Concurrency: any number of goroutines may send (Send, Call, Reply)
 // at once; each message goes out whole, with its descriptors, before the
 // next starts. Exactly one goroutine reads: either Run, which also routes
 // replies to Call, or a caller of Recv that does its own matching; never
@@ -217,18 +217,8 @@ func (c *Conn) ReplyError(req Header, errno syscall.Errno) error {
 	return c.send(ErrorReplyTo(req, errno), nil, nil)
 }
 
-// Post sends a command with NO_REPLY set: the peer answers nothing, not
-// even an error.
-func (c *Conn) Post(cmd Command, payload []byte, fds []int) error {
-	id, err := c.allocID(nil)
-	if err != nil {
-		return err
-	}
-	return c.send(Header{MsgID: id, Command: cmd, Flags: TypeCommand | FlagNoReply}, payload, fds)
-}
-
 // allocID picks the next msg_id that no Call is waiting on, and registers
-// ch (if not nil) as its waiter.
+// ch as its waiter.
 func (c *Conn) allocID(ch chan *Message) (uint16, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -241,9 +231,7 @@ func (c *Conn) allocID(ch chan *Message) (uint16, error) {
 		if _, busy := c.pending[id]; busy {
 			continue
 		}
-		if ch != nil {
-			c.pending[id] = ch
-		}
+		c.pending[id] = ch
 		return id, nil
 	}
 	return 0, fmt.Errorf("vfio-user: all 65536 message ids are waiting for replies")

@@ -86,7 +86,11 @@ const (
 )
 
 // DeviceFeature is the DEVICE_FEATURE request and reply. The feature data
-// is not interpreted here. QEMU 10.1 does not send this command.
+// is not interpreted here. QEMU 10.1 does not send this command, and
+// neither Client nor devicemodel's server uses it (the server answers
+// ENOSYS); the codec is here because this package is the whole wire format
+// (see Scope in the package doc), decoded and fuzzed like the rest, for a
+// peer that implements migration.
 type DeviceFeature struct {
 	ArgSz uint32 // argsz; 0 to encode means 8+len(Data)
 	Flags FeatureFlags

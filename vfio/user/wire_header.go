@@ -218,7 +218,8 @@ func EncodeMessage(b []byte, h Header, payload []byte) ([]byte, error) {
 
 // StartMessage appends h and returns the offset of its first byte in b, so
 // a payload can be encoded straight after it (no copy) and the size filled
-// in by FinishMessage:
+// in by FinishMessage. Conn encodes with EncodeMessage; these two are for a
+// caller that builds whole messages for Conn.Send without the copy:
 //
 //	b, start := user.StartMessage(b, h)
 //	b = user.DMAMap{...}.Encode(b)

@@ -1,6 +1,9 @@
 package user
 
 // MIG_DATA_READ (17) / MIG_DATA_WRITE (18): the migration data stream.
+// Neither Client nor devicemodel's server migrates (the server answers
+// ENOSYS); like DEVICE_FEATURE, the codecs are here because this package is
+// the whole wire format, for a peer that does.
 
 import "math"
 

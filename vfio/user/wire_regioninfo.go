@@ -28,7 +28,7 @@ const (
 	// VFIO_REGION_INFO_CAP_SPARSE_MMAP body (struct vfio_region_info_cap_sparse_mmap).
 	sizeofCapSparseMmap = 16 // header + nr_areas + reserved
 	offSparseNrAreas    = 8  // u32 nr_areas
-	offSparseReserved   = 12 // u32 reserved
+	offSparseReserved   = 12 // u32 reserved: never read, named so the layout test pins it
 	offSparseAreas      = 16 // nr_areas x struct vfio_region_sparse_mmap_area
 	sizeofSparseArea    = 16
 	offAreaOffset       = 0 // u64 offset, relative to the region
@@ -128,7 +128,10 @@ func (r RegionInfo) SparseMmap() (SparseMmapCap, bool) {
 	return SparseMmapCap{}, false
 }
 
-// Type returns the region type capability, if the chain has one.
+// Type returns the region type capability, if the chain has one. It is how
+// a client finds what a device-specific region (index >=
+// vfio.NumPCIRegions) is; this package's Client serves only the PCI
+// regions and does not look.
 func (r RegionInfo) Type() (RegionTypeCap, bool) {
 	for _, c := range r.Caps {
 		if t, ok := c.(RegionTypeCap); ok {

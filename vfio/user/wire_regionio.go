@@ -133,7 +133,10 @@ func (e *WriteMultiEntry) Bytes() []byte { return e.Data[:min(e.Count, WriteMult
 
 // RegionWriteMulti is the REGION_WRITE_MULTI request. QEMU sends it only to
 // a server that offered write_multiple, with NO_REPLY, and up to 200
-// entries.
+// entries. devicemodel's server decodes it; this package's Client does not
+// send it (it writes registers one REGION_WRITE at a time), so Encode and
+// DecodeRegionWriteMultiReply are the client half for another Go client, and
+// for tests that play QEMU.
 type RegionWriteMulti struct {
 	Writes []WriteMultiEntry
 }
