@@ -423,9 +423,8 @@ func (t *DMATable) replaceSpans(i, n int, with ...*dmaSpan) {
 // are unmapped before Unmap returns, after every device access in flight
 // has finished. No such entry is an error wrapping ENOENT.
 func (t *DMATable) Unmap(iova vfio.IOVA, size uint64) error {
-	t.mu.Lock()
+	t.lockUnpinned(uint64(iova), size)
 	defer t.mu.Unlock()
-	t.unpinLocked(uint64(iova), size)
 	a := uint64(iova)
 	last := a + (size - 1) // inclusive: QEMU unmaps up to the top of the address space
 	if size == 0 || last < a {
@@ -496,12 +495,12 @@ func (t *DMATable) unmapEntryLocked(ei int) error {
 // UnmapAll removes every entry (DMA_UNMAP with UNMAP_ALL, and a client
 // that goes away).
 func (t *DMATable) UnmapAll() error {
-	t.mu.Lock()
+	t.lockUnpinned(0, 0)
 	defer t.mu.Unlock()
-	t.unpinLocked(0, 0)
 	return t.unmapAllLocked()
 }
 
+// unmapAllLocked unmaps every span and forgets every entry. t.mu held.
 func (t *DMATable) unmapAllLocked() error {
 	var errs []error
 	for _, s := range t.spans {
@@ -517,9 +516,10 @@ func (t *DMATable) unmapAllLocked() error {
 // Close unmaps everything; later maps are refused and accesses fault.
 func (t *DMATable) Close() error {
 	t.mu.Lock()
+	t.closed = true // from here on Map refuses, while the pins drain too
+	t.mu.Unlock()
+	t.lockUnpinned(0, 0)
 	defer t.mu.Unlock()
-	t.closed = true
-	t.unpinLocked(0, 0)
 	return t.unmapAllLocked()
 }
 
@@ -560,30 +560,46 @@ func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func(
 	return s.mem[off : off+size : off+size], release, nil
 }
 
-// unpinLocked asks the holders of pins on every span that touches
-// [a, a+size) (size 0: everything) to let go, and waits until they have.
-// It drops t.mu while it waits, so the holders can release. t.mu held.
-func (t *DMATable) unpinLocked(a, size uint64) {
+// lockUnpinned locks t.mu and returns holding it once no pin is left on a
+// span that touches [a, a+size) (size 0: on any span). While there are
+// such pins it collects them (pinsLocked), unlocks, has their holders let
+// go (revoke) and locks again, so the table may have changed in between:
+// the caller reads it only after lockUnpinned returns.
+func (t *DMATable) lockUnpinned(a, size uint64) {
+	t.mu.Lock()
 	for {
-		var pins []*dmaPin
-		for _, s := range t.spans {
-			if len(s.pins) > 0 && (size == 0 || s.iova <= a+(size-1) && a <= s.end()-1) {
-				pins = append(pins, s.pins...)
-			}
-		}
+		pins := t.pinsLocked(a, size)
 		if len(pins) == 0 {
 			return
 		}
 		t.mu.Unlock()
-		for _, p := range pins {
-			if p.revoke != nil {
-				p.revoke()
-			}
-			<-p.released
-		}
-		t.revokes.Add(uint64(len(pins)))
+		t.revoke(pins)
 		t.mu.Lock()
 	}
+}
+
+// pinsLocked returns the pins on every span that touches [a, a+size)
+// (size 0: on every span). t.mu held.
+func (t *DMATable) pinsLocked(a, size uint64) []*dmaPin {
+	var pins []*dmaPin
+	for _, s := range t.spans {
+		if len(s.pins) > 0 && (size == 0 || s.iova <= a+(size-1) && a <= s.end()-1) {
+			pins = append(pins, s.pins...)
+		}
+	}
+	return pins
+}
+
+// revoke asks the holder of each pin to let go and waits until it has
+// (its release closed p.released). Not with t.mu held: release takes it.
+func (t *DMATable) revoke(pins []*dmaPin) {
+	for _, p := range pins {
+		if p.revoke != nil {
+			p.revoke()
+		}
+		<-p.released
+	}
+	t.revokes.Add(uint64(len(pins)))
 }
 
 // spanAt returns the index of the span holding addr, or -1. t.mu held.
@@ -728,10 +744,11 @@ func (t *DMATable) message(addr uint64, b []byte, write bool) error {
 	return t.msg.ReadDMA(addr, b)
 }
 
-// word finds the span for a naturally aligned word access. On success
-// it returns with t.mu held shared and either s.mem set (access it
-// directly) or not (release and use a message).
-func (t *DMATable) word(addr uint64, size int, write bool) (*dmaSpan, error) {
+// rlockWord takes t.mu shared and finds the span for a naturally aligned
+// word access. On success it returns still holding t.mu shared, with
+// either s.mem set (access it directly, then unlock) or not (unlock and
+// use a message); on failure it does not hold t.mu.
+func (t *DMATable) rlockWord(addr uint64, size int, write bool) (*dmaSpan, error) {
 	t.accesses.Add(1)
 	if addr%uint64(size) != 0 {
 		return nil, t.fault(addr, size, write, nil, "%d-byte word access is not naturally aligned", size)
@@ -801,7 +818,7 @@ func (t *DMATable) Store64(iova vfio.IOVA, v uint64) error {
 // memory at offset off, as one atomic access; or, for a range without
 // memory, with a DMA message of len(b) bytes.
 func (t *DMATable) wordAccess(a uint64, b []byte, write bool, direct func(mem []byte, off uint64)) error {
-	s, err := t.word(a, len(b), write)
+	s, err := t.rlockWord(a, len(b), write)
 	if err != nil {
 		return err
 	}

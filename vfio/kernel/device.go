@@ -455,6 +455,7 @@ func (m *mapping) Close() error {
 	return m.unmapLocked()
 }
 
+// unmapLocked unmaps m and marks it unmapped. m.d.mapMu held.
 func (m *mapping) unmapLocked() error {
 	err := unix.Munmap(m.full)
 	m.full, m.b = nil, nil
