@@ -46,8 +46,8 @@ func TestBenchDeviceJSON(t *testing.T) {
 		}
 		seen[fmt.Sprintf("%s/%v", sys, r["payload"])] = true
 	}
-	require.Equal(t, map[string]bool{"github.com/ycq-dev/ycq/64": true, "socket/64": true, "github.com/ycq-dev/ycq/4096": true, "socket/4096": true,
-		"github.com/ycq-dev/ycq/65536": true, "socket/65536": true}, seen)
+	require.Equal(t, map[string]bool{"ycq/64": true, "socket/64": true, "ycq/4096": true, "socket/4096": true,
+		"ycq/65536": true, "socket/65536": true}, seen)
 }
 
 func TestBenchDeviceUsage(t *testing.T) {
