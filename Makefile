@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone \
 	./vfio/user:FuzzDecodeHeader ./vfio/user:FuzzDecodePayload ./vfio/user:FuzzDecodeVersion \
 	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
-	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent
+	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./internal/record:FuzzCheck
 
 .PHONY: all build run run-qemu provision test check race-free imports e2e lint fmt-check vet bench fuzz clean
 

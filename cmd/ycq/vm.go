@@ -51,7 +51,7 @@ func vmRun(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	env, err := locateOrProvision(ctx, stderr)
+	env, err := qemu.Find(ctx, true, stderr) // provisions on first use
 	if err != nil {
 		return err
 	}
@@ -101,18 +101,4 @@ func vmRun(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "guest console:\n%s\n", res.Console)
 	}
 	return err
-}
-
-// locateOrProvision finds the QEMU cache, provisioning it if it is missing.
-func locateOrProvision(ctx context.Context, log io.Writer) (*qemu.Env, error) {
-	cache, err := qemu.DefaultCacheDir()
-	if err != nil {
-		return nil, err
-	}
-	env, err := qemu.Locate(cache)
-	if err == nil {
-		return env, nil
-	}
-	fmt.Fprintf(log, "%v\nprovisioning QEMU and the guest kernel into %s (a minute or two)...\n", err, cache)
-	return qemu.Provision(ctx, cache, log)
 }
