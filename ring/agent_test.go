@@ -1,7 +1,6 @@
 package ring_test
 
 import (
-	"encoding/binary"
 	"errors"
 	"runtime"
 	"sync"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ring"
 )
 
@@ -79,36 +79,11 @@ func TestAgentEcho(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for id := range 2 {
-		wg.Go(func() {
-			p := in.Producer()
-			for seq := uint64(0); seq < perProducer; {
-				w, err := p.ReserveUpTo(3)
-				if errors.Is(err, ring.ErrFull) {
-					runtime.Gosched()
-					continue
-				}
-				if !assertNoError(t, err) {
-					return
-				}
-				for i := range w.Len() {
-					if seq%5 == 2 && i == 0 && w.Len() > 1 {
-						_ = w.Abort(i) // a hole the agent passes over
-						continue
-					}
-					if seq == perProducer {
-						_ = w.Abort(i)
-						continue
-					}
-					binary.LittleEndian.PutUint64(w.Slot(i), uint64(id)<<32|seq)
-					_ = w.Publish(i, 8)
-					seq++
-				}
-			}
-		})
+		wg.Go(func() { produceWithHoles(t, in, uint32(id), perProducer, slotSize, 5) })
 	}
 	agentErr := make(chan error, 1)
 	wg.Go(func() { agentErr <- echo(cons, prod, inData, outData, 2*perProducer) })
-	next := [2]uint64{}
+	verify := record.NewVerifier(2)
 	c := out.Consumer()
 	for got := 0; got < 2*perProducer; {
 		r, err := c.ReserveUpTo(4)
@@ -120,19 +95,16 @@ func TestAgentEcho(t *testing.T) {
 		for i := range r.Len() {
 			b, err := r.Slot(i)
 			require.NoError(t, err)
-			require.Len(t, b, 8)
-			v := binary.LittleEndian.Uint64(b)
-			id, seq := v>>32, v&0xffffffff
-			require.Less(t, id, uint64(2))
-			require.Equal(t, next[id], seq, "producer %d: record out of order, lost or duplicated", id)
-			next[id]++
+			producer, seq, err := checkRecord(b)
+			require.NoError(t, err)
+			require.NoError(t, verify.Add(producer, seq))
 		}
 		got += r.Len()
 		require.NoError(t, r.ReleaseAll())
 	}
 	wg.Wait()
 	require.NoError(t, <-agentErr)
-	require.Equal(t, [2]uint64{perProducer, perProducer}, next)
+	require.NoError(t, verify.Done(perProducer))
 	_, ok, err := cons.Peek()
 	require.NoError(t, err)
 	require.False(t, ok, "nothing left")
@@ -384,12 +356,4 @@ func FuzzAgent(f *testing.F) {
 			}
 		}
 	})
-}
-
-func assertNoError(t *testing.T, err error) bool {
-	if err != nil {
-		t.Error(err)
-		return false
-	}
-	return true
 }

@@ -82,6 +82,37 @@ func (f *farSide) consume(out func([]byte)) bool {
 	}
 }
 
+// produceWithHoles publishes perProducer records of size bytes from
+// producer id into q, in runs of up to 3, aborting the first slot of a run
+// now and then (when seq%holeEvery == holeEvery/2) so consumers meet holes.
+func produceWithHoles(t *testing.T, q *ring.Queue, id uint32, perProducer uint64, size, holeEvery int) {
+	p := q.Producer()
+	for seq := uint64(0); seq < perProducer; {
+		w, err := p.ReserveUpTo(3)
+		if errors.Is(err, ring.ErrFull) {
+			runtime.Gosched()
+			continue
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for i := range w.Len() {
+			if seq%uint64(holeEvery) == uint64(holeEvery/2) && i == 0 && w.Len() > 1 {
+				_ = w.Abort(i)
+				continue
+			}
+			writeRecord(w.Slot(i), id, seq, size)
+			_ = w.Publish(i, size)
+			seq++
+			if seq == perProducer {
+				_ = w.AbortAll()
+				break
+			}
+		}
+	}
+}
+
 // TestFarSide: ring producers feed the far consumer, and the far producer
 // feeds ring consumers, all at once.
 func TestFarSide(t *testing.T) {
@@ -92,33 +123,7 @@ func TestFarSide(t *testing.T) {
 	var wg sync.WaitGroup
 	// Two ring producers, with aborts, into the far consumer.
 	for id := range 2 {
-		wg.Go(func() {
-			p := toFar.Producer()
-			for seq := uint64(0); seq < perProducer; {
-				w, err := p.ReserveUpTo(3)
-				if errors.Is(err, ring.ErrFull) {
-					runtime.Gosched()
-					continue
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for i := range w.Len() {
-					if seq%7 == 3 && i == 0 {
-						_ = w.Abort(i)
-						continue
-					}
-					writeRecord(w.Slot(i), uint32(id), seq, 32)
-					_ = w.Publish(i, 32)
-					seq++
-					if seq == perProducer {
-						_ = w.AbortAll()
-						break
-					}
-				}
-			}
-		})
+		wg.Go(func() { produceWithHoles(t, toFar, uint32(id), perProducer, 32, 7) })
 	}
 	// The far side: consume everything, and echo it back through its own
 	// producer into the other queue.
