@@ -46,7 +46,8 @@ func ipcServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // listenUnix listens on path, replacing a stale socket file that nothing
-// listens on, but never a live one or another kind of file.
+// listens on, but never a live one or another kind of file. The file
+// appears only once the socket listens.
 func listenUnix(path string) (*net.UnixListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -58,11 +59,21 @@ func listenUnix(path string) (*net.UnixListener, error) {
 		}
 		os.Remove(path)
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	// Bind and listen under a temporary name, then rename: the socket
+	// appears at path only once it listens, so a peer that waits for the
+	// file (as startDeviceModel does) is never refused.
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	os.Remove(tmp)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
 	l.SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
 	return l, nil
 }
 
