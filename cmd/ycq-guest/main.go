@@ -34,6 +34,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/qemu/guest"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/kernel"
@@ -289,13 +290,12 @@ func streamWithReset(dev vfio.Device, res *result) error {
 	return errors.Join(errs...)
 }
 
-// stream sends n 200-byte requests on p and checks each CRC response in
-// order; after each response it calls at(count).
+// stream sends n 200-byte requests (the demo's request records) on p and
+// checks each CRC response in order; after each response it calls
+// at(count).
 func stream(ctx context.Context, drv *hostdriver.Driver, p *hostdriver.Pair, n int64, at func(int64)) (int64, error) {
 	req := func(b []byte, seq int64) {
-		for i := range b {
-			b[i] = byte(seq*7 + int64(i) + int64(p.Index()))
-		}
+		demo.Requests.Fill(b, record.Header{Seq: uint64(seq), Producer: uint32(p.Index())})
 	}
 	var sendErr error
 	var wg sync.WaitGroup

@@ -127,14 +127,15 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// requests are records of internal/record's Plain layout without a
-// checksum (the CRC-32C engine computes one; the echo engine's response is
-// compared byte for byte): sequence number, pair, then a fill.
-var requests = record.Format{}
+// Requests is the format of the demo's requests: internal/record's Plain
+// layout without a checksum (the CRC-32C engine computes one; the echo
+// engine's response is compared byte for byte): sequence number, pair, then
+// a fill. The guest's test streams use it too.
+var Requests = record.Format{}
 
 // fill writes request seq of pair.
 func fill(b []byte, pair int, seq uint64) {
-	requests.Fill(b, record.Header{Seq: seq, Producer: uint32(pair)})
+	Requests.Fill(b, record.Header{Seq: seq, Producer: uint32(pair)})
 }
 
 // streamPair sends n requests through p and checks each response against
