@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -77,11 +75,7 @@ func layerViolations(deps map[string][]string) []string {
 
 // moduleDeps runs go list -deps over the module's non-test packages.
 func moduleDeps(t *testing.T) map[string][]string {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "list", "-json=ImportPath,Deps", "./...")
+	cmd := exec.Command(goTool(t), "list", "-json=ImportPath,Deps", "./...")
 	cmd.Dir = ".."
 	out, err := cmd.Output()
 	require.NoError(t, err, "go list: %s", exitStderr(err))
@@ -103,6 +97,14 @@ func moduleDeps(t *testing.T) map[string][]string {
 		}
 	}
 	return deps
+}
+
+// goTool is the go command on PATH (the Makefile puts Go's bin there).
+func goTool(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	require.NoError(t, err, "the go command must be on PATH")
+	return goBin
 }
 
 func relative(path string) (string, bool) {
