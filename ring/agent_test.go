@@ -84,24 +84,9 @@ func TestAgentEcho(t *testing.T) {
 	agentErr := make(chan error, 1)
 	wg.Go(func() { agentErr <- echo(cons, prod, inData, outData, 2*perProducer) })
 	verify := record.NewVerifier(2)
-	c := out.Consumer()
-	for got := 0; got < 2*perProducer; {
-		r, err := c.ReserveUpTo(4)
-		if errors.Is(err, ring.ErrEmpty) {
-			runtime.Gosched()
-			continue
-		}
-		require.NoError(t, err)
-		for i := range r.Len() {
-			b, err := r.Slot(i)
-			require.NoError(t, err)
-			producer, seq, err := checkRecord(b)
-			require.NoError(t, err)
-			require.NoError(t, verify.Add(producer, seq))
-		}
-		got += r.Len()
-		require.NoError(t, r.ReleaseAll())
-	}
+	consumeRecords(t, out, 2*perProducer, 4, func(producer uint32, seq uint64) {
+		require.NoError(t, verify.Add(producer, seq))
+	})
 	wg.Wait()
 	require.NoError(t, <-agentErr)
 	require.NoError(t, verify.Done(perProducer))

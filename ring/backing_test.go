@@ -118,24 +118,11 @@ func TestChildConsumer(t *testing.T) {
 	m := mapShared(t, 3, size)
 	q, err := ring.Attach(m[:metaLen], m[metaLen:])
 	require.NoError(t, err)
-	c := q.Consumer()
-	for want := uint64(0); want < uint64(records); {
-		r, err := c.ReserveUpTo(16)
-		if errors.Is(err, ring.ErrEmpty) {
-			runtime.Gosched()
-			continue
-		}
-		require.NoError(t, err)
-		for i := range r.Len() {
-			b, err := r.Slot(i)
-			require.NoError(t, err)
-			producer, seq, err := checkRecord(b)
-			require.NoError(t, err)
-			require.Equal(t, uint32(7), producer)
-			require.Equal(t, want, seq)
-			want++
-		}
-		require.NoError(t, r.ReleaseAll())
-	}
+	want := uint64(0)
+	consumeRecords(t, q, records, 16, func(producer uint32, seq uint64) {
+		require.Equal(t, uint32(7), producer)
+		require.Equal(t, want, seq)
+		want++
+	})
 	fmt.Printf("child consumed %d records\n", records)
 }

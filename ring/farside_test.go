@@ -113,6 +113,30 @@ func produceWithHoles(t *testing.T, q *ring.Queue, id uint32, perProducer uint64
 	}
 }
 
+// consumeRecords takes n records from q in runs of up to batch, checks
+// each one's format and hands what it carries to got, in queue order.
+func consumeRecords(t *testing.T, q *ring.Queue, n, batch int, got func(producer uint32, seq uint64)) {
+	t.Helper()
+	c := q.Consumer()
+	for taken := 0; taken < n; {
+		r, err := c.ReserveUpTo(batch)
+		if errors.Is(err, ring.ErrEmpty) {
+			runtime.Gosched()
+			continue
+		}
+		require.NoError(t, err)
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			require.NoError(t, err)
+			producer, seq, err := checkRecord(b)
+			require.NoError(t, err)
+			got(producer, seq)
+		}
+		taken += r.Len()
+		require.NoError(t, r.ReleaseAll())
+	}
+}
+
 // TestFarSide: ring producers feed the far consumer, and the far producer
 // feeds ring consumers, all at once.
 func TestFarSide(t *testing.T) {
