@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ycq-dev/ycq/internal/ringbench"
 )
@@ -17,67 +19,177 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	items := fs.Int("items", 5_000_000, "records per run")
 	rounds := fs.Int("rounds", 5, "runs of each system and scenario; the median is reported")
+	latRate := fs.Float64("latency-rate", 1e6, "offered records/s of the latency runs (0: none)")
+	latRecords := fs.Int("latency-records", 200_000, "records of each latency run")
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *items < 64 || *rounds < 1 {
-		return usagef("-items must be at least 64 and -rounds at least 1")
+	if *items < 1024 || *rounds < 1 || *latRate < 0 || (*latRate > 0 && *latRecords < 100) {
+		return usagef("-items must be at least 1024, -rounds at least 1, -latency-records at least 100")
 	}
 	type key struct {
 		system string
 		sc     int
 	}
 	runs := map[key][]ringbench.Result{}
-	// Interleave systems and scenarios round by round, alternating which
-	// system goes first, so drift in the machine hits both alike.
+	var probes []time.Duration
+	// Interleave systems and scenarios round by round, rotating which
+	// system goes first, so drift in the machine hits all alike.
 	for round := range *rounds {
+		probes = append(probes, ringbench.PingPong(20*time.Millisecond))
 		for i, sc := range ringbench.Scenarios {
-			systems := slices.Clone(ringbench.Systems)
-			if (round+i)%2 == 1 {
-				slices.Reverse(systems)
-			}
+			systems := slices.Clone(sc.Systems)
+			k := (round + i) % len(systems)
+			systems = append(systems[k:], systems[:k]...)
 			for _, sys := range systems {
 				r, err := ringbench.Run(sys, sc, *items)
 				if err != nil {
 					return err
 				}
 				if *verbose {
-					fmt.Fprintf(stderr, "round %d: %-4s %-4s batch %-2d %6.2f M items/s\n",
-						round, r.System, r.Scenario, r.Batch, r.ItemsPerSec/1e6)
+					fmt.Fprintf(stderr, "round %d: %-10s %s %dx%d batch %-2d %7.2f M items/s\n",
+						round, r.System, r.Scenario, r.Producers, r.Consumers, r.Batch, r.ItemsPerSec/1e6)
 				}
 				runs[key{sys, i}] = append(runs[key{sys, i}], r)
 			}
 		}
 	}
+	lats := map[string][]ringbench.Latency{}
+	if *latRate > 0 {
+		for round := range *rounds {
+			systems := slices.Clone(ringbench.LatencySystems)
+			if round%2 == 1 {
+				slices.Reverse(systems)
+			}
+			for _, sys := range systems {
+				l, err := ringbench.MeasureLatency(sys, *latRate, *latRecords)
+				if err != nil {
+					return err
+				}
+				lats[sys] = append(lats[sys], l)
+			}
+		}
+	}
+	probes = append(probes, ringbench.PingPong(20*time.Millisecond))
+	slices.Sort(probes)
+
 	median := func(rs []ringbench.Result) ringbench.Result {
 		s := slices.Clone(rs)
 		slices.SortFunc(s, func(a, b ringbench.Result) int { return cmp.Compare(a.ItemsPerSec, b.ItemsPerSec) })
 		return s[len(s)/2]
 	}
+	spread := func(rs []ringbench.Result) (lo, hi float64) {
+		lo, hi = rs[0].ItemsPerSec, rs[0].ItemsPerSec
+		for _, r := range rs {
+			lo, hi = min(lo, r.ItemsPerSec), max(hi, r.ItemsPerSec)
+		}
+		return lo, hi
+	}
+	// ratioSpread is the range of the round-by-round ratios of a to b.
+	ratioSpread := func(a, b []ringbench.Result) (lo, hi float64) {
+		for i := range a {
+			r := a[i].ItemsPerSec / b[i].ItemsPerSec
+			if i == 0 {
+				lo, hi = r, r
+			}
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		return lo, hi
+	}
+	medianLat := func(ls []ringbench.Latency) ringbench.Latency {
+		s := slices.Clone(ls)
+		slices.SortFunc(s, func(a, b ringbench.Latency) int { return cmp.Compare(a.P99, b.P99) })
+		m := s[len(s)/2]
+		slices.SortFunc(s, func(a, b ringbench.Latency) int { return cmp.Compare(a.P50, b.P50) })
+		m.P50 = s[len(s)/2].P50
+		return m
+	}
+	probe := probes[len(probes)/2]
+
 	if *asJSON {
+		type row struct {
+			ringbench.Result
+			Min     float64 `json:"min_items_per_sec"`
+			Max     float64 `json:"max_items_per_sec"`
+			Rounds  int     `json:"rounds"`
+			ProbeNs int64   `json:"pingpong_round_trip_ns"`
+		}
 		enc := json.NewEncoder(stdout)
-		for i := range ringbench.Scenarios {
-			for _, sys := range ringbench.Systems {
-				if err := enc.Encode(median(runs[key{sys, i}])); err != nil {
+		for i, sc := range ringbench.Scenarios {
+			for _, sys := range sc.Systems {
+				rs := runs[key{sys, i}]
+				lo, hi := spread(rs)
+				if err := enc.Encode(row{median(rs), lo, hi, len(rs), int64(probe)}); err != nil {
+					return err
+				}
+			}
+		}
+		for _, sys := range ringbench.LatencySystems {
+			if ls := lats[sys]; len(ls) > 0 {
+				type latRow struct {
+					ringbench.Latency
+					Kind    string `json:"kind"`
+					Rounds  int    `json:"rounds"`
+					ProbeNs int64  `json:"pingpong_round_trip_ns"`
+				}
+				if err := enc.Encode(latRow{medianLat(ls), "latency", len(ls), int64(probe)}); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
+
+	fmt.Fprintf(stdout, "cache-line round trip between the two CPUs (ping-pong): %v median, %v to %v over the run\n",
+		probe.Round(time.Nanosecond), probes[0].Round(time.Nanosecond), probes[len(probes)-1].Round(time.Nanosecond))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario\tbatch\tproducers\tconsumers\tring items/s\tchan items/s\tring/chan\t\n")
+	fmt.Fprintf(tw, "scenario\tbatch\tsystem\titems/s\tspread\tring/system\tround ratios\t\n")
 	for i, sc := range ringbench.Scenarios {
-		r, c := median(runs[key{ringbench.SystemRing, i}]), median(runs[key{ringbench.SystemChan, i}])
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2fM\t%.2fM\t%.2fx\t\n", sc.Name, sc.Batch, sc.Producers, sc.Consumers,
-			r.ItemsPerSec/1e6, c.ItemsPerSec/1e6, r.ItemsPerSec/c.ItemsPerSec)
+		ring := runs[key{ringbench.SystemRing, i}]
+		for _, sys := range sc.Systems {
+			rs := runs[key{sys, i}]
+			m := median(rs)
+			lo, hi := spread(rs)
+			ratio, rounds := "", ""
+			if sys != ringbench.SystemRing {
+				rlo, rhi := ratioSpread(ring, rs)
+				ratio = fmt.Sprintf("%.2fx", median(ring).ItemsPerSec/m.ItemsPerSec)
+				rounds = fmt.Sprintf("%.2f-%.2fx", rlo, rhi)
+			}
+			fmt.Fprintf(tw, "%s %dx%d\t%d\t%s\t%.2fM\t%.1f-%.1fM\t%s\t%s\t\n", sc.Name, sc.Producers, sc.Consumers, sc.Batch,
+				sys, m.ItemsPerSec/1e6, lo/1e6, hi/1e6, ratio, rounds)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d-byte records, capacity %d, median of %d runs of %d records each; the channel batches [%d][%d]byte\n",
-		ringbench.Payload, ringbench.Capacity, *rounds, *items, ringbench.ChanBatch, ringbench.Payload)
+	if *latRate > 0 {
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "latency\tsystem\tp50\tp99\tp99 spread\t\n")
+		for _, sys := range ringbench.LatencySystems {
+			ls := lats[sys]
+			m := medianLat(ls)
+			lo, hi := ls[0].P99, ls[0].P99
+			for _, l := range ls {
+				lo, hi = min(lo, l.P99), max(hi, l.P99)
+			}
+			fmt.Fprintf(tw, "spsc 1x1 batch 1 at %.2gM/s\t%s\t%v\t%v\t%v-%v\t\n", *latRate/1e6, sys,
+				m.P50.Round(10*time.Nanosecond), m.P99.Round(10*time.Nanosecond),
+				lo.Round(10*time.Nanosecond), hi.Round(10*time.Nanosecond))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "%d-byte records written and read in full, capacity %d, median of %d runs of %d records each\n",
+		ringbench.Payload, ringbench.Capacity, *rounds, *items)
+	fmt.Fprintln(stdout, strings.Join([]string{
+		"ring: ycq ring, public API; a waiting side spins 1, 2, 4 ... 32 steps, then yields",
+		"chan: chan [64]byte; pool: pooled *[64]byte through a free-list and a data channel;",
+		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
+		"latency: from just before publish (send) to just after the consumer read the record",
+	}, "\n"))
 	return nil
 }

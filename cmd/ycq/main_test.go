@@ -17,29 +17,44 @@ import (
 
 func TestBenchRingJSON(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-json"}, &out, &errb)
+	code := run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-records", "1000", "-json"}, &out, &errb)
 	require.Equal(t, 0, code, errb.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 6, "3 scenarios x 2 systems")
 	seen := map[string]bool{}
+	latency := map[string]bool{}
 	for _, l := range lines {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
-		for _, k := range []string{"system", "scenario", "batch", "producers", "consumers", "payload", "items_per_sec"} {
+		require.Greater(t, r["pingpong_round_trip_ns"].(float64), 0.0, "the placement probe is in every row")
+		if r["kind"] == "latency" {
+			require.Greater(t, r["p50_ns"].(float64), 0.0)
+			require.GreaterOrEqual(t, r["p99_ns"].(float64), r["p50_ns"].(float64))
+			latency[r["system"].(string)] = true
+			continue
+		}
+		for _, k := range []string{"system", "scenario", "batch", "producers", "consumers", "payload", "items_per_sec", "min_items_per_sec", "max_items_per_sec"} {
 			require.Contains(t, r, k)
 		}
 		require.Greater(t, r["items_per_sec"].(float64), 0.0)
 		require.Equal(t, 64.0, r["payload"])
-		seen[r["system"].(string)+"/"+r["scenario"].(string)] = true
+		seen[fmt.Sprintf("%s/%s-%vx%v/%v", r["system"], r["scenario"], r["producers"], r["consumers"], r["batch"])] = true
 	}
-	require.Equal(t, map[string]bool{"ring/spsc": true, "chan/spsc": true, "ring/mpmc": true, "chan/mpmc": true}, seen)
+	require.Equal(t, map[string]bool{
+		"ring/spsc-1x1/1": true, "chan/spsc-1x1/1": true, "pool/spsc-1x1/1": true,
+		"ring/spsc-1x1/32": true, "chan-batch/spsc-1x1/32": true,
+		"ring/mpmc-2x2/1": true, "chan/mpmc-2x2/1": true, "pool/mpmc-2x2/1": true,
+		"ring/mpmc-2x2/32": true, "chan-batch/mpmc-2x2/32": true,
+		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true,
+	}, seen)
+	require.Equal(t, map[string]bool{"ring": true, "chan": true}, latency)
 }
 
 func TestBenchRingTable(t *testing.T) {
 	var out, errb bytes.Buffer
-	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "1"}, &out, &errb), errb.String())
-	require.Contains(t, out.String(), "ring/chan")
-	require.Contains(t, out.String(), "mpmc")
+	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-records", "1000"}, &out, &errb), errb.String())
+	for _, s := range []string{"ping-pong", "ring/system", "chan-batch", "mpmc 4x4", "p99"} {
+		require.Contains(t, out.String(), s)
+	}
 }
 
 func TestUsage(t *testing.T) {
