@@ -81,3 +81,10 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestPause: Pause returns, for any count.
+func TestPause(t *testing.T) {
+	for _, n := range []int{-1, 0, 1, 1000} {
+		ring.Pause(n)
+	}
+}

@@ -186,7 +186,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%d-byte records written and read in full, capacity %d, median of %d runs of %d records each\n",
 		ringbench.Payload, ringbench.Capacity, *rounds, *items)
 	fmt.Fprintln(stdout, strings.Join([]string{
-		"ring: ycq ring, public API; a waiting side spins 1, 2, 4 ... 32 steps, then yields",
+		"ring: ycq ring, public API; a waiting side spins 1, 2, 4 ... 32 PAUSE steps, then yields",
 		"chan: chan [64]byte; pool: pooled *[64]byte through a free-list and a data channel;",
 		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
 		"latency: from just before publish (send) to just after the consumer read the record",

@@ -5,7 +5,7 @@
 // both measure the same thing.
 //
 // Every system takes work the moment it is there. The ring's waiting sides
-// spin 1, 2, 4 ... 32 steps (ring.Spin) and then yield the processor, and
+// spin 1, 2, 4 ... 32 pause steps (ring.Pause) and then yield the processor, and
 // start over after each success; the channels wait inside the Go runtime, as
 // a Go program uses them. No side waits for a batch to build up.
 package ringbench
@@ -150,15 +150,16 @@ func sum(b []byte) uint64 {
 }
 
 // Backoff is the ring's wait when the other side has not caught up: spin
-// 1, 2, 4 ... 32 steps, then yield the processor on every further try, until
-// Reset after the next success.
+// 1, 2, 4 ... 32 PAUSE steps, then yield the processor on every further
+// try, until Reset after the next success (the wait the DPDK anchor's
+// figures were taken with).
 type Backoff struct{ spins int }
 
 // Wait waits once.
 func (b *Backoff) Wait() {
 	if b.spins < 32 {
 		b.spins = max(1, 2*b.spins)
-		ring.Spin(b.spins)
+		ring.Pause(b.spins)
 		return
 	}
 	runtime.Gosched()
