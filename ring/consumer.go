@@ -45,6 +45,30 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 	descs, mask := q.m.descs, q.mask
 	slotSize := uint32(q.slotSize)
 	pos := cons.cursor.Load()
+	// Fast path: a run of records with no hole in front of or among them,
+	// ending at a slot not yet published or at n. Anything else (a hole,
+	// a stamp to explain, a lost race) takes the general loop below.
+	recs := 0
+	for recs < n {
+		p := pos + uint64(recs)
+		// Pairs with the producer's store of stamp p+1 in publish.
+		w := descs[p&mask].word.Load()
+		if uint32(w) != uint32(p+1) || uint32(w>>32) > slotSize {
+			if uint32(w) == uint32(p+1) || uint32(w)-uint32(p+1) != ^uint32(0) && uint32(w)-uint32(p+1) != q.negSlots {
+				recs = -1 // a hole or a stamp to explain
+			}
+			break
+		}
+		recs++
+	}
+	if recs > 0 && (!exact || recs == n) && q.claimRead(pos, pos+uint64(recs)) {
+		return ReadRun{q: q, start: pos, n: recs, span: recs}, nil
+	}
+	if recs == 0 && !exact {
+		q.bumpCons(&cons.empty, 1)
+		return ReadRun{}, ErrEmpty
+	}
+	pos = cons.cursor.Load()
 	for range maxAttempts {
 		r := ReadRun{q: q}
 		lead := 0 // aborted slots before the first record
