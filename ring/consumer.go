@@ -277,16 +277,19 @@ func (r *ReadRun) ReleaseAll() error {
 	var first error
 	done := 0
 	descs, mask := q.m.descs, q.mask
-	// Last record first, for the same reason as WriteRun.PublishAll.
-	for i := r.n - 1; i >= 0; i-- {
-		if r.nholes != 0 {
+	if r.nholes != 0 {
+		for i := r.n - 1; i >= 0; i-- {
 			if err := r.release(i); err == nil {
 				done++
 			} else if err != ErrNotHeld && first == nil {
 				first = err
 			}
-			continue
 		}
+		q.bumpCons(&q.m.cons.released, uint64(done))
+		return first
+	}
+	// Last record first, for the same reason as WriteRun.PublishAll.
+	for i := r.n - 1; i >= 0; i-- {
 		p := r.start + uint64(i)
 		d := &descs[p&mask]
 		if seq := uint32(d.word.Load()); seq != uint32(p+1) {
