@@ -74,6 +74,7 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 		lead := 0 // aborted slots before the first record
 		recs, span := 0, 0
 		bad := ""
+		fragmented := false // stopped at the holes one run can hold
 		for recs < n && uint64(lead+span) < q.slots {
 			p := pos + uint64(lead+span)
 			// Pairs with the producer's store of stamp p+1 in publish:
@@ -97,6 +98,7 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 					continue
 				}
 				if r.nholes == maxHoles {
+					fragmented = true
 					break
 				}
 				r.holes[r.nholes] = uint32(span)
@@ -130,6 +132,11 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 			} else if lead > 0 {
 				pos = cons.cursor.Load()
 				continue
+			}
+			if fragmented && r.n > 0 {
+				// The records are there, but no exact run can hold them
+				// with the holes between: waiting would never help.
+				return ReadRun{}, ErrFragmented
 			}
 			q.bumpCons(&cons.empty, 1)
 			return ReadRun{}, ErrEmpty

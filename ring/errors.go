@@ -25,6 +25,12 @@ var (
 	// ErrNotHeld: the slot is no longer held by this run: it was already
 	// published, released or aborted.
 	ErrNotHeld = errors.New("ring: slot not held by this run")
+	// ErrFragmented: an exact Reserve found records, but split by more
+	// aborted slots than one run can hold (six), so no exact run of the
+	// size asked for can be made from them, now or later. Take them with
+	// ReserveUpTo, which returns the records before the holes and then
+	// passes the holes over, or ask for fewer.
+	ErrFragmented = errors.New("ring: records split by more aborted slots than one run holds; use ReserveUpTo")
 	// ErrNotLast: a consumer tried to give records back, but another run
 	// was reserved after this one. The records are still held by the run:
 	// read and release them.

@@ -453,6 +453,36 @@ func TestManyHolesEndARun(t *testing.T) {
 	require.Equal(t, uint64(10), q.Stats().Skipped)
 }
 
+// TestExactReserveAcrossTooManyHoles: records split by more holes than a
+// run holds make an exact Reserve say so (ErrFragmented), not ErrEmpty
+// forever; ReserveUpTo takes them.
+func TestExactReserveAcrossTooManyHoles(t *testing.T) {
+	q, _, _ := newQueue(t, ring.Config{Slots: 16, SlotSize: 8})
+	w, err := q.Producer().Reserve(9)
+	require.NoError(t, err)
+	for i := 1; i <= 7; i++ {
+		require.NoError(t, w.Abort(i))
+	}
+	require.NoError(t, w.Publish(0, 8))
+	require.NoError(t, w.Publish(8, 8))
+	require.Equal(t, 9, q.Ready())
+	c := q.Consumer()
+	for range 3 {
+		_, err = c.Reserve(2)
+		require.ErrorIs(t, err, ring.ErrFragmented, "the records are there: waiting would not help")
+		require.NotErrorIs(t, err, ring.ErrEmpty)
+	}
+	_, err = c.Reserve(1)
+	require.NoError(t, err, "a smaller exact run is fine")
+	r, err := c.ReserveUpTo(2)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.Len(), "the record after the holes")
+	require.Equal(t, uint64(8), r.Position(0))
+	require.Equal(t, uint64(7), q.Stats().Skipped)
+	_, err = c.Reserve(1)
+	require.ErrorIs(t, err, ring.ErrEmpty, "nothing left")
+}
+
 func TestDataRegionGarbageChangesPayloadOnly(t *testing.T) {
 	q, _, data := newQueue(t, ring.Config{Slots: 4, SlotSize: 8})
 	for range 50 {
