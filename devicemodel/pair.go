@@ -54,6 +54,7 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 // blocked reports that it stopped because the device-to-host queue is full.
 func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 	consumed, produced := 0, 0
+	holes := p.h2d.HolesPassed()
 	synced := false
 	defer func() {
 		if !synced {
@@ -129,10 +130,12 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 	if err := p.sync(produced, consumed); err != nil {
 		return false, false, err
 	}
-	if err := d.wakeHost(p, produced > 0, consumed > 0); err != nil {
+	// Passing holes freed slots too: the host may be asleep for them.
+	passed := p.h2d.HolesPassed() != holes
+	if err := d.wakeHost(p, produced > 0, consumed > 0 || passed); err != nil {
 		return false, false, err
 	}
-	return consumed+produced > 0, blocked, nil
+	return consumed+produced > 0 || passed, blocked, nil
 }
 
 // sync stores the pair's cursors after a batch that published produced
@@ -176,6 +179,17 @@ func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 	return nil
 }
 
+// h2dReady reports whether a request is there. Holes it passes on the way
+// free their slots, so it wakes the host for them, as a release would.
+func (d *YCQ) h2dReady(p *queuePair) (bool, error) {
+	holes := p.h2d.HolesPassed()
+	_, ready, err := p.h2d.Peek()
+	if err == nil && p.h2d.HolesPassed() != holes {
+		err = d.wakeHost(p, false, true)
+	}
+	return ready, err
+}
+
 // pollFor is how long an idle queue pair keeps looking before it sleeps: a
 // doorbell costs the host a register write (a vfio-user round trip, or an
 // exit to the hypervisor), so a device that polls a little first is rung
@@ -191,7 +205,7 @@ func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
 		if blocked {
 			ready, err = p.d2h.Free()
 		} else {
-			_, ready, err = p.h2d.Peek()
+			ready, err = d.h2dReady(p)
 		}
 		if ready || err != nil {
 			return true // an error is step's to report
@@ -226,7 +240,7 @@ func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
 	if blocked {
 		ready, err = p.d2h.Free()
 	} else {
-		_, ready, err = p.h2d.Peek()
+		ready, err = d.h2dReady(p)
 	}
 	if err == nil && !ready {
 		d.qstatus[p.q].Store(ycqdev.QStatusRunning | ycqdev.QStatusSleeping)

@@ -690,3 +690,35 @@ func TestDetachAndReset(t *testing.T) {
 	require.NoError(t, d.Reset())
 	require.Zero(t, reg32(t, d, ycqdev.RegStatus))
 }
+
+// TestPassedHolesWakeTheHost: a host producer asleep for space is woken when
+// the device passes over aborted slots, which frees them, as after a release
+// (issue 12, bug 2, on the device side).
+func TestPassedHolesWakeTheHost(t *testing.T) {
+	const slots, slotSize = 8, 64
+	d, h := newTestDevice(t, 1)
+	p, _ := layoutPair(t, h, d, 0, slots, slotSize, 0, false)
+	program(t, d, h, 0, p, slots, slotSize)
+	setReg32(t, d, ycqdev.RegControl, ycqdev.ControlEnable)
+	s := &hostSide{t: t, d: d, h: h, q: 0, p: p}
+	irq := h.irq(0)
+	space := p.h2d.SpaceWake()
+	space.Waiters().Add(1) // the host sleeps for space from here on
+	defer space.Waiters().Add(^uint32(0))
+	w, err := p.h2d.Producer().Reserve(slots)
+	require.NoError(t, err)
+	for i := range slots {
+		require.NoError(t, w.Abort(i)) // holes only: no record, no release
+	}
+	s.kick(p.h2d.ItemsWake())
+	s.doorbell()
+	select {
+	case <-irq:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("lost wakeup: the device passed %d holes and raised no interrupt", p.h2d.Stats().Skipped)
+	}
+	waitUntil(t, func() bool { return p.h2d.Stats().Skipped == slots })
+	_, err = p.h2d.Producer().Reserve(slots)
+	require.NoError(t, err, "every slot is free again")
+	require.Zero(t, reg64(t, d, ycqdev.RegRecordsIn), "holes are not records")
+}

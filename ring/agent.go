@@ -276,7 +276,10 @@ func (a *agent) corrupt(side string, p uint64, format string, args ...any) error
 // AgentConsumer is the consuming side of a SINGLE_CONSUMER queue for one
 // agent that reaches the metadata through Memory. It is not safe for
 // concurrent use: it is the one agent of its side.
-type AgentConsumer struct{ agent }
+type AgentConsumer struct {
+	agent
+	holes uint64 // aborted slots Peek passed over
+}
 
 // AttachConsumer checks the queue at base in m against the geometry the
 // agent was told (want.Slots, want.SlotSize; the feature fields are
@@ -286,7 +289,7 @@ func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &AgentConsumer{a}, nil
+	return &AgentConsumer{agent: a}, nil
 }
 
 // Peek looks at the slot at the consumer's position: ok and the record's
@@ -312,6 +315,7 @@ func (c *AgentConsumer) Peek() (length uint32, ok bool, err error) {
 			if err := c.sync(OffConsCursor, OffConsSkipped, 1); err != nil {
 				return 0, false, err
 			}
+			c.holes++
 		case seq == uint32(p), seq == uint32(p)+1-uint32(c.slots):
 			// p: not published yet; p+1-N: the stamp one lap behind,
 			// which a stale view of the slot can show. Nothing is ready.
@@ -322,6 +326,11 @@ func (c *AgentConsumer) Peek() (length uint32, ok bool, err error) {
 	}
 	return 0, false, nil
 }
+
+// HolesPassed counts the aborted slots Peek has passed over since attach.
+// Passing a hole frees its slot, so an agent that saw it move wakes the
+// producers (WakeProducers) as it would after a Release.
+func (c *AgentConsumer) HolesPassed() uint64 { return c.holes }
 
 // Release hands the slot at the consumer's position back to producers
 // (stamp p+N) and moves on. The cursor in the metadata is stored by Sync.

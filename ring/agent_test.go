@@ -98,6 +98,7 @@ func TestAgentEcho(t *testing.T) {
 	require.Equal(t, uint64(2*perProducer), st.Released)
 	require.NotZero(t, st.Skipped)
 	require.Equal(t, st.Aborted-st.RolledBack, st.Skipped, "every hole passed over once")
+	require.Equal(t, st.Skipped, cons.HolesPassed(), "the agent counted the holes it passed")
 	require.Equal(t, cons.Pos(), st.ConsumerCursor)
 	require.NoError(t, in.Check())
 	ost := out.Stats()

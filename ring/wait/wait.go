@@ -123,13 +123,20 @@ func (c Consumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, error) {
 }
 
 func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
-	rc := c.w.q.Consumer()
+	q := c.w.q
+	rc := q.Consumer()
 	var run ring.ReadRun
 	err := c.w.waiter.Wait(ctx, c.w.items, ring.ErrEmpty, func() (err error) {
+		holes := q.HolesPassed()
 		if exact {
 			run, err = rc.Reserve(n)
 		} else {
 			run, err = rc.ReserveUpTo(n)
+		}
+		if q.HolesPassed() != holes {
+			// Passing holes handed their slots back: producers may be
+			// asleep for exactly that room.
+			wake(c.w.space, q.CountConsumerWake)
 		}
 		return err
 	})
@@ -258,21 +265,23 @@ func (w *Queue) arm(line ring.WakeLine) Sleep {
 	}
 }
 
-// wake wakes the sleepers on line, if there are any. Call it after the
-// stores that may let them go on.
-func wake(line ring.WakeLine) {
+// wake wakes the sleepers on line, if there are any, and counts the wakeup
+// with count, the waking side's own counter (Queue.CountProducerWake or
+// CountConsumerWake). Call it after the stores that may let them go on.
+func wake(line ring.WakeLine, count func(sent bool)) {
 	ring.Fence()
 	if line.Waiters().Load() == 0 {
-		line.CountWake(false)
+		count(false)
 		return
 	}
 	line.Futex().Add(1)
 	futexWake(line.Futex(), math.MaxInt32)
-	line.CountWake(true)
+	count(true)
 }
 
 // WriteRun is a ring.WriteRun whose publishing and aborting wake sleeping
 // consumers (and, when an abort hands slots straight back, producers).
+// Every wakeup is counted in the producer line.
 type WriteRun struct {
 	ring.WriteRun
 	w *Queue
@@ -281,14 +290,16 @@ type WriteRun struct {
 // Publish publishes slot i and wakes consumers.
 func (r *WriteRun) Publish(i, length int) error {
 	err := r.WriteRun.Publish(i, length)
-	wake(r.w.items)
+	if err == nil {
+		wake(r.w.items, r.w.q.CountProducerWake)
+	}
 	return err
 }
 
 // PublishAll publishes every held slot and wakes consumers.
 func (r *WriteRun) PublishAll(length int) error {
 	err := r.WriteRun.PublishAll(length)
-	wake(r.w.items)
+	wake(r.w.items, r.w.q.CountProducerWake)
 	return err
 }
 
@@ -296,7 +307,9 @@ func (r *WriteRun) PublishAll(length int) error {
 // so free the slot.
 func (r *WriteRun) Abort(i int) error {
 	err := r.WriteRun.Abort(i)
-	wake(r.w.items)
+	if err == nil {
+		wake(r.w.items, r.w.q.CountProducerWake)
+	}
 	return err
 }
 
@@ -304,13 +317,14 @@ func (r *WriteRun) Abort(i int) error {
 // holes and producers for slots handed straight back.
 func (r *WriteRun) AbortAll() error {
 	err := r.WriteRun.AbortAll()
-	wake(r.w.items)
-	wake(r.w.space)
+	wake(r.w.items, r.w.q.CountProducerWake)
+	wake(r.w.space, r.w.q.CountProducerWake)
 	return err
 }
 
 // ReadRun is a ring.ReadRun whose releasing wakes sleeping producers, and
-// whose giving back wakes sleeping consumers.
+// whose giving back wakes sleeping consumers. Every wakeup is counted in
+// the consumer line.
 type ReadRun struct {
 	ring.ReadRun
 	w *Queue
@@ -319,27 +333,34 @@ type ReadRun struct {
 // Release releases record i and wakes producers.
 func (r *ReadRun) Release(i int) error {
 	err := r.ReadRun.Release(i)
-	wake(r.w.space)
+	if err == nil {
+		wake(r.w.space, r.w.q.CountConsumerWake)
+	}
 	return err
 }
 
 // ReleaseAll releases every held record and wakes producers.
 func (r *ReadRun) ReleaseAll() error {
 	err := r.ReadRun.ReleaseAll()
-	wake(r.w.space)
+	wake(r.w.space, r.w.q.CountConsumerWake)
 	return err
 }
 
-// AbortFrom gives records i onwards back and wakes consumers.
+// AbortFrom gives records i onwards back and wakes consumers; when it
+// fails (ErrNotLast) nothing was given back and nobody is woken.
 func (r *ReadRun) AbortFrom(i int) error {
 	err := r.ReadRun.AbortFrom(i)
-	wake(r.w.items)
+	if err == nil {
+		wake(r.w.items, r.w.q.CountConsumerWake)
+	}
 	return err
 }
 
-// AbortAll gives every record back and wakes consumers.
+// AbortAll gives every record back and wakes consumers, as AbortFrom(0).
 func (r *ReadRun) AbortAll() error {
 	err := r.ReadRun.AbortAll()
-	wake(r.w.items)
+	if err == nil {
+		wake(r.w.items, r.w.q.CountConsumerWake)
+	}
 	return err
 }

@@ -242,3 +242,77 @@ func TestLostWakeupStress(t *testing.T) {
 		require.NotZero(t, st.ProducerWakeSent, "the stress never made a consumer sleep")
 	}
 }
+
+// TestProducerWokenByPassedHoles: a consumer that only passes holes frees
+// their slots, and wakes a producer asleep for space (issue 12, bug 2: the
+// producer used to sleep on to its deadline).
+func TestProducerWokenByPassedHoles(t *testing.T) {
+	w := newWaitQueue(t, ring.Config{Slots: 2, SlotSize: 8, SingleProducer: true}, &wait.Options{})
+	wr, err := w.Queue().Producer().Reserve(2)
+	require.NoError(t, err)
+	require.NoError(t, wr.Abort(0))
+	require.NoError(t, wr.Abort(1)) // two holes: the queue is full of nothing
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		wr, err := w.Producer().Reserve(ctx, 2)
+		if err == nil {
+			err = wr.PublishAll(8)
+		}
+		done <- err
+	}()
+	untilSleeping(t, w.Queue().SpaceWake(), 1)
+	// The consumer passes both holes, finds no record and sleeps itself.
+	cctx, ccancel := context.WithCancel(context.Background())
+	consumed := make(chan error, 1)
+	go func() {
+		r, err := w.Consumer().ReserveUpTo(cctx, 2)
+		if err == nil {
+			err = r.ReleaseAll()
+		}
+		consumed <- err
+	}()
+	require.NoError(t, <-done, "the producer was woken for the room the holes left")
+	require.NoError(t, <-consumed, "and the consumer for its records")
+	ccancel()
+	st := w.Queue().Stats()
+	require.Equal(t, uint64(2), st.Skipped)
+	require.NotZero(t, st.ConsumerWakeSent, "counted by the consumer, in its own line")
+}
+
+// TestWakeCountsOnTheWakersLine: every wakeup is counted in the line of the
+// side that sent it, and a give-back that fails counts nothing (issue 12,
+// bug 3: a consumer's AbortFrom counted in the producer line, racing a
+// single producer's plain updates).
+func TestWakeCountsOnTheWakersLine(t *testing.T) {
+	w := newWaitQueue(t, ring.Config{Slots: 8, SlotSize: 8, SingleProducer: true}, &wait.Options{})
+	ctx := context.Background()
+	q := w.Queue()
+	wr, err := w.Producer().Reserve(ctx, 4)
+	require.NoError(t, err)
+	require.NoError(t, wr.PublishAll(8))
+	before := q.Stats()
+	r1, err := w.Consumer().Reserve(ctx, 2)
+	require.NoError(t, err)
+	r2, err := w.Consumer().Reserve(ctx, 2)
+	require.NoError(t, err)
+	require.ErrorIs(t, r1.AbortAll(), ring.ErrNotLast)
+	st := q.Stats()
+	require.Equal(t, before.ConsumerWakeSent+before.ConsumerWakeSuppressed, st.ConsumerWakeSent+st.ConsumerWakeSuppressed,
+		"a failed give-back wakes nobody and counts nothing")
+	require.NoError(t, r2.AbortAll())
+	st = q.Stats()
+	require.Equal(t, before.ProducerWakeSent, st.ProducerWakeSent, "the consumer never writes the producer line")
+	require.Equal(t, before.ProducerWakeSuppressed, st.ProducerWakeSuppressed)
+	require.Equal(t, before.ConsumerWakeSuppressed+1, st.ConsumerWakeSuppressed, "the give-back, counted once, by the consumer")
+	require.NoError(t, r1.ReleaseAll())
+	wa, err := w.Producer().Reserve(ctx, 2)
+	require.NoError(t, err)
+	mid := q.Stats()
+	require.NoError(t, wa.AbortAll()) // rolled back: wakes consumers and producers, counted by the producer
+	st = q.Stats()
+	require.Equal(t, mid.ConsumerWakeSent+mid.ConsumerWakeSuppressed, st.ConsumerWakeSent+st.ConsumerWakeSuppressed,
+		"the producer never writes the consumer line")
+	require.Equal(t, mid.ProducerWakeSuppressed+2, st.ProducerWakeSuppressed)
+}
