@@ -343,3 +343,53 @@ func FuzzAgent(f *testing.F) {
 		}
 	})
 }
+
+// TestLateSingleAgentCursor: a single agent that stores its cursor late, as
+// LAYOUT.md allows, leaves Len, Ready and Check right (issue 12, bug 4:
+// Len read 0 and Check reported cursors a lap apart).
+func TestLateSingleAgentCursor(t *testing.T) {
+	geo := ring.Config{Slots: 8, SlotSize: 16}
+	t.Run("producer", func(t *testing.T) {
+		q, meta, data := newQueue(t, ring.Config{Slots: 8, SlotSize: 16, SingleProducer: true})
+		prod, err := ring.AttachProducer(sliceMemory{meta, agentBase}, agentBase, geo)
+		require.NoError(t, err)
+		for i := range 3 {
+			writeRecord(data[prod.SlotOffset():][:16], 1, uint64(i), 16)
+			require.NoError(t, prod.Publish(16)) // no Sync: the stored cursor stays 0
+		}
+		require.Equal(t, 3, q.Len())
+		require.Equal(t, 3, q.Ready())
+		r, err := q.Consumer().Reserve(2)
+		require.NoError(t, err)
+		require.NoError(t, r.ReleaseAll())
+		require.NoError(t, q.Check(), "consumers ahead of a late single producer's cursor")
+		require.Equal(t, 1, q.Len())
+		require.NoError(t, prod.Sync(3))
+		require.NoError(t, q.Check())
+		require.Equal(t, 1, q.Len())
+	})
+	t.Run("consumer", func(t *testing.T) {
+		q, meta, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 16, SingleConsumer: true})
+		cons, err := ring.AttachConsumer(sliceMemory{meta, agentBase}, agentBase, geo)
+		require.NoError(t, err)
+		p := q.Producer()
+		w, err := p.Reserve(8)
+		require.NoError(t, err)
+		require.NoError(t, w.PublishAll(16))
+		for range 7 { // less than a lap, as the rule says
+			_, ok, err := cons.Peek()
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.NoError(t, cons.Release()) // no Sync: the stored cursor stays 0
+		}
+		w, err = p.Reserve(7)
+		require.NoError(t, err)
+		require.NoError(t, w.PublishAll(16))
+		require.NoError(t, q.Check(), "producers more than a lap past a late single consumer's cursor")
+		require.Equal(t, 8, q.Ready(), "the stamps past what the consumer released")
+		require.NoError(t, cons.Sync(7))
+		require.NoError(t, q.Check())
+		require.Equal(t, 8, q.Ready())
+		require.Equal(t, 8, q.Len())
+	})
+}

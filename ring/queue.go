@@ -275,7 +275,18 @@ func (q *Queue) Check() error {
 // state, or returns "".
 func (q *Queue) inconsistency() string {
 	prod, cons := q.m.prod.cursor.Load(), q.m.cons.cursor.Load()
-	if cons > prod || prod-cons > q.slots {
+	// A single agent may store its cursor late (LAYOUT.md, "When a single
+	// agent stores its cursor"), by less than a lap: consumers may then be
+	// ahead of a single producer's stored cursor, and producers more than
+	// a lap ahead of a single consumer's.
+	ahead, lap := uint64(0), q.slots
+	if q.singleProducer() {
+		ahead = q.slots
+	}
+	if q.singleConsumer() {
+		lap += q.slots
+	}
+	if cons > prod+ahead || prod > cons && prod-cons > lap {
 		return fmt.Sprintf("producer cursor %d and consumer cursor %d are not within one lap of %d", prod, cons, q.slots)
 	}
 	for p := cons; p < prod; p++ {
@@ -296,6 +307,11 @@ func (q *Queue) Len() int {
 	cons := q.m.cons.cursor.Load()
 	prod := q.m.prod.cursor.Load()
 	if prod <= cons {
+		if q.singleProducer() {
+			// A single producer may store its cursor late: the stamps
+			// tell what it published past it.
+			return q.Ready()
+		}
 		return 0
 	}
 	return int(min(prod-cons, q.slots))
@@ -309,6 +325,16 @@ func (q *Queue) Len() int {
 // estimate; once they have stopped it is exact.
 func (q *Queue) Ready() int {
 	pos := q.m.cons.cursor.Load()
+	// A single consumer may store its cursor late: pass the positions it
+	// already released first (their slots carry a stamp a lap or more
+	// ahead: p+N, or p+N+1 once a producer published into them again).
+	for range q.slots {
+		seq := q.m.descs[pos&q.mask].word.Load()
+		if d := uint32(seq) - uint32(pos); d != uint32(q.slots) && d != uint32(q.slots)+1 {
+			break
+		}
+		pos++
+	}
 	n := uint64(0)
 	for ; n < q.slots; n++ {
 		p := pos + n
