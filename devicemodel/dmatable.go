@@ -27,7 +27,11 @@ package devicemodel
 // Concurrency: one RWMutex. Device accesses hold it shared while they
 // touch mapped memory; DMA_MAP and DMA_UNMAP hold it exclusively, so an
 // unmap cannot complete (and the server does not reply) while an access to
-// any mapped range is in flight, and after it the pages are gone.
+// any mapped range is in flight, and after it the pages are gone. An
+// unmap of pinned memory unlocks while the pins' holders let go (their
+// release takes the lock); a second mutex, taken first, runs Map, Unmap,
+// UnmapAll and Close one at a time, so what an unmap validated before it
+// revoked a pin still holds when it goes on.
 // Accesses to fd-less ranges release the lock before they send their
 // DMA_READ/DMA_WRITE, so a slow client cannot stall DMA_UNMAP; the client
 // refuses a DMA message for a range it has unmapped meanwhile.
@@ -97,7 +101,7 @@ type DMAStats struct {
 	Maps         uint64 // DMA_MAP requests accepted
 	MapErrors    uint64 // DMA_MAP requests refused
 	Unmaps       uint64 // entries removed by DMA_UNMAP (UNMAP_ALL counts each)
-	UnmapErrors  uint64 // DMA_UNMAP requests refused (no exact match)
+	UnmapErrors  uint64 // DMA_UNMAP requests refused (bad range, no entry, an entry cut)
 	Merges       uint64 // entries that joined a neighbouring span
 	Entries      int    // entries held: accepted DMA_MAPs not yet unmapped
 	Spans        int    // lookup spans after coalescing
@@ -155,6 +159,12 @@ type DMATable struct {
 	msg        DMAMessenger
 	maxEntries int
 	page       uint64
+
+	// change serializes the requests that change entries and spans
+	// (Map, Unmap, UnmapAll, Close), held for the whole request, waits for
+	// pins included; it is taken before mu. Pin, release and accesses
+	// take only mu.
+	change sync.Mutex
 
 	mu      sync.RWMutex
 	entries []dmaEntry // sorted by iova, disjoint
@@ -238,6 +248,8 @@ func (t *DMATable) Map(iova vfio.IOVA, size uint64, perm vfio.Perm, fd int, offs
 		return fmt.Errorf("file offset %#x without an fd: %w", offset, unix.EINVAL)
 	}
 
+	t.change.Lock()
+	defer t.change.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -419,33 +431,26 @@ func (t *DMATable) replaceSpans(i, n int, with ...*dmaSpan) {
 	t.ends = slices.Replace(t.ends, i, i+n, ends...)
 }
 
-// Unmap removes the entry mapped at exactly [iova, iova+size): its pages
-// are unmapped before Unmap returns, after every device access in flight
-// has finished. No such entry is an error wrapping ENOENT.
+// Unmap removes the entries mapped at [iova, iova+size), which must take
+// whole entries (one or many, with holes between them): their pages are
+// unmapped before Unmap returns, after every device access in flight has
+// finished and every pin on their spans has been released. A range that
+// is empty or wraps, or cuts an entry, is an error wrapping EINVAL; one
+// that holds no entry, ENOENT. A refused unmap changes nothing: it is
+// validated before any pin is revoked.
 func (t *DMATable) Unmap(iova vfio.IOVA, size uint64) error {
-	t.lockUnpinned(uint64(iova), size)
-	defer t.mu.Unlock()
 	a := uint64(iova)
-	last := a + (size - 1) // inclusive: QEMU unmaps up to the top of the address space
-	if size == 0 || last < a {
+	t.change.Lock()
+	defer t.change.Unlock()
+	var ei, ej int
+	err := t.lockUnpinned(a, size, func() (err error) {
+		ei, ej, err = t.unmapRangeLocked(a, size)
+		return err
+	})
+	defer t.mu.Unlock()
+	if err != nil {
 		t.unmapErrs.Add(1)
-		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): empty or wrapping range: %w", a, size, unix.EINVAL)
-	}
-	// The range must take whole entries, one or many (QEMU behind an
-	// IOMMU may unmap in one message what it mapped a page at a time), as
-	// the kernel's type1 IOMMU requires: no entry may be cut.
-	ei := sort.Search(len(t.entries), func(i int) bool { return t.entries[i].iova+t.entries[i].size > a })
-	ej := ei
-	for ej < len(t.entries) && t.entries[ej].iova <= last {
-		ej++
-	}
-	switch {
-	case ei == ej:
-		t.unmapErrs.Add(1)
-		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): nothing is mapped there: %w", a, size, unix.ENOENT)
-	case t.entries[ei].iova < a || t.entries[ej-1].iova+(t.entries[ej-1].size-1) > last:
-		t.unmapErrs.Add(1)
-		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): the range cuts an entry: %w", a, size, unix.EINVAL)
+		return fmt.Errorf("devicemodel: unmap DMA [%#x, +%#x): %w", a, size, err)
 	}
 	var errs []error
 	for n := ej - ei; n > 0; n-- {
@@ -454,6 +459,30 @@ func (t *DMATable) Unmap(iova vfio.IOVA, size uint64) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unmapRangeLocked validates an unmap of [a, a+size) and returns the
+// entries it takes, entries[ei:ej]. It changes nothing. t.mu held.
+func (t *DMATable) unmapRangeLocked(a, size uint64) (ei, ej int, err error) {
+	last := a + (size - 1) // inclusive: QEMU unmaps up to the top of the address space
+	if size == 0 || last < a {
+		return 0, 0, fmt.Errorf("empty or wrapping range: %w", unix.EINVAL)
+	}
+	// The range must take whole entries, one or many (QEMU behind an
+	// IOMMU may unmap in one message what it mapped a page at a time), as
+	// the kernel's type1 IOMMU requires: no entry may be cut.
+	ei = sort.Search(len(t.entries), func(i int) bool { return t.entries[i].iova+t.entries[i].size > a })
+	ej = ei
+	for ej < len(t.entries) && t.entries[ej].iova <= last {
+		ej++
+	}
+	switch {
+	case ei == ej:
+		return 0, 0, fmt.Errorf("nothing is mapped there: %w", unix.ENOENT)
+	case t.entries[ei].iova < a || t.entries[ej-1].iova+(t.entries[ej-1].size-1) > last:
+		return 0, 0, fmt.Errorf("the range cuts an entry: %w", unix.EINVAL)
+	}
+	return ei, ej, nil
 }
 
 // unmapEntryLocked removes entry ei, unmapping its pages and splitting its
@@ -495,7 +524,9 @@ func (t *DMATable) unmapEntryLocked(ei int) error {
 // UnmapAll removes every entry (DMA_UNMAP with UNMAP_ALL, and a client
 // that goes away).
 func (t *DMATable) UnmapAll() error {
-	t.lockUnpinned(0, 0)
+	t.change.Lock()
+	defer t.change.Unlock()
+	_ = t.lockUnpinned(0, 0, nil) // no check: never refused
 	defer t.mu.Unlock()
 	return t.unmapAllLocked()
 }
@@ -515,11 +546,11 @@ func (t *DMATable) unmapAllLocked() error {
 
 // Close unmaps everything; later maps are refused and accesses fault.
 func (t *DMATable) Close() error {
-	t.mu.Lock()
-	t.closed = true // from here on Map refuses, while the pins drain too
-	t.mu.Unlock()
-	t.lockUnpinned(0, 0)
+	t.change.Lock() // a Map waiting for it finds the table closed
+	defer t.change.Unlock()
+	_ = t.lockUnpinned(0, 0, nil) // no check: never refused
 	defer t.mu.Unlock()
+	t.closed = true
 	return t.unmapAllLocked()
 }
 
@@ -560,17 +591,32 @@ func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func(
 	return s.mem[off : off+size : off+size], release, nil
 }
 
-// lockUnpinned locks t.mu and returns holding it once no pin is left on a
-// span that touches [a, a+size) (size 0: on any span). While there are
-// such pins it collects them (pinsLocked), unlocks, has their holders let
-// go (revoke) and locks again, so the table may have changed in between:
-// the caller reads it only after lockUnpinned returns.
-func (t *DMATable) lockUnpinned(a, size uint64) {
+// lockUnpinned locks t.mu and returns holding it, either with the error
+// of check, which refused the request, or with nil once no pin is left on
+// a span that touches [a, a+size) (size 0: on any span). check (nil: the
+// request is never refused) runs with t.mu held and must change nothing;
+// it runs before any pin is revoked, so a refused request revokes none.
+// While there are such pins lockUnpinned collects them (pinsLocked),
+// unlocks, has their holders let go (revoke) and locks again.
+//
+// While t.mu is unlocked, Pin may add pins and release remove them; so
+// every round looks again, and check runs again, so that the request's
+// validation and its effect happen under one hold of t.mu. The caller
+// holds t.change, so no other request changes entries or spans meanwhile:
+// check cannot refuse in a later round what it accepted in the first, and
+// no refusal follows a revoke. The caller reads the table only after
+// lockUnpinned returns.
+func (t *DMATable) lockUnpinned(a, size uint64, check func() error) error {
 	t.mu.Lock()
 	for {
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
 		pins := t.pinsLocked(a, size)
 		if len(pins) == 0 {
-			return
+			return nil
 		}
 		t.mu.Unlock()
 		t.revoke(pins)

@@ -519,3 +519,154 @@ func TestDMATablePin(t *testing.T) {
 	require.Equal(t, uint64(1), tab.Stats().Revokes)
 	release() // a second release is harmless
 }
+
+// pinHolder holds a pinned view the way the ycq device does: asked to let
+// go (revoke), it releases from another goroutine, once letGo is closed.
+type pinHolder struct {
+	b       []byte
+	release func()
+	asked   atomic.Int32
+	askedCh chan struct{} // closed at the first revoke
+	letGo   chan struct{} // the holder releases once this is closed
+}
+
+func pinFor(t *testing.T, tab *devicemodel.DMATable, iova vfio.IOVA, size uint64, letGo chan struct{}) *pinHolder {
+	t.Helper()
+	h := &pinHolder{askedCh: make(chan struct{}), letGo: letGo}
+	b, release, err := tab.Pin(iova, size, vfio.DMARead|vfio.DMAWrite, func() {
+		if h.asked.Add(1) == 1 {
+			close(h.askedCh)
+		}
+		go func() {
+			<-h.letGo
+			h.release()
+		}()
+	})
+	require.NoError(t, err)
+	h.b, h.release = b, release
+	t.Cleanup(release)
+	return h
+}
+
+// TestDMATableRefusedUnmapKeepsPins: an unmap the table refuses changes
+// nothing: the error is the one it always was, the holder of a pin on the
+// range is not asked to let go, its view stays the client's memory, and
+// the table keeps every entry. Only an accepted unmap revokes and waits.
+func TestDMATableRefusedUnmapKeepsPins(t *testing.T) {
+	const base = 0x100000
+	cases := []struct {
+		name  string
+		iova  uint64
+		size  uint64
+		errno syscall.Errno
+	}{
+		{"size 0 inside the pinned span", base + page, 0, unix.EINVAL},
+		{"size 0 at 0", 0, 0, unix.EINVAL},
+		{"wraps around the address space", base + 2*page, ^uint64(page - 1), unix.EINVAL}, // size 2^64-page: ends at base+page-1
+		{"starts inside the pinned entry", base + page + page/2, page, unix.EINVAL},
+		{"ends inside the pinned entry", base, page + page/2, unix.EINVAL},
+		{"whole entries then a cut of the last", base, 3*page + 1, unix.EINVAL},
+		{"nothing mapped there", 0x900000, page, unix.ENOENT},
+		{"the hole next to the pinned span", base + 4*page, page, unix.ENOENT},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := memfd(t, 4*page)
+			tab := devicemodel.NewDMATable(nil, 0)
+			defer tab.Close()
+			mapPages(t, tab, r, base, []int{0, 1, 2, 3})
+			open := make(chan struct{})
+			close(open) // lets go as soon as it is asked, like the ycq device
+			h := pinFor(t, tab, base+page, 2*page, open)
+			before := tab.Stats()
+			require.Equal(t, 4, before.Entries)
+			require.Equal(t, 1, before.Spans)
+
+			err := tab.Unmap(vfio.IOVA(c.iova), c.size)
+			require.ErrorIs(t, err, c.errno)
+			require.ErrorContains(t, err, fmt.Sprintf("devicemodel: unmap DMA [%#x, +%#x): ", c.iova, c.size))
+
+			require.Zero(t, h.asked.Load(), "a refused unmap asked the pin's holder to let go")
+			want := before
+			want.UnmapErrors++
+			require.Equal(t, want, tab.Stats(), "a refused unmap changes no entry, span or counter but UnmapErrors")
+
+			// The view is still the client's memory, both ways.
+			h.b[0], h.b[2*page-1] = 0xa5, 0x5a
+			require.Equal(t, byte(0xa5), r.Bytes()[page])
+			require.Equal(t, byte(0x5a), r.Bytes()[3*page-1])
+			r.Bytes()[page+1] = 0x3c
+			require.Equal(t, byte(0x3c), h.b[1])
+			// And the table still maps all four pages.
+			got := make([]byte, 4*page)
+			require.NoError(t, tab.Read(base, got))
+			require.Equal(t, r.Bytes(), got)
+			require.Zero(t, tab.Stats().Revokes)
+		})
+	}
+
+	t.Run("accepted unmap revokes and waits", func(t *testing.T) {
+		r := memfd(t, 4*page)
+		tab := devicemodel.NewDMATable(nil, 0)
+		defer tab.Close()
+		mapPages(t, tab, r, base, []int{0, 1, 2, 3})
+		letGo := make(chan struct{})
+		h := pinFor(t, tab, base+page, 2*page, letGo)
+		done := make(chan error, 1)
+		go func() { done <- tab.Unmap(base+3*page, page) }() // same span, not the pinned pages
+		select {
+		case <-h.askedCh:
+		case <-time.After(time.Minute):
+			t.Fatal("the unmap never asked the holder to let go")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the unmap returned before the pin was released: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		close(letGo)
+		require.NoError(t, <-done)
+		s := tab.Stats()
+		require.Equal(t, int32(1), h.asked.Load())
+		require.Equal(t, uint64(1), s.Revokes)
+		require.Equal(t, uint64(1), s.Unmaps)
+		require.Equal(t, 3, s.Entries)
+		require.ErrorIs(t, tab.Read(base+3*page, make([]byte, 8)), devicemodel.ErrDMAFault)
+	})
+}
+
+// TestDMATableUnmapStaysValidWhileWaiting: while an accepted unmap waits
+// for a pin's holder, the table releases its lock; a map that arrives then
+// must not change what the unmap validated. Here the unmap takes two
+// entries and the hole after them, and the map would put an entry the
+// unmap's range cuts into that hole: it waits until the unmap is done,
+// so the unmap succeeds and the map lands after it.
+func TestDMATableUnmapStaysValidWhileWaiting(t *testing.T) {
+	const base = 0x100000
+	r := memfd(t, 8*page)
+	tab := devicemodel.NewDMATable(nil, 0)
+	defer tab.Close()
+	mapPages(t, tab, r, base, []int{0, 1})
+	letGo := make(chan struct{})
+	h := pinFor(t, tab, base, 2*page, letGo)
+	unmapped := make(chan error, 1)
+	go func() { unmapped <- tab.Unmap(base, 4*page) }()
+	select {
+	case <-h.askedCh:
+	case <-time.After(time.Minute):
+		t.Fatal("the unmap never asked the holder to let go")
+	}
+	mapped := make(chan error, 1)
+	go func() {
+		mapped <- tab.Map(base+3*page, 2*page, vfio.DMARead|vfio.DMAWrite, dup(t, r), 3*page)
+	}()
+	time.Sleep(20 * time.Millisecond) // room for the map to slip in, if it could
+	close(letGo)
+	require.NoError(t, <-unmapped, "the unmap was accepted; the map must not turn it into a refusal")
+	require.NoError(t, <-mapped)
+	s := tab.Stats()
+	require.Equal(t, 1, s.Entries)
+	require.Equal(t, uint64(2), s.Unmaps)
+	require.Zero(t, s.UnmapErrors)
+	require.Equal(t, uint64(1), s.Revokes)
+}
