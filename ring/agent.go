@@ -308,7 +308,8 @@ func (c *AgentConsumer) Peek() (length uint32, ok bool, err error) {
 		switch {
 		case seq == uint32(p)+1 && info <= c.slotSize:
 			return info, true, nil
-		case seq == uint32(p)+1 && info == FlagAborted<<InfoFlagsShift:
+		case seq == uint32(p)+1 && info>>InfoFlagsShift == FlagAborted:
+			// A hole; its length means nothing (LAYOUT.md).
 			if err := c.Release(); err != nil {
 				return 0, false, err
 			}

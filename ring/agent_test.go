@@ -393,3 +393,35 @@ func TestLateSingleAgentCursor(t *testing.T) {
 		require.Equal(t, 8, q.Len())
 	})
 }
+
+// TestAgentHoleLengthIgnored: an aborted slot is a hole whatever length it
+// carries, for the agent as for a Queue's consumers (LAYOUT.md, descriptors).
+func TestAgentHoleLengthIgnored(t *testing.T) {
+	geo := ring.Config{Slots: 8, SlotSize: 16}
+	q, meta, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 16, SingleConsumer: true})
+	w, err := q.Producer().Reserve(2)
+	require.NoError(t, err)
+	require.NoError(t, w.Publish(1, 0)) // an empty record is a record
+	// A hole whose length field holds garbage.
+	word64(meta, ring.OffDescs).Store(1 | uint64(ring.FlagAborted<<ring.InfoFlagsShift|0x123456)<<32)
+	cons, err := ring.AttachConsumer(sliceMemory{meta, agentBase}, agentBase, geo)
+	require.NoError(t, err)
+	length, ok, err := cons.Peek()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Zero(t, length)
+	require.Equal(t, uint64(1), cons.Pos(), "the hole was passed")
+	require.Equal(t, uint64(1), cons.HolesPassed())
+	// A Queue consumer reads the same bytes the same way.
+	q2, meta2, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 16})
+	w, err = q2.Producer().Reserve(2)
+	require.NoError(t, err)
+	require.NoError(t, w.Publish(1, 0))
+	word64(meta2, ring.OffDescs).Store(1 | uint64(ring.FlagAborted<<ring.InfoFlagsShift|0x123456)<<32)
+	r, err := q2.Consumer().ReserveUpTo(2)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.Len())
+	b, err := r.Slot(0)
+	require.NoError(t, err)
+	require.Empty(t, b)
+}

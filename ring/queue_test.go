@@ -524,3 +524,54 @@ func TestReadyReadsStamps(t *testing.T) {
 	require.NoError(t, w.Publish(0, 8))
 	require.Equal(t, 5, q.Ready())
 }
+
+// TestCounterEvents pins which event moves which counter (LAYOUT.md,
+// consumer line): published excludes aborts, released excludes holes, a
+// successful reserve counts nothing, refusals count one each.
+func TestCounterEvents(t *testing.T) {
+	q, _, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 8})
+	p, c := q.Producer(), q.Consumer()
+	_, err := c.ReserveUpTo(1)
+	require.ErrorIs(t, err, ring.ErrEmpty)
+	w, err := p.Reserve(6)
+	require.NoError(t, err)
+	require.Equal(t, ring.Stats{ProducerCursor: 6, Reserved: 6, Empty: 1}, q.Stats(), "a reserve counts nothing")
+	require.NoError(t, w.Publish(0, 8))
+	require.NoError(t, w.Abort(1)) // a hole
+	require.NoError(t, w.Publish(2, 0))
+	require.NoError(t, w.AbortAll()) // slots 3-5: the last ones, rolled back
+	_, err = p.Reserve(8)
+	require.ErrorIs(t, err, ring.ErrFull)
+	r, err := c.ReserveUpTo(8)
+	require.NoError(t, err)
+	require.Equal(t, 2, r.Len())
+	require.NoError(t, r.AbortAll()) // given back, with the hole inside
+	r, err = c.ReserveUpTo(8)
+	require.NoError(t, err)
+	require.NoError(t, r.ReleaseAll())
+	require.Equal(t, ring.Stats{
+		ProducerCursor: 3, ConsumerCursor: 3,
+		Reserved: 6, Published: 2, Aborted: 4, RolledBack: 3, Full: 1,
+		Consumed: 2, Returned: 2, Released: 2, Skipped: 1, Empty: 1,
+	}, q.Stats())
+	st := q.Stats()
+	require.Equal(t, st.Reserved, st.Published+st.Aborted)
+	require.Equal(t, st.Published+st.Aborted-st.RolledBack, st.Released+st.Skipped)
+}
+
+// TestAttachIgnoresV1Reserved: generation, the header's reserved bytes and
+// the link line mean nothing in version 1; Attach accepts any value there
+// (LAYOUT.md, attaching).
+func TestAttachIgnoresV1Reserved(t *testing.T) {
+	_, meta, data := newQueue(t, ring.Config{Slots: 8, SlotSize: 8})
+	for i := ring.OffGeneration; i < 64; i++ {
+		meta[i] = 0xA5
+	}
+	for i := ring.OffLink; i < ring.OffLink+64; i++ {
+		meta[i] = 0x5A
+	}
+	q, err := ring.Attach(meta, data)
+	require.NoError(t, err)
+	produce(t, q, 42)
+	require.Equal(t, 1, q.Ready())
+}
