@@ -26,6 +26,10 @@ func cHeader() []byte {
 	p("#include <stddef.h>")
 	p("#include <stdint.h>")
 	p("")
+	p("#ifdef __cplusplus")
+	p("extern \"C\" {")
+	p("#endif")
+	p("")
 	hex("YCQ_MAGIC", Magic, `"YCQ1" as little-endian bytes`)
 	def("YCQ_VERSION", Version, "layout version")
 	def("YCQ_LINE_SIZE", lineSize, "bytes per line")
@@ -44,9 +48,12 @@ func cHeader() []byte {
 	hex("YCQ_FEATURE_SINGLE_PRODUCER", FeatureSingleProducer, "one agent produces")
 	hex("YCQ_FEATURE_SINGLE_CONSUMER", FeatureSingleConsumer, "one agent consumes")
 	hex("YCQ_FEATURES_INCOMPAT_MASK", FeaturesIncompatMask, "bits an agent must understand")
-	hex("YCQ_FLAG_ABORTED", FlagAborted, "slot given up by its producer")
+	hex("YCQ_FEATURES_KNOWN", featuresKnown, "the required bits version 1 knows")
+	hex("YCQ_FLAG_ABORTED", FlagAborted, "flags: slot given up by its producer")
+	hex("YCQ_INFO_ABORTED", FlagAborted<<InfoFlagsShift, "YCQ_FLAG_ABORTED as it sits in the info word")
 	def("YCQ_MIN_SLOTS", MinSlots, "fewest slots; the count is a power of two")
 	def("YCQ_MAX_SLOTS", MaxSlots, "most slots")
+	def("YCQ_MIN_SLOT_SIZE", slotAlign, "smallest slot; slot sizes are multiples of it")
 	def("YCQ_MAX_SLOT_SIZE", MaxSlotSize, "slot size limit; a multiple of 8")
 	p("")
 	p("#define YCQ_META_SIZE(slots) (YCQ_OFF_DESCS + YCQ_DESC_SIZE * (uint64_t)(slots))")
@@ -68,14 +75,27 @@ func cHeader() []byte {
 	p("\tuint32_t info; /* length | flags << YCQ_INFO_FLAGS_SHIFT */")
 	p("};")
 	p("")
+	p("/* Compile-time checks: static_assert in C++11, _Static_assert in C11, a")
+	p(" * negative array size before that (C99). */")
+	p("#if defined(__cplusplus) && __cplusplus >= 201103L")
+	p("#define YCQ_STATIC_ASSERT(e, name) static_assert(e, #name)")
+	p("#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L")
+	p("#define YCQ_STATIC_ASSERT(e, name) _Static_assert(e, #name)")
+	p("#else")
+	p("#define YCQ_STATIC_ASSERT(e, name) typedef char ycq_assert_##name[(e) ? 1 : -1]")
+	p("#endif")
 	for _, f := range cFields {
 		if f.off >= lineSize {
 			break
 		}
-		p("_Static_assert(offsetof(struct ycq_header, %s) == YCQ_OFF_%s, \"%s\");", f.field, f.name, f.field)
+		p("YCQ_STATIC_ASSERT(offsetof(struct ycq_header, %s) == YCQ_OFF_%s, off_%s);", f.field, f.name, f.field)
 	}
-	p("_Static_assert(sizeof(struct ycq_header) == YCQ_LINE_SIZE, \"header size\");")
-	p("_Static_assert(sizeof(struct ycq_desc) == YCQ_DESC_SIZE, \"descriptor size\");")
+	p("YCQ_STATIC_ASSERT(sizeof(struct ycq_header) == YCQ_LINE_SIZE, sizeof_header);")
+	p("YCQ_STATIC_ASSERT(sizeof(struct ycq_desc) == YCQ_DESC_SIZE, sizeof_desc);")
+	p("")
+	p("#ifdef __cplusplus")
+	p("}")
+	p("#endif")
 	p("")
 	p("#endif /* YCQ_RING_H */")
 	return b.Bytes()
@@ -97,7 +117,7 @@ var cFields = []struct {
 	{"META_SIZE", "meta_size", "uint64_t", OffMetaSize, "u64 YCQ_META_SIZE(N)"},
 	{"DATA_SIZE", "data_size", "uint64_t", OffDataSize, "u64 N * slot_size"},
 	{"DESC_SIZE", "desc_size", "uint32_t", OffDescSize, "u32 YCQ_DESC_SIZE"},
-	{"GENERATION", "generation", "uint32_t", OffGeneration, "u32 0 in version 1"},
+	{"GENERATION", "generation", "uint32_t", OffGeneration, "u32 written 0, ignored in version 1"},
 	{"PROD_CURSOR", "", "", OffProdCursor, "u64 next position a producer reserves"},
 	{"PROD_ROLLED_BACK", "", "", OffProdRolledBack, "u64 counter: slots given back by moving the cursor back"},
 	{"PROD_PUBLISHED", "", "", OffProdPublished, "u64 counter: records published"},
@@ -118,5 +138,5 @@ var cFields = []struct {
 	{"ITEMS_WAITERS", "", "", OffItemsWaiters, "u32 consumers asleep"},
 	{"SPACE_FUTEX", "", "", OffSpaceFutex, "u32 producers sleep here for space"},
 	{"SPACE_WAITERS", "", "", OffSpaceWaiters, "u32 producers asleep"},
-	{"LINK", "", "", OffLink, "64 bytes reserved for grow/shrink, zero"},
+	{"LINK", "", "", OffLink, "64 bytes reserved for grow/shrink: written 0, ignored in version 1"},
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,12 +141,33 @@ func TestCHeader(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("ycq_ring.h is out of date with layout.go: run go test ./ring -run TestCHeader -update")
 	}
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skipf("no gcc to compile ycq_ring.h (apt-get install gcc): %v", err)
+	// It compiles as freestanding C99, as C11 and as C++, and its numbers
+	// are layout.go's.
+	check := fmt.Sprintf(`#include "ycq_ring.h"
+YCQ_STATIC_ASSERT(YCQ_INFO_ABORTED == %du, check_info_aborted);
+YCQ_STATIC_ASSERT(YCQ_FEATURES_KNOWN == %du, check_features_known);
+YCQ_STATIC_ASSERT(YCQ_MIN_SLOT_SIZE == %d, check_min_slot_size);
+YCQ_STATIC_ASSERT(YCQ_META_SIZE(1024) == %d, check_meta_size);
+int ycq_check(void) { return 0; }
+`, FlagAborted<<InfoFlagsShift, featuresKnown, slotAlign, MetaSize(1024))
+	dir := t.TempDir()
+	for _, c := range []struct {
+		tool, file string
+		args       []string
+	}{
+		{"gcc", "check.c", []string{"-std=c99", "-pedantic-errors", "-ffreestanding"}},
+		{"gcc", "check.c", []string{"-std=c11", "-pedantic-errors"}},
+		{"g++", "check.cc", []string{"-std=c++11", "-pedantic-errors"}},
+	} {
+		cc, err := exec.LookPath(c.tool)
+		if err != nil {
+			t.Errorf("no %s to compile ycq_ring.h (apt-get install gcc g++): %v", c.tool, err)
+			continue
+		}
+		src := filepath.Join(dir, c.file)
+		require.NoError(t, os.WriteFile(src, []byte(check), 0o644))
+		args := append(c.args, "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-I.", src)
+		out, err := exec.Command(cc, args...).CombinedOutput()
+		require.NoError(t, err, "%s %v rejects ycq_ring.h:\n%s", c.tool, c.args, out)
 	}
-	src := filepath.Join(t.TempDir(), "check.c")
-	require.NoError(t, os.WriteFile(src, []byte("#include \"ycq_ring.h\"\nint main(void) { return 0; }\n"), 0o644))
-	out, err := exec.Command(cc, "-std=c11", "-Wall", "-Werror", "-fsyntax-only", "-I.", src).CombinedOutput()
-	require.NoError(t, err, "gcc rejects ycq_ring.h:\n%s", out)
 }

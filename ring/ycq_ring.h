@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define YCQ_MAGIC                      0x31514359u /* "YCQ1" as little-endian bytes */
 #define YCQ_VERSION                    1          /* layout version */
 #define YCQ_LINE_SIZE                  64         /* bytes per line */
@@ -21,7 +25,7 @@
 #define YCQ_OFF_META_SIZE              24         /* u64 YCQ_META_SIZE(N) */
 #define YCQ_OFF_DATA_SIZE              32         /* u64 N * slot_size */
 #define YCQ_OFF_DESC_SIZE              40         /* u32 YCQ_DESC_SIZE */
-#define YCQ_OFF_GENERATION             44         /* u32 0 in version 1 */
+#define YCQ_OFF_GENERATION             44         /* u32 written 0, ignored in version 1 */
 #define YCQ_OFF_PROD_CURSOR            64         /* u64 next position a producer reserves */
 #define YCQ_OFF_PROD_ROLLED_BACK       72         /* u64 counter: slots given back by moving the cursor back */
 #define YCQ_OFF_PROD_PUBLISHED         80         /* u64 counter: records published */
@@ -42,7 +46,7 @@
 #define YCQ_OFF_ITEMS_WAITERS          196        /* u32 consumers asleep */
 #define YCQ_OFF_SPACE_FUTEX            256        /* u32 producers sleep here for space */
 #define YCQ_OFF_SPACE_WAITERS          260        /* u32 producers asleep */
-#define YCQ_OFF_LINK                   320        /* 64 bytes reserved for grow/shrink, zero */
+#define YCQ_OFF_LINK                   320        /* 64 bytes reserved for grow/shrink: written 0, ignored in version 1 */
 #define YCQ_OFF_DESCS                  384        /* descriptor 0 */
 #define YCQ_DESC_SIZE                  8          /* bytes per descriptor */
 #define YCQ_DESC_OFF_SEQ               0          /* u32 stamp, within a descriptor */
@@ -53,9 +57,12 @@
 #define YCQ_FEATURE_SINGLE_PRODUCER    0x1u       /* one agent produces */
 #define YCQ_FEATURE_SINGLE_CONSUMER    0x2u       /* one agent consumes */
 #define YCQ_FEATURES_INCOMPAT_MASK     0xffffu    /* bits an agent must understand */
-#define YCQ_FLAG_ABORTED               0x1u       /* slot given up by its producer */
+#define YCQ_FEATURES_KNOWN             0x3u       /* the required bits version 1 knows */
+#define YCQ_FLAG_ABORTED               0x1u       /* flags: slot given up by its producer */
+#define YCQ_INFO_ABORTED               0x1000000u /* YCQ_FLAG_ABORTED as it sits in the info word */
 #define YCQ_MIN_SLOTS                  2          /* fewest slots; the count is a power of two */
 #define YCQ_MAX_SLOTS                  16777216   /* most slots */
+#define YCQ_MIN_SLOT_SIZE              8          /* smallest slot; slot sizes are multiples of it */
 #define YCQ_MAX_SLOT_SIZE              8388608    /* slot size limit; a multiple of 8 */
 
 #define YCQ_META_SIZE(slots) (YCQ_OFF_DESCS + YCQ_DESC_SIZE * (uint64_t)(slots))
@@ -81,17 +88,30 @@ struct ycq_desc {
 	uint32_t info; /* length | flags << YCQ_INFO_FLAGS_SHIFT */
 };
 
-_Static_assert(offsetof(struct ycq_header, magic) == YCQ_OFF_MAGIC, "magic");
-_Static_assert(offsetof(struct ycq_header, version) == YCQ_OFF_VERSION, "version");
-_Static_assert(offsetof(struct ycq_header, features) == YCQ_OFF_FEATURES, "features");
-_Static_assert(offsetof(struct ycq_header, desc_offset) == YCQ_OFF_DESC_OFFSET, "desc_offset");
-_Static_assert(offsetof(struct ycq_header, slots) == YCQ_OFF_SLOTS, "slots");
-_Static_assert(offsetof(struct ycq_header, slot_size) == YCQ_OFF_SLOT_SIZE, "slot_size");
-_Static_assert(offsetof(struct ycq_header, meta_size) == YCQ_OFF_META_SIZE, "meta_size");
-_Static_assert(offsetof(struct ycq_header, data_size) == YCQ_OFF_DATA_SIZE, "data_size");
-_Static_assert(offsetof(struct ycq_header, desc_size) == YCQ_OFF_DESC_SIZE, "desc_size");
-_Static_assert(offsetof(struct ycq_header, generation) == YCQ_OFF_GENERATION, "generation");
-_Static_assert(sizeof(struct ycq_header) == YCQ_LINE_SIZE, "header size");
-_Static_assert(sizeof(struct ycq_desc) == YCQ_DESC_SIZE, "descriptor size");
+/* Compile-time checks: static_assert in C++11, _Static_assert in C11, a
+ * negative array size before that (C99). */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define YCQ_STATIC_ASSERT(e, name) static_assert(e, #name)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define YCQ_STATIC_ASSERT(e, name) _Static_assert(e, #name)
+#else
+#define YCQ_STATIC_ASSERT(e, name) typedef char ycq_assert_##name[(e) ? 1 : -1]
+#endif
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, magic) == YCQ_OFF_MAGIC, off_magic);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, version) == YCQ_OFF_VERSION, off_version);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, features) == YCQ_OFF_FEATURES, off_features);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, desc_offset) == YCQ_OFF_DESC_OFFSET, off_desc_offset);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, slots) == YCQ_OFF_SLOTS, off_slots);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, slot_size) == YCQ_OFF_SLOT_SIZE, off_slot_size);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, meta_size) == YCQ_OFF_META_SIZE, off_meta_size);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, data_size) == YCQ_OFF_DATA_SIZE, off_data_size);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, desc_size) == YCQ_OFF_DESC_SIZE, off_desc_size);
+YCQ_STATIC_ASSERT(offsetof(struct ycq_header, generation) == YCQ_OFF_GENERATION, off_generation);
+YCQ_STATIC_ASSERT(sizeof(struct ycq_header) == YCQ_LINE_SIZE, sizeof_header);
+YCQ_STATIC_ASSERT(sizeof(struct ycq_desc) == YCQ_DESC_SIZE, sizeof_desc);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* YCQ_RING_H */
