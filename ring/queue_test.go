@@ -574,4 +574,12 @@ func TestAttachIgnoresV1Reserved(t *testing.T) {
 	require.NoError(t, err)
 	produce(t, q, 42)
 	require.Equal(t, 1, q.Ready())
+	// The mapping is checked before a word of it is read: too short for
+	// the header, or not 8-byte aligned.
+	_, err = ring.Attach(meta[:63], data)
+	require.ErrorIs(t, err, ring.ErrInvalid)
+	shifted := ring.AlignedBytes(len(meta) + 1)[1:]
+	copy(shifted, meta)
+	_, err = ring.Attach(shifted, data)
+	require.ErrorIs(t, err, ring.ErrInvalid)
 }
