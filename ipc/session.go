@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/fdpass"
@@ -83,9 +88,10 @@ type ServerOptions struct {
 	Grace time.Duration
 }
 
-// Serve accepts clients on l one after another and plays the other side
-// of each, until ctx is done or l fails. A client that misbehaves or dies
-// ends its own session only.
+// Serve accepts clients on l and plays the other side of each session,
+// one session after another, until ctx is done or l fails. A client that
+// misbehaves or dies ends its own session only. A StatRequest is answered
+// at once, also while a session runs.
 func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
 	log := opt.Log
 	if log == nil {
@@ -93,7 +99,18 @@ func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
 	}
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
-	for n := 1; ; n++ {
+	srv := &server{opt: opt, log: log, live: map[int]*liveSession{}}
+	// Every goroutine below ends once ctx (or, when accept fails, done)
+	// ends, and Serve returns only after they have.
+	ctx, done := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		done()
+		wg.Wait()
+	}()
+	hellos := make(chan pendingHello)
+	wg.Go(func() { srv.sessions(ctx, hellos) })
+	for {
 		conn, err := l.AcceptUnix()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -101,24 +118,90 @@ func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
 			}
 			return fmt.Errorf("ipc: accept: %w", err)
 		}
-		start := time.Now()
-		res, err := serveOne(ctx, conn, n, opt)
+		wg.Go(func() { srv.first(ctx, conn, hellos) })
+	}
+}
+
+// server is what the goroutines of one Serve share.
+type server struct {
+	opt ServerOptions
+	log *slog.Logger
+	mu  sync.Mutex
+	// live holds the sessions whose pair exists, by number, for stat
+	// requests. A session is removed before its pair is closed, so its
+	// descriptors stay open while mu is held.
+	live map[int]*liveSession
+}
+
+type liveSession struct {
+	role string
+	pair *Pair
+	name string // the regions' /dev/shm base name, or ""
+}
+
+// pendingHello is a connection whose first message was a Hello, waiting
+// for its turn.
+type pendingHello struct {
+	conn  *net.UnixConn
+	hello Hello
+}
+
+// first reads the first message of a connection: a stat request is
+// answered here, a Hello is handed to the session loop.
+func (srv *server) first(ctx context.Context, conn *net.UnixConn, hellos chan<- pendingHello) {
+	// Until the message is in, ending ctx ends the read.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	body, _, err := readBody(conn, 0)
+	var req request
+	if err == nil {
+		req, err = decodeRequest(body)
+	}
+	if !stop() || err != nil {
+		if ctx.Err() == nil {
+			srv.log.Warn("connection refused", "err", err)
+		}
 		conn.Close()
+		return
+	}
+	if req.stat != nil {
+		if err := srv.stat(conn, req.stat); err != nil {
+			srv.log.Warn("stat request", "err", err)
+		}
+		conn.Close()
+		return
+	}
+	select {
+	case hellos <- pendingHello{conn, *req.hello}:
+	case <-ctx.Done():
+		conn.Close()
+	}
+}
+
+// sessions serves the sessions handed to it one after another, numbering
+// them from 1.
+func (srv *server) sessions(ctx context.Context, hellos <-chan pendingHello) {
+	for n := 1; ; n++ {
+		var p pendingHello
+		select {
+		case p = <-hellos:
+		case <-ctx.Done():
+			return
+		}
+		start := time.Now()
+		res, err := srv.serveOne(ctx, p.conn, p.hello, n)
+		p.conn.Close()
 		attrs := []any{"session", n, "role", res.Role, "records", res.Records, "elapsed", time.Since(start).Round(time.Millisecond)}
 		if err != nil {
-			log.Warn("session ended", append(attrs, "err", err)...)
+			srv.log.Warn("session ended", append(attrs, "err", err)...)
 		} else {
-			log.Info("session done", append(attrs, "items_per_sec", int64(res.ItemsPerSec()))...)
+			srv.log.Info("session done", append(attrs, "items_per_sec", int64(res.ItemsPerSec()))...)
 		}
 	}
 }
 
 // serveOne runs one session on the server side.
-func serveOne(ctx context.Context, conn *net.UnixConn, n int, opt ServerOptions) (Result, error) {
-	var h Hello
-	if _, err := readMsg(conn, &h, 0); err != nil {
-		return Result{}, err
-	}
+func (srv *server) serveOne(ctx context.Context, conn *net.UnixConn, h Hello, n int) (Result, error) {
+	opt := srv.opt
 	if err := h.Validate(); err != nil {
 		writeMsg(conn, Welcome{Version: ProtocolVersion, Error: err.Error()})
 		return Result{}, err
@@ -138,6 +221,8 @@ func serveOne(ctx context.Context, conn *net.UnixConn, n int, opt ServerOptions)
 		return Result{}, err
 	}
 	defer pair.Close()
+	srv.track(n, &liveSession{role: h.Role, pair: pair, name: name})
+	defer srv.untrack(n)
 	w := Welcome{Version: ProtocolVersion, Geometry: h.Geometry}
 	var fds []int
 	if h.ByName {
@@ -162,6 +247,134 @@ func serveOne(ctx context.Context, conn *net.UnixConn, n int, opt ServerOptions)
 	defer s.cancel(nil)
 	res, err := s.run(false)
 	return res, s.finish(res.Records, err, grace(opt.Grace))
+}
+
+func (srv *server) track(n int, ls *liveSession) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.live[n] = ls
+}
+
+func (srv *server) untrack(n int) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	delete(srv.live, n)
+}
+
+// stat answers a stat request: every queue of every live session, each
+// with a descriptor of its metadata region opened anew read-only, so the
+// asker can map it but not write it. Only a peer of this process's user
+// (or root) is answered: the descriptors show other clients' sessions.
+func (srv *server) stat(conn *net.UnixConn, req *StatRequest) error {
+	refuse := func(err error) error {
+		writeMsg(conn, StatReply{Version: ProtocolVersion, Error: err.Error()})
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return refuse(err)
+	}
+	if err := samePeerUser(conn); err != nil {
+		return refuse(err)
+	}
+	srv.mu.Lock()
+	nums := make([]int, 0, len(srv.live))
+	for n := range srv.live {
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	var queues []ServedQueue
+	var fds []int
+	defer func() { fdpass.CloseAll(fds) }()
+	var err error
+	for _, n := range nums {
+		ls := srv.live[n]
+		all := ls.pair.FDs()
+		for _, q := range []struct {
+			queue string
+			fd    int
+			name  string
+		}{{QueueUp, all[0], regionNames[0]}, {QueueDown, all[2], regionNames[2]}} {
+			if len(queues) == MaxStatQueues {
+				break
+			}
+			fd, rerr := reopenReadOnly(q.fd)
+			if rerr != nil {
+				err = fmt.Errorf("session %d %s queue: %w", n, q.queue, rerr)
+				break
+			}
+			fds = append(fds, fd)
+			sq := ServedQueue{Session: n, Queue: q.queue, Role: ls.role, Geometry: ls.pair.Geometry}
+			if ls.name != "" {
+				sq.Name = ls.name + "." + q.name
+			}
+			queues = append(queues, sq)
+		}
+	}
+	srv.mu.Unlock()
+	if err != nil {
+		return refuse(err)
+	}
+	return writeMsg(conn, StatReply{Version: ProtocolVersion, Queues: queues}, fds...)
+}
+
+// Stat asks the server at path which queues it serves, without joining
+// any. Each queue comes with a read-only descriptor of its metadata
+// region, which the caller owns and must close (CloseStat closes them all).
+// The server's refusal, or a reply that breaks the rules, is an error
+// wrapping ErrProtocol.
+func Stat(ctx context.Context, path string) ([]StatQueue, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ipc: %w", err)
+	}
+	conn := c.(*net.UnixConn)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if err := writeMsg(conn, StatRequest{Version: ProtocolVersion, Stat: true}); err != nil {
+		return nil, fmt.Errorf("ipc: send stat request: %w", err)
+	}
+	body, fds, err := readBody(conn, MaxStatQueues)
+	if err != nil {
+		if errors.Is(err, ErrPeerGone) {
+			// A server of this protocol answers; one that hangs up read
+			// the request as a bad Hello.
+			return nil, fmt.Errorf("%w: stat: the server closed the connection without an answer (not a ycq ipc server, or one without stat requests): %w", ErrProtocol, err)
+		}
+		return nil, fmt.Errorf("ipc: stat: %w", err)
+	}
+	r, err := decodeStatReply(body, len(fds))
+	if err != nil {
+		fdpass.CloseAll(fds)
+		return nil, err
+	}
+	if r.Error != "" {
+		return nil, fmt.Errorf("%w: the server refused the stat request: %s", ErrProtocol, r.Error)
+	}
+	out := make([]StatQueue, len(fds))
+	for i, fd := range fds {
+		out[i] = StatQueue{ServedQueue: r.Queues[i], Meta: os.NewFile(uintptr(fd), fmt.Sprintf("session %d %s meta", r.Queues[i].Session, r.Queues[i].Queue))}
+	}
+	return out, nil
+}
+
+// StatQueue is one queue Stat found: what the server said of it, and a
+// read-only descriptor of its metadata region, owned by the caller.
+type StatQueue struct {
+	ServedQueue
+	Meta *os.File
+}
+
+// CloseStat closes the descriptors of the queues Stat returned.
+func CloseStat(qs []StatQueue) error {
+	var errs []error
+	for _, q := range qs {
+		if q.Meta != nil {
+			errs = append(errs, q.Meta.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func grace(d time.Duration) time.Duration {
@@ -316,4 +529,41 @@ func (c *Client) Close() error {
 	c.s.cancel(nil)
 	err := c.s.conn.Close()
 	return errors.Join(err, c.s.pair.Close())
+}
+
+// The two system calls of the stat request, in one place.
+
+// reopenReadOnly opens the memory file behind fd again, read-only: a new
+// open file description that can be mapped PROT_READ and MAP_SHARED but
+// not for writing, nor written or truncated. The caller owns the result.
+func reopenReadOnly(fd int) (int, error) {
+	path := "/proc/self/fd/" + strconv.Itoa(fd)
+	ro, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("ipc: reopen the metadata region read-only through %s: %w", path, err)
+	}
+	return ro, nil
+}
+
+// samePeerUser refuses a peer that runs as another user than this process
+// (root excepted), by the kernel's credentials of the socket (SO_PEERCRED).
+func samePeerUser(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("ipc: peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("ipc: peer credentials: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("ipc: peer credentials: %w", cerr)
+	}
+	if me := uint32(os.Getuid()); cred.Uid != me && cred.Uid != 0 {
+		return fmt.Errorf("%w: stat is answered only to user %d (this server's) or root, not %d", ErrProtocol, me, cred.Uid)
+	}
+	return nil
 }
