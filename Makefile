@@ -10,7 +10,7 @@ export YCQ_CACHE
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
-	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone ./ipc:FuzzRequest ./ipc:FuzzStatReply \
+	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone ./ipc:FuzzRequest ./ipc:FuzzStatReply ./cmd/ycq:FuzzStatRegion \
 	./vfio/user:FuzzDecodeHeader ./vfio/user:FuzzDecodePayload ./vfio/user:FuzzDecodeVersion \
 	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
 	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./internal/record:FuzzCheck
