@@ -102,6 +102,7 @@ func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
 	srv := &server{opt: opt, log: log, live: map[int]*liveSession{}}
 	// Every goroutine below ends once ctx (or, when accept fails, done)
 	// ends, and Serve returns only after they have.
+	parent := ctx
 	ctx, done := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -113,7 +114,9 @@ func Serve(ctx context.Context, l *net.UnixListener, opt ServerOptions) error {
 	for {
 		conn, err := l.AcceptUnix()
 		if err != nil {
-			if ctx.Err() != nil {
+			// The listener closed by the AfterFunc of parent, which may
+			// run before ctx, parent's child, is canceled.
+			if parent.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("ipc: accept: %w", err)
