@@ -51,13 +51,18 @@ Sources (each may be given more than once, and mixed):
   -file PATH    a file or descriptor path (/proc/PID/fd/N, /dev/fd/N) that
                 holds a metadata region at -offset; with -scan, every queue
                 found at a page boundary in it
+  -pid PID      every queue in the memory files of a process that are named
+                ycq-* (memfds: the host driver's ycq-hostdriver, a device
+                model's ycq-bar2, ycq ipc serve's ycq-ipc.*), as -scan finds
+                them (same user or root)
 
-"ycq device serve" is no source of its own: the device model keeps no
-queues. They live in the host driver's DMA memory, a memfd named
-ycq-hostdriver in the process that drives the device (ycq run), or with
--bar2 their metadata lives in the device's BAR2, a memfd named ycq-bar2 in
-the device model's process; the vfio-user socket has no stat request.
-Point -file at that memfd through /proc/PID/fd/N, with -scan.
+"ycq device serve" is no source of its own, and has no stat request (its
+socket speaks vfio-user). The device model keeps no queues: they live in
+the host driver's DMA memory, which it maps and does not keep a descriptor
+of. Read them from the process that drives the device: ycq stat -pid PID of
+"ycq run" (its memfd ycq-hostdriver). With "ycq run -bar2" the metadata
+lives in the device's BAR2 instead, the memfd ycq-bar2 of the device
+model's process: ycq stat -pid PID of "ycq device serve".
 
 Flags:
 `
@@ -134,6 +139,7 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 type statOptions struct {
 	sockets, shms, files stringList
+	pids                 []int
 	offset               int64
 	scan                 bool
 	shmDir               string
@@ -150,6 +156,14 @@ func stat(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&o.sockets, "socket", "a `PATH` where ycq ipc serve listens")
 	fs.Var(&o.shms, "shm", "a /dev/shm region `NAME`, or the base of a server's names")
 	fs.Var(&o.files, "file", "a file or descriptor `PATH` holding a metadata region")
+	fs.Func("pid", "every queue in the ycq-* memory files of process `PID`", func(v string) error {
+		pid, err := strconv.Atoi(v)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("want a process id")
+		}
+		o.pids = append(o.pids, pid)
+		return nil
+	})
 	fs.Int64Var(&o.offset, "offset", 0, "where the metadata region starts in each -file (a multiple of 8)")
 	fs.BoolVar(&o.scan, "scan", false, "find every queue at a page boundary in each -file instead")
 	fs.StringVar(&o.shmDir, "shm-dir", dma.DefaultShmDir, "the directory of -shm names")
@@ -160,8 +174,8 @@ func stat(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	switch {
-	case len(o.sockets)+len(o.shms)+len(o.files) == 0:
-		return usagef("no source: give -socket, -shm or -file (ycq stat -h)")
+	case len(o.sockets)+len(o.shms)+len(o.files)+len(o.pids) == 0:
+		return usagef("no source: give -socket, -shm, -file or -pid (ycq stat -h)")
 	case *watch < 0:
 		return usagef("-watch %v: want a positive interval", *watch)
 	case *count < 0:
@@ -240,6 +254,9 @@ func (o *statOptions) read(ctx context.Context) ([]*statQueue, error) {
 	}
 	for _, p := range o.files {
 		add(readFile(p, o.offset, o.scan))
+	}
+	for _, pid := range o.pids {
+		add(readPid(pid))
 	}
 	return qs, errors.Join(errs...)
 }
@@ -409,6 +426,40 @@ func readFile(path string, offset int64, scan bool) ([]*statQueue, error) {
 		}
 		q.key, q.label, q.source, q.path, q.offset = label(off), label(off), "file", path, off
 		qs = append(qs, q)
+	}
+	return qs, errors.Join(errs...)
+}
+
+// readPid scans every memory file of process pid whose name starts with
+// ycq- for queues.
+func readPid(pid int) ([]*statQueue, error) {
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(fdDir)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	var qs []*statQueue
+	var errs []error
+	for _, fe := range fds {
+		p := filepath.Join(fdDir, fe.Name())
+		target, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(target, "/memfd:ycq-") {
+			continue
+		}
+		got, err := readFile(p, 0, true)
+		if errors.Is(err, errNotQueue) && len(got) == 0 {
+			continue // a data region, or one not formatted yet
+		}
+		for _, q := range got {
+			q.label += " (" + strings.TrimSuffix(strings.TrimPrefix(target, "/"), " (deleted)") + ")"
+		}
+		qs = append(qs, got...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(qs) == 0 && len(errs) == 0 {
+		errs = append(errs, &regionError{Source: fmt.Sprintf("pid %d", pid), Err: fmt.Errorf("%w: no memory file named ycq-* holds one", errNotQueue)})
 	}
 	return qs, errors.Join(errs...)
 }

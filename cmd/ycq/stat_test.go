@@ -230,6 +230,34 @@ func TestStatScan(t *testing.T) {
 	require.Equal(t, 1024.0, num(t, o[0], "header", "slots"))
 }
 
+// TestStatPid: -pid finds the queues in a process's ycq-* memory files,
+// and passes over those that hold none.
+func TestStatPid(t *testing.T) {
+	cfg := ring.Config{Slots: 8, SlotSize: 64}
+	mem, err := dma.Memfd("ycq-stat-test", 4*dma.PageSize, dma.Options{})
+	require.NoError(t, err)
+	defer mem.Close()
+	for _, off := range []int{0, 2 * dma.PageSize} {
+		_, err := ring.Format(mem.Bytes()[off:][:cfg.MetaSize()], make([]byte, cfg.DataSize()), cfg)
+		require.NoError(t, err)
+	}
+	data, err := dma.Memfd("ycq-stat-test.data", dma.PageSize, dma.Options{})
+	require.NoError(t, err)
+	defer data.Close()
+	var offs []float64
+	for _, o := range statJSON(t, "-pid", fmt.Sprint(os.Getpid())) {
+		require.NotEqual(t, fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), data.FD()), o["path"])
+		if o["path"] == fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), mem.FD()) {
+			offs = append(offs, num(t, o, "offset"))
+		}
+	}
+	require.Equal(t, []float64{0, 2 * dma.PageSize}, offs)
+	var out, errb bytes.Buffer
+	require.Equal(t, 1, run([]string{"stat", "-pid", "2147483647"}, &out, &errb))
+	require.Contains(t, errb.String(), "pid 2147483647")
+	require.Equal(t, 2, run([]string{"stat", "-pid", "x"}, &out, &errb))
+}
+
 // TestStatBadInput: regions that are no queue, or not all of one, and a
 // socket that answers nonsense, give a typed error and exit status 1.
 func TestStatBadInput(t *testing.T) {
