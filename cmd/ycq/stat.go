@@ -540,17 +540,36 @@ func readRegion(f *os.File, offset int64, label string) (q *statQueue, err error
 	defer m.close()
 	// A file that shrinks under the mapping faults when read; that is an
 	// error of this region, not a crash.
+	if ferr := guardFault(func() { q, err = m.read(label, avail) }); ferr != nil {
+		return fail(avail, 0, ferr)
+	}
+	return q, err
+}
+
+// guardFault runs f, and returns an error wrapping errFault if a memory
+// access of f faulted (SIGBUS or SIGSEGV on a mapping), instead of
+// crashing. Other panics go on.
+func guardFault(f func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			f, isFault := r.(interface{ Addr() uintptr })
+			fault, isFault := r.(interface{ Addr() uintptr })
 			if !isFault {
 				panic(r)
 			}
-			q, err = nil, &regionError{Source: label, Size: avail, Err: fmt.Errorf("%w at %#x: the region shrank while being read", errFault, f.Addr())}
+			err = fmt.Errorf("%w at %#x: the region shrank while being read", errFault, fault.Addr())
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	f()
+	return nil
+}
 
+// read checks the header of the mapped region, which holds avail bytes
+// from its start, and reads the queue.
+func (m *metaMapping) read(label string, avail int64) (*statQueue, error) {
+	fail := func(size, need int64, err error) (*statQueue, error) {
+		return nil, &regionError{Source: label, Size: size, Need: need, Err: err}
+	}
 	cfg, err := ring.ReadHeader(roMemory(m.meta), 0)
 	if err != nil {
 		return fail(avail, 0, fmt.Errorf("%w: %w", errNotQueue, err))
@@ -567,7 +586,7 @@ func readRegion(f *os.File, offset int64, label string) (q *statQueue, err error
 	if err != nil {
 		return fail(avail, 0, fmt.Errorf("%w: %w", errNotQueue, err))
 	}
-	q = &statQueue{at: time.Now()}
+	q := &statQueue{at: time.Now()}
 	q.header = readStatHeader(roMemory(m.meta), cfg)
 	q.stats = rq.Stats()
 	q.len = rq.Len()

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/testenv"
@@ -347,6 +348,27 @@ func TestStatBadInput(t *testing.T) {
 	} {
 		require.Equal(t, 2, run(append([]string{"stat"}, args...), &out, &errb), "%q", args)
 	}
+}
+
+// TestStatShrunk: a region whose file shrinks after it was mapped faults
+// when read; ycq stat reports errFault instead of crashing.
+func TestStatShrunk(t *testing.T) {
+	cfg := ring.Config{Slots: 1024, SlotSize: 64}
+	meta := formattedQueue(t, cfg)
+	f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", meta.FD()))
+	require.NoError(t, err)
+	defer f.Close()
+	m, err := mapMeta(f, 0, int64(cfg.MetaSize()))
+	require.NoError(t, err)
+	defer m.close()
+	q, err := m.read("whole", int64(cfg.MetaSize()))
+	require.NoError(t, err)
+	require.Equal(t, 1024, q.header.Slots)
+	require.NoError(t, unix.Ftruncate(meta.FD(), 0))
+	err = guardFault(func() { q, err = m.read("shrunk", int64(cfg.MetaSize())) })
+	require.ErrorIs(t, err, errFault)
+	require.ErrorContains(t, err, "shrank")
+	require.Panics(t, func() { _ = guardFault(func() { panic("not a fault") }) }, "other panics go on")
 }
 
 func TestShmMatches(t *testing.T) {
