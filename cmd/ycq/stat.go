@@ -261,10 +261,19 @@ func (o *statOptions) read(ctx context.Context) ([]*statQueue, error) {
 	return qs, errors.Join(errs...)
 }
 
+// statSocketTimeout bounds a stat request, so that ycq stat never hangs
+// on a server that does not answer (a variable for the tests).
+var statSocketTimeout = 5 * time.Second
+
 // readSocket asks a ycq ipc server for its queues and reads each.
 func readSocket(ctx context.Context, path string) ([]*statQueue, error) {
+	ctx, cancel := context.WithTimeout(ctx, statSocketTimeout)
+	defer cancel()
 	served, err := ipc.Stat(ctx, path)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("socket %s: no answer within %v (a ycq ipc serve that predates stat requests reads none while a session runs): %w", path, statSocketTimeout, err)
+		}
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	defer ipc.CloseStat(served)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -338,6 +339,23 @@ func TestStatBadInput(t *testing.T) {
 	require.Equal(t, 1, run([]string{"stat", "-socket", sock}, &out, &errb))
 	require.Contains(t, errb.String(), "protocol error")
 	l.Close()
+
+	// A server that takes the request and never answers.
+	mute := filepath.Join(dir, "mute.sock")
+	ml, err := net.ListenUnix("unix", &net.UnixAddr{Name: mute, Net: "unix"})
+	require.NoError(t, err)
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ml.Accept(); err == nil {
+			held <- c
+		}
+	}()
+	defer func(d time.Duration) { statSocketTimeout = d }(statSocketTimeout)
+	statSocketTimeout = 50 * time.Millisecond
+	err = stat([]string{"-socket", mute}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "no answer within")
+	(<-held).Close()
+	ml.Close()
 	// The fake server's side of the last connection closes on its own time.
 	testenv.WaitFor(t, "every descriptor closed", func() bool { return testenv.OpenFDs(t) == before })
 
