@@ -453,7 +453,10 @@ func (s *session) run(client bool) (Result, error) {
 
 // Client is one connection to a server, after the handshake.
 type Client struct {
-	s *session
+	s       *session
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup // Run calls under way: Close waits for them
 }
 
 // Dial connects to the server at path, asks for h, and joins the pair the
@@ -519,6 +522,14 @@ func (c *Client) Pair() *Pair { return c.s.pair }
 
 // Run plays the client's role to the end and reports what it measured.
 func (c *Client) Run() (Result, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Result{}, fmt.Errorf("ipc: run: %w", net.ErrClosed)
+	}
+	c.running.Add(1)
+	c.mu.Unlock()
+	defer c.running.Done()
 	res, err := c.s.run(true)
 	return res, c.s.finish(res.Records, err, grace(0))
 }
@@ -527,10 +538,19 @@ func (c *Client) Run() (Result, error) {
 // call while Run runs.
 func (c *Client) Progress() uint64 { return c.s.progress.Load() }
 
-// Close ends the session and releases the pair.
+// Close ends the session and releases the pair. A Run under way is told to
+// stop, and Close waits for it before it unmaps the pair Run works in.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
 	c.s.cancel(nil)
 	err := c.s.conn.Close()
+	c.running.Wait()
 	return errors.Join(err, c.s.pair.Close())
 }
 

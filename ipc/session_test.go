@@ -128,3 +128,26 @@ func TestServerSurvivesGarbage(t *testing.T) {
 	require.Equal(t, uint64(100), res.Records)
 	require.NoError(t, cl.Close())
 }
+
+// TestCloseDuringRun: closing a client while its Run is under way stops
+// Run and only then unmaps the pair (it used to unmap under Run: SIGSEGV).
+func TestCloseDuringRun(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		path := startServer(t, ServerOptions{Mode: Mode{Block: block}})
+		c, err := Dial(context.Background(), path, hello(RoleBoth, 1<<40, 100), Mode{Block: block}, dma.Options{})
+		require.NoError(t, err)
+		ran := make(chan error, 1)
+		go func() {
+			_, err := c.Run()
+			ran <- err
+		}()
+		for c.Progress() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		require.NoError(t, c.Close())
+		require.Error(t, <-ran, "an interrupted run says so")
+		_, err = c.Run()
+		require.ErrorIs(t, err, net.ErrClosed)
+		require.NoError(t, c.Close(), "a second Close does nothing")
+	}
+}
