@@ -1,12 +1,15 @@
 // Command ycq is the one command-line tool of the ycq project.
 //
 //	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
-//	ycq bench ring [-items N] [-rounds R] [-json]
+//	ycq bench ring [-items N] [-rounds R] [-latency-rate R] [-json]
+//	ycq bench ipc [-json]
 //	ycq bench device [-payload 64,4KiB,64KiB] [-count N] [-size 1GiB] [-rounds R] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq host list | bind ADDR | unbind ADDR
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
 //	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block]
+//	ycq stat -socket PATH | -shm NAME | -file PATH | -pid PID [-json] [-watch 1s [-count N]]
+//	ycq vm run [-mode demo|probe|test]
 package main
 
 import (
