@@ -13,18 +13,52 @@ import (
 	"github.com/ycq-dev/ycq/ring/wait"
 )
 
-// Mode says how a side waits when its queue is empty or full.
+// Mode says how a side waits when its queue is empty or full. The zero
+// Mode spins for a bounded time (ring/wait's DefaultSpin tries) and then
+// sleeps on the queue's futex words: it neither burns a CPU while idle nor
+// starves the side that has work when threads outnumber CPUs.
 type Mode struct {
-	// Block sleeps on the queue's futex words; otherwise a side spins,
-	// yielding the processor between tries.
+	// Block sleeps at once, without spinning first.
 	Block bool
+	// Spin never sleeps: a side polls, yielding the processor now and
+	// then. Only for a machine with a CPU for every spinning side.
+	Spin bool
 }
 
-func (m Mode) wrap(q *ring.Queue) *wait.Queue {
-	if m.Block {
-		return wait.New(q, nil)
+// Wrap returns q with waits in this mode.
+func (m Mode) Wrap(q *ring.Queue) *wait.Queue {
+	switch {
+	case m.Spin:
+		return wait.New(q, &wait.Options{Spin: math.MaxInt})
+	case m.Block:
+		return wait.New(q, &wait.Options{Spin: 0})
 	}
-	return wait.New(q, &wait.Options{Spin: math.MaxInt})
+	return wait.New(q, nil)
+}
+
+// ParseMode reads a mode by its name: "spin-then-sleep" (or ""), "block"
+// or "spin".
+func ParseMode(name string) (Mode, error) {
+	switch name {
+	case "", "spin-then-sleep":
+		return Mode{}, nil
+	case "block":
+		return Mode{Block: true}, nil
+	case "spin":
+		return Mode{Spin: true}, nil
+	}
+	return Mode{}, fmt.Errorf("ipc: mode %q: want spin-then-sleep, block or spin", name)
+}
+
+// String names the mode as ParseMode reads it.
+func (m Mode) String() string {
+	switch {
+	case m.Spin:
+		return "spin"
+	case m.Block:
+		return "block"
+	}
+	return "spin-then-sleep"
 }
 
 // job is one side's part of a session.

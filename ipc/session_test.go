@@ -39,17 +39,17 @@ func hello(role string, count uint64, payload int) Hello {
 }
 
 func TestRoles(t *testing.T) {
-	for _, block := range []bool{false, true} {
+	for _, mode := range []Mode{{}, {Block: true}, {Spin: true}} {
 		for _, byName := range []bool{false, true} {
 			shm := dma.Options{ShmDir: t.TempDir()}
-			path := startServer(t, ServerOptions{Mode: Mode{Block: block}, ShmName: "ycq-test", ShmOpt: shm})
+			path := startServer(t, ServerOptions{Mode: mode, ShmName: "ycq-test", ShmOpt: shm})
 			for _, role := range []string{RoleProducer, RoleConsumer, RoleBoth} {
 				h := hello(role, 5000, 100)
 				h.ByName = byName
-				c, err := Dial(context.Background(), path, h, Mode{Block: block}, shm)
-				require.NoError(t, err, "%s block=%v byName=%v", role, block, byName)
+				c, err := Dial(context.Background(), path, h, mode, shm)
+				require.NoError(t, err, "%s mode=%v byName=%v", role, mode, byName)
 				res, err := c.Run()
-				require.NoError(t, err, "%s block=%v byName=%v", role, block, byName)
+				require.NoError(t, err, "%s mode=%v byName=%v", role, mode, byName)
 				require.Equal(t, uint64(5000), res.Records)
 				require.Equal(t, role, res.Role)
 				if role != RoleProducer {
@@ -132,9 +132,9 @@ func TestServerSurvivesGarbage(t *testing.T) {
 // TestCloseDuringRun: closing a client while its Run is under way stops
 // Run and only then unmaps the pair (it used to unmap under Run: SIGSEGV).
 func TestCloseDuringRun(t *testing.T) {
-	for _, block := range []bool{false, true} {
-		path := startServer(t, ServerOptions{Mode: Mode{Block: block}})
-		c, err := Dial(context.Background(), path, hello(RoleBoth, 1<<40, 100), Mode{Block: block}, dma.Options{})
+	for _, mode := range []Mode{{}, {Block: true}, {Spin: true}} {
+		path := startServer(t, ServerOptions{Mode: mode})
+		c, err := Dial(context.Background(), path, hello(RoleBoth, 1<<40, 100), mode, dma.Options{})
 		require.NoError(t, err)
 		ran := make(chan error, 1)
 		go func() {
@@ -150,4 +150,17 @@ func TestCloseDuringRun(t *testing.T) {
 		require.ErrorIs(t, err, net.ErrClosed)
 		require.NoError(t, c.Close(), "a second Close does nothing")
 	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, m := range []Mode{{}, {Block: true}, {Spin: true}} {
+		got, err := ParseMode(m.String())
+		require.NoError(t, err)
+		require.Equal(t, m, got)
+	}
+	got, err := ParseMode("")
+	require.NoError(t, err)
+	require.Equal(t, Mode{}, got, "the default spins, then sleeps")
+	_, err = ParseMode("nap")
+	require.Error(t, err)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/ipc"
 	"github.com/ycq-dev/ycq/ring"
-	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 // benchIPC measures the ring between two processes against a UNIX stream
@@ -63,7 +62,12 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	scenarios = append(scenarios, scenario{"ring-blocking", 64, 32}, scenario{"ring-blocking", 4096, 32})
+	// The same transfer with the other two ways of waiting: sleep at once,
+	// or never sleep.
+	for _, payload := range []int{64, 4096} {
+		scenarios = append(scenarios, scenario{"ring-block", payload, 32}, scenario{"ring-spin", payload, 32})
+	}
+	modes := map[string]ipc.Mode{"ring": {}, "ring-block": {Block: true}, "ring-spin": {Spin: true}}
 	results := map[scenario][]float64{}
 	for round := range *rounds {
 		for _, sc := range scenarios {
@@ -77,7 +81,7 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			case "socket":
 				rate, err = runSocketBench(exe, sock, count, sc.payload, sc.batch)
 			default:
-				rate, err = runRingBench(exe, sock, count, sc.payload, sc.batch, sc.system == "ring-blocking")
+				rate, err = runRingBench(exe, sock, count, sc.payload, sc.batch, modes[sc.system])
 			}
 			os.Remove(sock)
 			if err != nil {
@@ -91,11 +95,11 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 		slices.SortFunc(s, cmp.Compare)
 		return s[len(s)/2]
 	}
-	idleBlock, err := idleCPU(exe, *idle, true)
+	idleDefault, err := idleCPU(exe, *idle, ipc.Mode{})
 	if err != nil {
 		return fmt.Errorf("idle consumer: %w", err)
 	}
-	idleSpin, err := idleCPU(exe, min(*idle, time.Second), false)
+	idleSpin, err := idleCPU(exe, min(*idle, time.Second), ipc.Mode{Spin: true})
 	if err != nil {
 		return fmt.Errorf("idle spinning consumer: %w", err)
 	}
@@ -105,9 +109,9 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			enc.Encode(map[string]any{"system": sc.system, "scenario": "ipc", "batch": sc.batch, "producers": 1,
 				"consumers": 1, "payload": sc.payload, "items_per_sec": median(results[sc])})
 		}
-		enc.Encode(map[string]any{"system": "ring-blocking", "scenario": "ipc-idle", "idle_seconds": idle.Seconds(),
-			"cpu_seconds": idleBlock.Seconds()})
-		enc.Encode(map[string]any{"system": "ring", "scenario": "ipc-idle", "idle_seconds": min(*idle, time.Second).Seconds(),
+		enc.Encode(map[string]any{"system": "ring", "scenario": "ipc-idle", "idle_seconds": idle.Seconds(),
+			"cpu_seconds": idleDefault.Seconds()})
+		enc.Encode(map[string]any{"system": "ring-spin", "scenario": "ipc-idle", "idle_seconds": min(*idle, time.Second).Seconds(),
 			"cpu_seconds": idleSpin.Seconds()})
 		return nil
 	}
@@ -124,32 +128,36 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	tw.Flush()
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "payload\tbatch\tspinning items/s\tblocking items/s\tblocking/spinning\t\n")
+	fmt.Fprintf(tw, "payload\tbatch\tspin-then-sleep items/s\tblock items/s\tspin items/s\t\n")
 	for _, p := range []int{64, 4096} {
-		sp, bl := median(results[scenario{"ring", p, 32}]), median(results[scenario{"ring-blocking", p, 32}])
-		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.2f\t\n", p, sp/1e6, bl/1e6, bl/sp)
+		d := median(results[scenario{"ring", p, 32}])
+		bl, sp := median(results[scenario{"ring-block", p, 32}]), median(results[scenario{"ring-spin", p, 32}])
+		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.2fM\t\n", p, d/1e6, bl/1e6, sp/1e6)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nidle consumer CPU time: blocking %v in %v; spinning %v in %v\n",
-		idleBlock.Round(time.Microsecond), *idle, idleSpin.Round(time.Millisecond), min(*idle, time.Second))
+	fmt.Fprintf(stdout, "\nidle consumer CPU time: spin-then-sleep (the default) %v in %v; spin %v in %v\n",
+		idleDefault.Round(time.Microsecond), *idle, idleSpin.Round(time.Millisecond), min(*idle, time.Second))
 	fmt.Fprintf(stdout, "two processes, one producing and one consuming; median of %d runs; queues of 1024 slots\n", *rounds)
 	return nil
 }
 
 // runRingBench serves one session in this process (the source) to a child
 // `ycq ipc connect` (the consumer) and returns the child's rate.
-func runRingBench(exe, sock string, count, payload, batch int, block bool) (float64, error) {
+func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (float64, error) {
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{Mode: ipc.Mode{Block: block}}) }()
+	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{Mode: mode}) }()
 	args := []string{"ipc", "connect", "-socket", sock, "-role", "consumer", "-count", strconv.Itoa(count),
 		"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch), "-slots", "1024", "-no-checksum", "-json"}
-	if block {
+	switch {
+	case mode.Block:
 		args = append(args, "-block")
+	case mode.Spin:
+		args = append(args, "-spin")
 	}
 	out, err := runChild(exe, args...)
 	cancel()
@@ -287,9 +295,8 @@ func benchIPCSocketPeer(args []string, stdout, stderr io.Writer) error {
 }
 
 // idleCPU starts a child that waits for records on an empty queue for d,
-// sleeping on the futex (block) or spinning, and returns the CPU time it
-// used.
-func idleCPU(exe string, d time.Duration, block bool) (time.Duration, error) {
+// in the given mode, and returns the CPU time it used.
+func idleCPU(exe string, d time.Duration, mode ipc.Mode) (time.Duration, error) {
 	cfg := ring.Config{Slots: 64, SlotSize: 64}
 	meta, err := dma.Memfd("idle.meta", cfg.MetaSize(), dma.Options{})
 	if err != nil {
@@ -304,7 +311,7 @@ func idleCPU(exe string, d time.Duration, block bool) (time.Duration, error) {
 	if _, err := ring.Format(meta.Bytes(), data.Bytes(), cfg); err != nil {
 		return 0, err
 	}
-	cmd := child(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-block="+strconv.FormatBool(block),
+	cmd := child(exe, "bench", "ipc-idle-peer", "-for", d.String(), "-mode", mode.String(),
 		"-slots", strconv.Itoa(cfg.Slots), "-slot-size", strconv.Itoa(cfg.SlotSize))
 	files, err := dma.Files(meta, data)
 	if err != nil {
@@ -332,7 +339,7 @@ func benchIPCIdlePeer(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ycq bench ipc-idle-peer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := fs.Duration("for", 5*time.Second, "how long to wait")
-	block := fs.Bool("block", true, "sleep rather than spin")
+	modeName := fs.String("mode", "spin-then-sleep", "how to wait: spin-then-sleep, block or spin")
 	slots := fs.Int("slots", 64, "slots")
 	slotSize := fs.Int("slot-size", 64, "slot size")
 	if err := parseFlags(fs, args); err != nil {
@@ -353,13 +360,13 @@ func benchIPCIdlePeer(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opt := &wait.Options{Spin: 0}
-	if !*block {
-		opt.Spin = int(^uint(0) >> 1)
+	mode, err := ipc.ParseMode(*modeName)
+	if err != nil {
+		return usageError{err}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *d)
 	defer cancel()
-	_, err = wait.New(q, opt).Consumer().ReserveUpTo(ctx, 1)
+	_, err = mode.Wrap(q).Consumer().ReserveUpTo(ctx, 1)
 	if err != context.DeadlineExceeded {
 		return fmt.Errorf("waited for nothing and got %v", err)
 	}

@@ -24,8 +24,13 @@ func ipcServe(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", "/tmp/ycq-ipc.sock", "UNIX socket to listen on")
 	shm := fs.String("shm", "", "also create each session's regions as /dev/shm files NAME.N.*, for clients that join by name")
-	block := fs.Bool("block", false, "sleep on futexes when idle instead of spinning")
+	block := fs.Bool("block", false, "when idle, sleep on the futexes at once (default: spin briefly, then sleep)")
+	spin := fs.Bool("spin", false, "when idle, never sleep: poll (only with a CPU for every spinning side)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	mode, err := waitMode(*block, *spin)
+	if err != nil {
 		return err
 	}
 	if *shm != "" {
@@ -41,8 +46,8 @@ func ipcServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	log.Info("serving", "socket", *socket, "shm", *shm, "block", *block)
-	return ipc.Serve(ctx, l, ipc.ServerOptions{Mode: ipc.Mode{Block: *block}, ShmName: *shm, Log: log})
+	log.Info("serving", "socket", *socket, "shm", *shm, "mode", mode)
+	return ipc.Serve(ctx, l, ipc.ServerOptions{Mode: mode, ShmName: *shm, Log: log})
 }
 
 // listenUnix listens on path, replacing a stale socket file that nothing
@@ -87,10 +92,15 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 	payload := fs.Int("payload", 64, "bytes a record")
 	batch := fs.Int("batch", 32, "records a reserve asks for")
 	slots := fs.Int("slots", 1024, "slots in each queue")
-	block := fs.Bool("block", false, "sleep on futexes when idle instead of spinning")
+	block := fs.Bool("block", false, "when idle, sleep on the futexes at once (default: spin briefly, then sleep)")
+	spin := fs.Bool("spin", false, "when idle, never sleep: poll (only with a CPU for every spinning side)")
 	noSum := fs.Bool("no-checksum", false, "skip the per-record CRC-32C")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	mode, err := waitMode(*block, *spin)
+	if err != nil {
 		return err
 	}
 	slotSize := (*payload + 7) &^ 7
@@ -102,7 +112,7 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := ipc.Dial(ctx, *socket, h, ipc.Mode{Block: *block}, dma.Options{})
+	c, err := ipc.Dial(ctx, *socket, h, mode, dma.Options{})
 	if err != nil {
 		return err
 	}
@@ -164,4 +174,12 @@ func showProgress(w io.Writer, total uint64, done func() uint64, stop <-chan str
 				100*float64(n)/float64(max(total, 1)), rate/1e6, now.Sub(start).Round(time.Second))
 		}
 	}
+}
+
+// waitMode is the -block and -spin flags as an ipc.Mode: at most one.
+func waitMode(block, spin bool) (ipc.Mode, error) {
+	if block && spin {
+		return ipc.Mode{}, usagef("-block and -spin exclude each other")
+	}
+	return ipc.Mode{Block: block, Spin: spin}, nil
 }

@@ -97,9 +97,9 @@ func TestBenchIPCJSON(t *testing.T) {
 		"-rounds", "1", "-idle", "200ms", "-json").Output()
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	require.Len(t, lines, 12)
+	require.Len(t, lines, 14)
 	systems := map[string]int{}
-	for _, l := range lines[:10] {
+	for _, l := range lines[:12] {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
 		require.Equal(t, "ipc", r["scenario"])
@@ -109,11 +109,12 @@ func TestBenchIPCJSON(t *testing.T) {
 		require.Greater(t, r["items_per_sec"].(float64), 0.0)
 		systems[r["system"].(string)]++
 	}
-	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-blocking": 2}, systems)
+	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-block": 2, "ring-spin": 2}, systems)
 	var idle map[string]any
-	require.NoError(t, json.Unmarshal([]byte(lines[10]), &idle))
+	require.NoError(t, json.Unmarshal([]byte(lines[12]), &idle))
 	require.Equal(t, "ipc-idle", idle["scenario"])
-	require.Less(t, idle["cpu_seconds"].(float64), 0.2, "a sleeping consumer uses less CPU than the time it sleeps")
+	require.Equal(t, "ring", idle["system"], "the default mode")
+	require.Less(t, idle["cpu_seconds"].(float64), 0.2, "by default an idle consumer spins briefly, then sleeps")
 }
 
 func TestIPCServeConnect(t *testing.T) {
