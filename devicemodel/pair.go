@@ -9,20 +9,29 @@ import (
 	"github.com/ycq-dev/ycq/ycqdev"
 )
 
-// runPair is a queue pair's goroutine: it processes records while there are
-// any, and sleeps, registered in the queue's wake line, until a doorbell.
-// Host memory it reaches through pinned views could fault (a client that
-// truncates its file): that is caught and reported as a DMA fault.
-func (d *YCQ) runPair(run *runState, p *queuePair) {
-	defer p.release()
+// runLoop is one of the device's polling loops: it serves its queue pairs
+// in turn, up to Batch requests each, while any has work, then polls them
+// all for a while, then sleeps, registered in each pair's wake line, until
+// a doorbell of one of them. One loop serves every pair unless Options.Loops
+// asks for more, so the device adds one busy thread, not one a pair. Host
+// memory it reaches through pinned views could fault (a client that
+// truncates its file): that is caught and reported as a DMA fault of the
+// pair it was serving.
+func (d *YCQ) runLoop(run *runState, bell chan struct{}, pairs []*queuePair) {
+	defer func() {
+		for _, p := range pairs {
+			p.release()
+		}
+	}()
 	debug.SetPanicOnFault(true)
+	current := pairs[0]
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(interface{ Addr() uintptr })
 			if !ok {
 				panic(r)
 			}
-			d.pairFailed(run, p, qerr(ycqdev.CodeDMAFault, uint64(f.Addr()), "queue pair %d: host memory faulted: %v", p.q, r))
+			d.pairFailed(run, current, qerr(ycqdev.CodeDMAFault, uint64(f.Addr()), "queue pair %d: host memory faulted: %v", current.q, r))
 		}
 	}()
 	for {
@@ -31,18 +40,24 @@ func (d *YCQ) runPair(run *runState, p *queuePair) {
 			return
 		default:
 		}
-		did, blocked, err := d.step(p)
-		if err != nil {
-			d.pairFailed(run, p, deviceError(err, 0))
-			return
+		did := false
+		for _, p := range pairs {
+			current = p
+			pdid, blocked, err := d.step(p)
+			if err != nil {
+				d.pairFailed(run, p, deviceError(err, 0))
+				return
+			}
+			p.blocked = blocked
+			did = did || pdid
 		}
 		if did {
 			continue
 		}
-		if d.poll(run, p, blocked) {
+		if d.poll(run, pairs) {
 			continue
 		}
-		if err := d.sleep(run, p, blocked); err != nil {
+		if p, err := d.sleep(run, bell, pairs); err != nil {
 			d.pairFailed(run, p, deviceError(err, 0))
 			return
 		}
@@ -196,19 +211,24 @@ func (d *YCQ) h2dReady(p *queuePair) (bool, error) {
 // far less often. Real devices do the same.
 const pollFor = 20 * time.Microsecond
 
-// poll looks for work for up to pollFor and reports whether it found some.
-func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
+// ready reports whether pair p can go on: a request to take, or, when it
+// stopped on a full device-to-host queue, a free slot there.
+func (d *YCQ) ready(p *queuePair) (bool, error) {
+	if p.blocked {
+		return p.d2h.Free()
+	}
+	return d.h2dReady(p)
+}
+
+// poll looks for work on every pair for up to pollFor and reports whether
+// it found some.
+func (d *YCQ) poll(run *runState, pairs []*queuePair) bool {
 	deadline := time.Now().Add(pollFor)
 	for i := 0; ; i++ {
-		var ready bool
-		var err error
-		if blocked {
-			ready, err = p.d2h.Free()
-		} else {
-			ready, err = d.h2dReady(p)
-		}
-		if ready || err != nil {
-			return true // an error is step's to report
+		for _, p := range pairs {
+			if ready, err := d.ready(p); ready || err != nil {
+				return true // an error is step's to report
+			}
 		}
 		if i%16 == 15 {
 			select {
@@ -224,37 +244,55 @@ func (d *YCQ) poll(run *runState, p *queuePair, blocked bool) bool {
 	}
 }
 
-// sleep registers the device as a sleeper on the wake line it waits on,
-// looks once more, and waits for a doorbell. The host rings the doorbell
-// after it publishes (or releases) and then sees the device registered.
-func (d *YCQ) sleep(run *runState, p *queuePair, blocked bool) error {
-	var q interface{ Sleeping(bool) error } = &p.h2d
-	if blocked {
-		q = &p.d2h
+// waitLine is the side of p the device sleeps on: records on the
+// host-to-device queue, or space on the device-to-host queue.
+func (p *queuePair) waitLine() interface{ Sleeping(bool) error } {
+	if p.blocked {
+		return &p.d2h
 	}
-	if err := q.Sleeping(true); err != nil {
-		return err
-	}
-	var ready bool
-	var err error
-	if blocked {
-		ready, err = p.d2h.Free()
-	} else {
-		ready, err = d.h2dReady(p)
-	}
-	if err == nil && !ready {
-		d.qstatus[p.q].Store(ycqdev.QStatusRunning | ycqdev.QStatusSleeping)
-		select {
-		case <-d.bells[p.q]:
-			d.wakeups.Add(1)
-		case <-run.stop:
+	return &p.h2d
+}
+
+// sleep registers the device as a sleeper on the wake line each pair waits
+// on, looks at each once more, and waits for a doorbell of any of them.
+// The host rings a pair's doorbell after it publishes (or releases) and
+// then sees the device registered. On an error it says which pair.
+func (d *YCQ) sleep(run *runState, bell chan struct{}, pairs []*queuePair) (*queuePair, error) {
+	registered := 0
+	defer func() {
+		for _, p := range pairs[:registered] {
+			p.waitLine().Sleeping(false)
 		}
+	}()
+	for _, p := range pairs {
+		if err := p.waitLine().Sleeping(true); err != nil {
+			return p, err
+		}
+		registered++
+	}
+	for _, p := range pairs {
+		if ready, err := d.ready(p); err != nil || ready {
+			return p, err
+		}
+	}
+	for _, p := range pairs {
+		d.qstatus[p.q].Store(ycqdev.QStatusRunning | ycqdev.QStatusSleeping)
+	}
+	select {
+	case <-bell:
+		d.wakeups.Add(1)
+	case <-run.stop:
+	}
+	for _, p := range pairs {
 		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
 	}
-	if uerr := q.Sleeping(false); err == nil {
-		err = uerr
+	for _, p := range pairs {
+		registered--
+		if err := p.waitLine().Sleeping(false); err != nil {
+			return p, err
+		}
 	}
-	return err
+	return nil, nil
 }
 
 // pairFailed stops the device on a queue pair's error. The goroutines of

@@ -29,6 +29,10 @@ type Options struct {
 	Batch int
 	// Engine is ycqdev.RegEngine's value after reset; ycqdev.EngineEcho if 0.
 	Engine uint32
+	// Loops is how many polling loops (goroutines) serve the enabled queue
+	// pairs, pair q in loop q mod Loops; default 1, at most the pairs
+	// enabled. Give it one per CPU the device may keep busy.
+	Loops int
 }
 
 // YCQ is the ycq device: per queue pair it consumes the host-to-device
@@ -61,7 +65,10 @@ type YCQ struct {
 	run     *runState   // non-nil while enabled
 	stopped []*runState // runs an error stopped, whose goroutines may not have returned yet
 
-	bells [ycqdev.MaxQueuePairs]chan struct{}
+	// bells wakes a sleeping loop: a doorbell of pair q signals
+	// bells[loopOf[q]].
+	bells  [ycqdev.MaxQueuePairs]chan struct{}
+	loopOf [ycqdev.MaxQueuePairs]atomic.Int32
 
 	recordsIn, recordsOut, doorbells, interrupts, dmaErrors, wakeups atomic.Uint64
 	qrecords                                                         [ycqdev.MaxQueuePairs]atomic.Uint64
@@ -302,12 +309,12 @@ func (d *YCQ) writable(o uint64, running bool) bool {
 
 // writeBAR0 applies a register write and its side effects.
 func (d *YCQ) writeBAR0(off uint64, b []byte) {
-	// Doorbells need no lock: they only wake a queue pair's goroutine.
+	// Doorbells need no lock: they only wake the loop serving the pair.
 	for q := range d.opt.Queues {
 		if r := ycqdev.QueueReg(q, ycqdev.RegQDoorbell); off < r+4 && off+uint64(len(b)) > r {
 			d.doorbells.Add(1)
 			select {
-			case d.bells[q] <- struct{}{}:
+			case d.bells[d.loopOf[q].Load()] <- struct{}{}:
 			default:
 			}
 		}
@@ -370,6 +377,9 @@ type queuePair struct {
 	vector  uint32
 	engine  Engine
 	in, out []byte
+	// blocked: the last step stopped on a full device-to-host queue, so
+	// the pair waits for space there rather than for requests.
+	blocked bool
 	// A request whose responses are not all written yet.
 	pending   bool
 	req       []byte // the request: in place, or a copy in in
@@ -427,14 +437,20 @@ func (d *YCQ) enableLocked() {
 		d.failLocked(errQueue, err)
 		return
 	}
-	for _, p := range pairs {
-		// Drop a doorbell rung before the enable: the pair looks anyway.
+	loops := make([][]*queuePair, min(max(d.opt.Loops, 1), len(pairs)))
+	for i, p := range pairs {
+		l := i % len(loops)
+		loops[l] = append(loops[l], p)
+		d.loopOf[p.q].Store(int32(l))
+		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
+	}
+	for l, ps := range loops {
+		// Drop a doorbell rung before the enable: the loop looks anyway.
 		select {
-		case <-d.bells[p.q]:
+		case <-d.bells[l]:
 		default:
 		}
-		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
-		run.wg.Go(func() { d.runPair(run, p) })
+		run.wg.Go(func() { d.runLoop(run, d.bells[l], ps) })
 	}
 	d.run = run
 	d.status |= ycqdev.StatusEnabled

@@ -266,7 +266,12 @@ func enableBusMaster(t *testing.T, d *YCQ) {
 
 func newTestDevice(t *testing.T, queues int, mapped ...bool) (*YCQ, *fakeHost) {
 	t.Helper()
-	d, err := NewYCQ(Options{Queues: queues})
+	return newTestDeviceOpts(t, Options{Queues: queues}, mapped...)
+}
+
+func newTestDeviceOpts(t *testing.T, opt Options, mapped ...bool) (*YCQ, *fakeHost) {
+	t.Helper()
+	d, err := NewYCQ(opt)
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
 	h := newFakeHost(t, 8<<20, len(mapped) > 0 && mapped[0])
@@ -404,10 +409,11 @@ func TestEnginesEndToEnd(t *testing.T) {
 		engine  uint32
 		inBAR2  bool
 		pinning bool
-	}{{ycqdev.EngineCRC32C, false, false}, {ycqdev.EngineEcho, false, false}, {ycqdev.EngineEcho, true, false}, {ycqdev.EngineCRC32C, true, false},
-		{ycqdev.EngineEcho, false, true}, {ycqdev.EngineCRC32C, false, true}} {
-		t.Run(fmt.Sprintf("%s/bar2=%v/pinned=%v", EngineName(tc.engine), tc.inBAR2, tc.pinning), func(t *testing.T) {
-			d, h := newTestDevice(t, 2, tc.inBAR2 || tc.pinning)
+		loops   int
+	}{{ycqdev.EngineCRC32C, false, false, 1}, {ycqdev.EngineEcho, false, false, 1}, {ycqdev.EngineEcho, true, false, 1}, {ycqdev.EngineCRC32C, true, false, 1},
+		{ycqdev.EngineEcho, false, true, 1}, {ycqdev.EngineCRC32C, false, true, 1}, {ycqdev.EngineEcho, false, true, 2}} {
+		t.Run(fmt.Sprintf("%s/bar2=%v/pinned=%v/loops=%d", EngineName(tc.engine), tc.inBAR2, tc.pinning, tc.loops), func(t *testing.T) {
+			d, h := newTestDeviceOpts(t, Options{Queues: 2, Loops: tc.loops}, tc.inBAR2 || tc.pinning)
 			h.pinning = tc.pinning
 			setReg32(t, d, ycqdev.RegEngine, tc.engine)
 			setReg32(t, d, ycqdev.RegNumQueues, 2)

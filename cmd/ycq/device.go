@@ -22,12 +22,16 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 	socket := fs.String("socket", "/tmp/ycq-device.sock", "UNIX socket to serve vfio-user on")
 	engine := fs.String("engine", "crc32c", "what the device does with each record: echo, crc32c, sink or source (the host may change it)")
 	queues := fs.Int("queues", 2, fmt.Sprintf("queue pairs, 1 to %d", ycqdev.MaxQueuePairs))
+	loops := fs.Int("loops", 1, "polling loops (busy threads) serving the queue pairs: one per CPU the device may use")
 	vendor := fs.String("vendor", "0x1234", "PCI vendor id")
 	device := fs.String("device", "0x7963", "PCI device id")
 	qemu := fs.Bool("qemu", false, "use QEMU's layout of DMA_READ/DMA_WRITE messages (only needed for guest memory without a descriptor)")
 	verbose := fs.Bool("v", false, "log every connection and device event, not only problems")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *loops < 1 {
+		return usagef("-loops %d: want at least 1", *loops)
 	}
 	id, ok := devicemodel.EngineID(*engine)
 	if !ok {
@@ -50,7 +54,7 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: *queues, Engine: id, Identity: ident, Log: log})
+	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: *queues, Loops: *loops, Engine: id, Identity: ident, Log: log})
 	if err != nil {
 		return usageError{err}
 	}
