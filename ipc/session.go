@@ -401,7 +401,7 @@ func (s *session) run(client bool) (Result, error) {
 	newJob := func(source uint32, done *atomic.Uint64) *job {
 		return &job{count: h.Count, payload: h.Payload, batch: h.Batch, source: source, checksum: h.Checksum, done: done}
 	}
-	up, down := s.mode.wrap(s.pair.Up), s.mode.wrap(s.pair.Down)
+	up, down := s.mode.Wrap(s.pair.Up), s.mode.Wrap(s.pair.Down)
 	res := Result{Role: h.Role, Payload: h.Payload}
 	if !client {
 		res.Role = map[string]string{RoleProducer: "sink", RoleConsumer: "source", RoleBoth: "echo"}[h.Role]
