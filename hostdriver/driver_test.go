@@ -425,3 +425,69 @@ func TestOpenRefuses(t *testing.T) {
 	require.NoError(t, err, "the device works after refusals")
 	require.NoError(t, d.Close())
 }
+
+// TestStreamLoop: one goroutine drives every pair with Stream, run to
+// completion, and every response matches its request, in order; with a
+// window smaller than the queue, with metadata in BAR2, and polling.
+func TestStreamLoop(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		window int
+	}{
+		{"echo", Config{Engine: ycqdev.EngineEcho}, 0},
+		{"crc32c, window 7", Config{Engine: ycqdev.EngineCRC32C, Slots: 64}, 7},
+		{"echo, metadata in BAR2", Config{Engine: ycqdev.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}, 0},
+		{"echo, polling", Config{Engine: ycqdev.EngineEcho, Polling: true}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+			d, err := Open(r.client, c.cfg)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, d.Close()) }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			const n = 5000
+			sent := make([]int, len(d.Pairs()))
+			got := make([]int, len(d.Pairs()))
+			size := func(p *Pair) int { return 100 + 8*p.Index() }
+			want := make([]byte, 256)
+			s := Stream{
+				Window: c.window,
+				Request: func(p *Pair, b []byte) (int, bool) {
+					if sent[p.Index()] == n {
+						return 0, false
+					}
+					request(b[:size(p)], p.Index(), uint64(sent[p.Index()]))
+					sent[p.Index()]++
+					return size(p), true
+				},
+				Response: func(p *Pair, b []byte) error {
+					w := want[:size(p)]
+					request(w, p.Index(), uint64(got[p.Index()]))
+					got[p.Index()]++
+					switch c.cfg.Engine {
+					case ycqdev.EngineCRC32C:
+						if len(b) != 8 || binary.LittleEndian.Uint32(b) != crc32.Checksum(w, castagnoli) {
+							return fmt.Errorf("pair %d response %d: %x", p.Index(), got[p.Index()]-1, b)
+						}
+					default:
+						if string(b) != string(w) {
+							return fmt.Errorf("pair %d response %d does not echo its request", p.Index(), got[p.Index()]-1)
+						}
+					}
+					return nil
+				},
+			}
+			require.NoError(t, s.Run(ctx, d.Pairs()))
+			for i := range d.Pairs() {
+				require.Equal(t, n, sent[i])
+				require.Equal(t, n, got[i])
+				st := d.Pairs()[i].Stats()
+				require.Equal(t, uint64(n), st.Sent)
+				require.Equal(t, uint64(n), st.Received)
+			}
+		})
+	}
+	require.ErrorIs(t, (&Stream{}).Run(context.Background(), nil), ErrConfig)
+}

@@ -1,0 +1,211 @@
+package hostdriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/ycq-dev/ycq/ring"
+)
+
+// Stream is a run-to-completion loop over queue pairs, as a DPDK lcore
+// runs: one goroutine publishes every pair's requests and reaps every
+// pair's responses, so the host adds one busy thread however many pairs it
+// drives. When no pair can move it spins briefly, then sleeps until an
+// interrupt of any of them (or a health check).
+type Stream struct {
+	// Request writes the next request of pair p into b (the whole slot) and
+	// returns its length; ok false means p has no more requests.
+	Request func(p *Pair, b []byte) (length int, ok bool)
+	// Response takes the next response of pair p, in order, in place; an
+	// error ends the stream with it. Each request gets one response (the
+	// echo and crc32c engines).
+	Response func(p *Pair, b []byte) error
+	// Window is the most requests a pair has in flight; 0 is what its
+	// device-to-host queue holds.
+	Window int
+	// Batch is the most requests reserved, and responses taken, at a time;
+	// 0 is 32.
+	Batch int
+}
+
+// Run drives pairs until every one has no more requests and all its
+// responses are taken, ctx ends, or the driver fails.
+func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
+	if len(pairs) == 0 || s.Request == nil || s.Response == nil {
+		return fmt.Errorf("%w: a stream needs pairs, Request and Response", ErrConfig)
+	}
+	d := pairs[0].d
+	batch := s.Batch
+	if batch <= 0 {
+		batch = 32
+	}
+	type state struct {
+		inflight int
+		more     bool
+	}
+	st := make([]state, len(pairs))
+	window := make([]int, len(pairs))
+	for i, p := range pairs {
+		if p.d != d {
+			return fmt.Errorf("%w: a stream's pairs belong to one driver", ErrConfig)
+		}
+		st[i].more = true
+		window[i] = s.Window
+		if window[i] <= 0 || window[i] > p.d2h.Cap() {
+			window[i] = p.d2h.Cap()
+		}
+	}
+	idle := 0
+	wantsRoom := make([]bool, len(pairs))
+	for {
+		active, did := false, false
+		for i, p := range pairs {
+			room := window[i] - st[i].inflight
+			sent, err := s.send(p, &st[i].more, min(batch, room))
+			if err != nil {
+				return err
+			}
+			// It had requests and window to send them, and sent none: the
+			// request queue is full.
+			wantsRoom[i] = st[i].more && room > 0 && sent == 0
+			st[i].inflight += sent
+			got, err := s.reap(p, batch)
+			if err != nil {
+				return err
+			}
+			st[i].inflight -= got
+			did = did || sent > 0 || got > 0
+			active = active || st[i].more || st[i].inflight > 0
+		}
+		if !active {
+			return nil
+		}
+		if did {
+			idle = 0
+			continue
+		}
+		if err := d.Err(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if idle++; idle < spinTries {
+			pause(idle)
+			continue
+		}
+		if err := s.sleep(ctx, pairs, wantsRoom); err != nil {
+			return err
+		}
+	}
+}
+
+// send reserves up to n request slots of p, fills them with Request,
+// publishes them and rings the doorbell once if the device sleeps.
+func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
+	if !*more || n <= 0 {
+		return 0, nil
+	}
+	w, err := p.h2d.Producer().ReserveUpTo(n)
+	if err == ring.ErrFull {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, p.check(err)
+	}
+	k := 0
+	for ; k < w.Len(); k++ {
+		length, ok := s.Request(p, w.Slot(k))
+		if !ok {
+			*more = false
+			break
+		}
+		if err := w.Publish(k, length); err != nil {
+			return k, p.check(err)
+		}
+	}
+	if k < w.Len() {
+		if err := w.AbortAll(); err != nil {
+			return k, p.check(err)
+		}
+	}
+	if k > 0 {
+		p.sent.Add(uint64(k))
+	}
+	return k, p.kick(p.h2d.ItemsWake())
+}
+
+// reap takes up to n responses of p, hands each to Response, releases them
+// and rings the doorbell once if the device sleeps for space.
+func (s *Stream) reap(p *Pair, n int) (int, error) {
+	r, err := p.d2h.Consumer().ReserveUpTo(n)
+	if err == ring.ErrEmpty {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, p.check(err)
+	}
+	for i := range r.Len() {
+		b, err := r.Slot(i)
+		if err == nil {
+			err = s.Response(p, b)
+		}
+		if err != nil {
+			return i, errors.Join(err, r.ReleaseAll())
+		}
+	}
+	if err := r.ReleaseAll(); err != nil {
+		return r.Len(), p.check(err)
+	}
+	p.received.Add(uint64(r.Len()))
+	return r.Len(), p.kickIfRunning()
+}
+
+// sleep registers on every pair's response line (the device interrupts
+// only a host that sleeps there) and, for a pair whose request queue was
+// full, its request-space line; looks once more; and waits for an interrupt
+// of any pair, ctx, or the health timer.
+func (s *Stream) sleep(ctx context.Context, pairs []*Pair, wantsRoom []bool) error {
+	d := pairs[0].d
+	cases := make([]reflect.SelectCase, 0, len(pairs)+2)
+	for i, p := range pairs {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.waitChan())})
+		p.d2h.ItemsWake().Waiters().Add(1) // a locked add: the barrier the device's wake pairs with
+		if wantsRoom[i] {
+			p.h2d.SpaceWake().Waiters().Add(1)
+		}
+	}
+	defer func() {
+		for i, p := range pairs {
+			p.d2h.ItemsWake().Waiters().Add(^uint32(0))
+			if wantsRoom[i] {
+				p.h2d.SpaceWake().Waiters().Add(^uint32(0))
+			}
+		}
+	}()
+	for i, p := range pairs {
+		if p.d2h.Ready() > 0 || wantsRoom[i] && p.h2d.Len() < p.h2d.Cap() {
+			return nil // something moved meanwhile: go round again
+		}
+	}
+	timeout := d.cfg.Health
+	if d.cfg.Polling {
+		timeout = 20 * time.Microsecond
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+	for _, p := range pairs {
+		p.sleeps.Add(1)
+	}
+	chosen, _, _ := reflect.Select(cases)
+	if chosen == len(cases)-1 && !d.cfg.Polling {
+		d.checkHealth()
+	}
+	return nil
+}
