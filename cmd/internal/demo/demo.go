@@ -7,7 +7,6 @@ package demo
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -88,31 +87,43 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 		})
 	}
 	start := time.Now()
-	lat := make([][]time.Duration, o.Queues)
-	errs := make([]error, o.Queues)
-	var wg sync.WaitGroup
-	for i, p := range drv.Pairs() {
+	streams := make([]*pairStream, o.Queues)
+	for i := range streams {
 		n := records / int64(o.Queues)
 		if i < int(records%int64(o.Queues)) {
 			n++
 		}
-		wg.Go(func() { lat[i], errs[i] = streamPair(ctx, p, n, o.Payload, o.Engine, &done) })
+		streams[i] = newPairStream(n, o.Payload, o.Engine)
 	}
-	wg.Wait()
+	// One goroutine drives every pair, run to completion.
+	loop := hostdriver.Stream{
+		Window: capacity,
+		Request: func(p *hostdriver.Pair, b []byte) (int, bool) {
+			return streams[p.Index()].request(p.Index(), b)
+		},
+		Response: func(p *hostdriver.Pair, b []byte) error {
+			if err := streams[p.Index()].response(p.Index(), b); err != nil {
+				return err
+			}
+			done.Add(1)
+			return nil
+		},
+	}
+	err = loop.Run(ctx, drv.Pairs())
 	res.Elapsed = time.Since(start)
 	close(stopProgress)
 	pw.Wait()
 	if o.Progress != nil {
 		o.Progress(done.Load()*int64(o.Payload), records*int64(o.Payload))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return res, err
 	}
 	res.Records = done.Load()
 	res.Bytes = res.Records * int64(o.Payload)
 	var all []time.Duration
 	for i, p := range drv.Pairs() {
-		all = append(all, lat[i]...)
+		all = append(all, streams[i].lat...)
 		st := p.Stats()
 		res.Doorbells += st.Doorbells
 		res.Interrupts += st.Interrupts
@@ -138,88 +149,66 @@ func fill(b []byte, pair int, seq uint64) {
 	Requests.Fill(b, record.Header{Seq: seq, Producer: uint32(pair)})
 }
 
-// streamPair sends n requests through p and checks each response against
-// the request it answers. It samples the latency of one request in 16.
-func streamPair(ctx context.Context, p *hostdriver.Pair, n int64, payload int, engine uint32, done *atomic.Int64) ([]time.Duration, error) {
-	const capacity = 4096                 // requests the sender may run ahead of the checker
-	sentAt := make([]time.Time, capacity) // by sequence number mod capacity
-	crcs := make([]uint32, capacity)
-	var window sync.WaitGroup
-	var sendErr error
-	inflight := make(chan struct{}, capacity) // bounds how far the sender runs ahead of the checker
-	window.Go(func() {
-		for seq := int64(0); seq < n; {
-			r, err := p.ReserveUpTo(ctx, int(min(32, n-seq)))
-			if err != nil {
-				sendErr = err
-				return
-			}
-			now := time.Now()
-			for i := range r.Len() {
-				inflight <- struct{}{}
-				k := seq + int64(i)
-				b := r.Slot(i)[:payload]
-				fill(b, p.Index(), uint64(k))
-				if engine == ycqdev.EngineCRC32C {
-					crcs[k%capacity] = crc32.Checksum(b, castagnoli)
-				}
-				sentAt[k%capacity] = now
-			}
-			if err := r.PublishAll(payload); err != nil {
-				sendErr = err
-				return
-			}
-			seq += int64(r.Len())
-		}
-	})
-	var lat []time.Duration
-	want := make([]byte, payload)
-	for got := int64(0); got < n; {
-		r, err := p.Receive(ctx, 64)
-		if err != nil {
-			window.Wait()
-			return lat, errors.Join(fmt.Errorf("pair %d: after %d of %d responses: %w", p.Index(), got, n, err), sendErr)
-		}
-		now := time.Now()
-		for i := range r.Len() {
-			b, err := r.Slot(i)
-			if err != nil {
-				r.ReleaseAll()
-				window.Wait()
-				return lat, fmt.Errorf("pair %d: response %d: %w", p.Index(), got, err)
-			}
-			k := got % capacity
-			switch engine {
-			case ycqdev.EngineCRC32C:
-				if len(b) != devicemodel.CRCResponseSize || binary.LittleEndian.Uint32(b) != crcs[k] ||
-					binary.LittleEndian.Uint32(b[4:]) != uint32(payload) {
-					err = fmt.Errorf("pair %d: response %d is %x, not the CRC-32C of its request", p.Index(), got, b)
-				}
-			case ycqdev.EngineEcho:
-				fill(want, p.Index(), uint64(got))
-				if string(b) != string(want) {
-					err = fmt.Errorf("pair %d: response %d does not echo its request", p.Index(), got)
-				}
-			}
-			if err != nil {
-				r.ReleaseAll()
-				window.Wait()
-				return lat, err
-			}
-			if got%16 == 0 {
-				lat = append(lat, now.Sub(sentAt[k]))
-			}
-			<-inflight
-			got++
-		}
-		if err := r.ReleaseAll(); err != nil {
-			window.Wait()
-			return lat, err
-		}
-		done.Add(int64(r.Len()))
+// capacity is how many requests a pair may have in flight: the stream's
+// window, and the size of the rings that remember what each one was.
+const capacity = 4096
+
+// pairStream is what one pair of the demo sends and expects back: n
+// requests, each checked when its response arrives (in order), and the
+// latency of one in 16.
+type pairStream struct {
+	n, sent, got int64
+	payload      int
+	engine       uint32
+	sentAt       []time.Time // by sequence number mod capacity
+	crcs         []uint32
+	want         []byte
+	lat          []time.Duration
+}
+
+func newPairStream(n int64, payload int, engine uint32) *pairStream {
+	return &pairStream{n: n, payload: payload, engine: engine, sentAt: make([]time.Time, capacity),
+		crcs: make([]uint32, capacity), want: make([]byte, payload)}
+}
+
+// request fills the next request into b.
+func (s *pairStream) request(pair int, b []byte) (int, bool) {
+	if s.sent == s.n {
+		return 0, false
 	}
-	window.Wait()
-	return lat, sendErr
+	k := s.sent
+	b = b[:s.payload]
+	fill(b, pair, uint64(k))
+	if s.engine == ycqdev.EngineCRC32C {
+		s.crcs[k%capacity] = crc32.Checksum(b, castagnoli)
+	}
+	if k%16 == 0 {
+		s.sentAt[k%capacity] = time.Now()
+	}
+	s.sent++
+	return s.payload, true
+}
+
+// response checks the next response against the request it answers.
+func (s *pairStream) response(pair int, b []byte) error {
+	k := s.got % capacity
+	switch s.engine {
+	case ycqdev.EngineCRC32C:
+		if len(b) != devicemodel.CRCResponseSize || binary.LittleEndian.Uint32(b) != s.crcs[k] ||
+			binary.LittleEndian.Uint32(b[4:]) != uint32(s.payload) {
+			return fmt.Errorf("pair %d: response %d is %x, not the CRC-32C of its request", pair, s.got, b)
+		}
+	case ycqdev.EngineEcho:
+		fill(s.want, pair, uint64(s.got))
+		if string(b) != string(s.want) {
+			return fmt.Errorf("pair %d: response %d does not echo its request", pair, s.got)
+		}
+	}
+	if s.got%16 == 0 {
+		s.lat = append(s.lat, time.Since(s.sentAt[k]))
+	}
+	s.got++
+	return nil
 }
 
 // Table prints the result as a table.
