@@ -1,0 +1,50 @@
+package demo
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/fdpass"
+	"github.com/ycq-dev/ycq/vfio/user"
+	"github.com/ycq-dev/ycq/ycqdev"
+)
+
+// TestRun streams through an in-process device model over a vfio-user
+// socketpair with each engine, as `ycq run` does, and checks that every
+// record came back checked.
+func TestRun(t *testing.T) {
+	for _, c := range []struct {
+		engine  uint32
+		queues  int
+		payload int
+	}{{ycqdev.EngineCRC32C, 2, 4096}, {ycqdev.EngineEcho, 3, 64}, {ycqdev.EngineEcho, 1, 1000}} {
+		dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: c.queues})
+		require.NoError(t, err)
+		s, cl, err := fdpass.Socketpair()
+		require.NoError(t, err)
+		srv := devicemodel.NewServer(dev, nil)
+		done := make(chan error, 1)
+		go func() { done <- srv.ServeConn(context.Background(), s) }()
+		client, err := user.NewClient(cl, nil)
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		const size = 4 << 20
+		var progress int64
+		res, err := Run(ctx, client, Options{Size: size, Queues: c.queues, Engine: c.engine, Payload: c.payload,
+			Progress: func(done, total int64) { progress = done }})
+		cancel()
+		require.NoError(t, err, "engine %d, %d pairs, %d bytes", c.engine, c.queues, c.payload)
+		want := int64(size / c.payload)
+		require.Equal(t, want, res.Records)
+		require.Equal(t, want*int64(c.payload), res.Bytes)
+		require.Equal(t, res.Bytes, progress, "the last progress report is the whole run")
+		require.Positive(t, res.P99)
+		require.NoError(t, client.Close())
+		<-done
+		require.NoError(t, dev.Close())
+	}
+}
