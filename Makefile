@@ -49,7 +49,7 @@ test: fmt-check vet provision
 # Packages whose shipped code differs under the race detector (ring's
 # release store is a plain MOV on amd64, atomic.Store under -race), tested
 # as they ship.
-RACE_FREE_PKGS := ./ring/... ./ipc ./hostdriver ./devicemodel
+RACE_FREE_PKGS := ./ring/... ./ipc ./hostdriver ./devicemodel ./cmd/internal/demo
 
 ## race-free: the tests of RACE_FREE_PKGS without -race
 race-free:
