@@ -20,8 +20,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/internal/record"
+	"github.com/ycq-dev/ycq/internal/ringbench"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
@@ -37,26 +40,30 @@ import (
 // each. A record is one request and its response, of the same size; both
 // systems let a stream run ahead by the same window of in-flight records
 // and move the same batches.
+//
+// A run sends for -min-time, then stops sending and drains: it counts
+// every response it checked, and its time runs from the first send to the
+// last response. Each cell (a system at a record size) runs -rounds times;
+// a round runs every cell, the two systems side by side, so drift in the
+// machine hits both alike. Around every run a ping-pong probe measures the
+// cache-line round trip between two CPUs, so that a figure taken with the
+// threads placed far apart is seen as such, and the CPU time of both
+// processes gives records per CPU-second.
 func benchDevice(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ycq bench device", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	payloads := fs.String("payload", "64,4KiB,64KiB", "record sizes, comma-separated (suffixes KiB, MiB)")
-	count := fs.Int("count", 500_000, "most records a run")
-	size := fs.String("size", "1GiB", "most bytes of requests a run (caps the records of large sizes)")
-	rounds := fs.Int("rounds", 3, "runs of each system and size; the median is reported")
+	minTime := fs.Duration("min-time", 2*time.Second, "how long a run sends; it then drains what is in flight")
+	rounds := fs.Int("rounds", 5, "runs of each system and size; the median and the spread are reported")
 	pairs := fs.Int("pairs", 2, "queue pairs (socket: connections)")
 	slots := fs.Int("slots", 256, "slots in each queue")
 	batch := fs.Int("batch", 32, "most records a reserve, receive, socket write or socket read")
 	window := fs.Int("window", 0, "most records a stream has in flight; 0: what its two queues hold, 2 x slots")
 	bar2 := fs.Bool("bar2", false, "ycq: keep the queues' metadata in the device's BAR2")
-	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
+	asJSON := fs.Bool("json", false, "print one JSON object per system and size instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	maxBytes, err := parseSize(*size)
-	if err != nil {
-		return usagef("-size: %v", err)
 	}
 	var sizes []int
 	for _, s := range strings.Split(*payloads, ",") {
@@ -69,8 +76,8 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	if *window == 0 {
 		*window = 2 * *slots
 	}
-	if *count < 1 || *rounds < 1 || *pairs < 1 || *batch < 1 || *window < 1 {
-		return usagef("-count, -rounds, -pairs, -batch and -window must be positive")
+	if *minTime <= 0 || *rounds < 1 || *pairs < 1 || *batch < 1 || *window < 1 {
+		return usagef("-min-time, -rounds, -pairs, -batch and -window must be positive")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -93,17 +100,17 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	}
 	systems := []string{"ycq", "socket"}
 	runs := map[key][]deviceResult{}
-	// Interleave systems and sizes round by round, alternating which
-	// system goes first, so drift in the machine hits both alike.
 	for round := range *rounds {
 		for i, payload := range sizes {
-			o := deviceRun{records: int(min(int64(*count), max(1, maxBytes/int64(payload)))), payload: payload,
-				pairs: *pairs, slots: *slots, batch: *batch, window: *window, bar2: *bar2}
+			o := deviceRun{minTime: *minTime, payload: payload, pairs: *pairs, slots: *slots, batch: *batch,
+				window: *window, bar2: *bar2}
+			// Alternate which system goes first.
 			order := slices.Clone(systems)
 			if (round+i)%2 == 1 {
 				slices.Reverse(order)
 			}
 			for _, sys := range order {
+				before := ringbench.PingPong(probeTime)
 				var r deviceResult
 				var err error
 				switch sys {
@@ -115,8 +122,13 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 				if err != nil {
 					return fmt.Errorf("%s, %d-byte records: %w", sys, payload, err)
 				}
+				r.probeBefore, r.probeAfter = before, ringbench.PingPong(probeTime)
 				if *verbose {
-					fmt.Fprintf(stderr, "round %d: %-6s %7d B %9.0f items/s, %d records", round, sys, payload, r.itemsPerSec, o.records)
+					fmt.Fprintf(stderr, "round %d: %-6s %7d B %9.0f items/s, %d records in %v, CPU %v here + %v child"+
+						", %.0f records/CPU-s, probe %d/%d ns", round, sys, payload, r.itemsPerSec(), r.records,
+						r.elapsed.Round(time.Millisecond), r.selfCPU.Round(time.Millisecond),
+						r.peerCPU.Round(time.Millisecond), r.perCPUSecond(), r.probeBefore.Nanoseconds(),
+						r.probeAfter.Nanoseconds())
 					if sys == "ycq" {
 						fmt.Fprintf(stderr, ", %.4f doorbells and %.4f interrupts a record", r.perRecord(r.doorbells), r.perRecord(r.interrupts))
 					}
@@ -126,21 +138,41 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	median := func(rs []deviceResult) deviceResult {
-		s := slices.Clone(rs)
-		slices.SortFunc(s, func(a, b deviceResult) int { return cmp.Compare(a.itemsPerSec, b.itemsPerSec) })
-		return s[len(s)/2]
+
+	cells := map[key]deviceCell{}
+	var probes []time.Duration
+	for k, rs := range runs {
+		cells[k] = summarize(rs)
+		for _, r := range rs {
+			probes = append(probes, r.probeBefore, r.probeAfter)
+		}
+	}
+	// ratios are ycq's items/s over the socket's, round by round.
+	ratios := func(payload int) []float64 {
+		y, s := runs[key{"ycq", payload}], runs[key{"socket", payload}]
+		r := make([]float64, len(y))
+		for i := range y {
+			r[i] = y[i].itemsPerSec() / s[i].itemsPerSec()
+		}
+		return r
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, payload := range sizes {
 			for _, sys := range systems {
-				r := median(runs[key{sys, payload}])
+				c := cells[key{sys, payload}]
 				line := map[string]any{"system": sys, "scenario": "device", "batch": *batch, "producers": *pairs,
-					"consumers": *pairs, "payload": payload, "items_per_sec": r.itemsPerSec}
+					"consumers": *pairs, "payload": payload, "rounds": *rounds,
+					"items_per_sec": c.items, "min_items_per_sec": c.minItems, "max_items_per_sec": c.maxItems,
+					"seconds": c.seconds, "cpu_seconds": c.cpuSeconds, "records_per_cpu_second": c.perCPUSecond,
+					"cpus_busy": c.cpusBusy, "pingpong_before_ns": c.probeBefore.Nanoseconds(),
+					"pingpong_after_ns": c.probeAfter.Nanoseconds()}
 				if sys == "ycq" {
-					line["doorbells_per_record"] = r.perRecord(r.doorbells)
-					line["interrupts_per_record"] = r.perRecord(r.interrupts)
+					line["doorbells_per_record"] = c.doorbells
+					line["interrupts_per_record"] = c.interrupts
+					rs := ratios(payload)
+					line["ratio_vs_socket"] = medianOf(rs)
+					line["min_ratio_vs_socket"], line["max_ratio_vs_socket"] = rangeOf(rs)
 				}
 				if err := enc.Encode(line); err != nil {
 					return err
@@ -150,18 +182,38 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "payload\tycq items/s\tsocket items/s\tycq/socket\tycq MB/s\tsocket MB/s\tdoorbells/rec\tinterrupts/rec\tnotify/rec\t\n")
+	fmt.Fprintf(tw, "payload\tsystem\titems/s\tspread\tycq/socket\tround ratios\tMB/s\trecords/CPU-s\tCPUs\tprobe ns\tdoorbells/rec\tinterrupts/rec\t\n")
 	for _, payload := range sizes {
-		y, s := median(runs[key{"ycq", payload}]), median(runs[key{"socket", payload}])
-		mb := func(r deviceResult) float64 { return r.itemsPerSec * float64(payload) / 1e6 }
-		fmt.Fprintf(tw, "%d\t%.3fM\t%.3fM\t%.2fx\t%.0f\t%.0f\t%.4f\t%.4f\t%.4f\t\n", payload, y.itemsPerSec/1e6, s.itemsPerSec/1e6,
-			y.itemsPerSec/s.itemsPerSec, mb(y), mb(s), y.perRecord(y.doorbells), y.perRecord(y.interrupts),
-			y.perRecord(y.doorbells+y.interrupts))
+		for _, sys := range systems {
+			c := cells[key{sys, payload}]
+			ratio, rounds, doorbells, interrupts := "", "", "", ""
+			if sys == "ycq" {
+				rs := ratios(payload)
+				lo, hi := rangeOf(rs)
+				ratio, rounds = fmt.Sprintf("%.2fx", medianOf(rs)), fmt.Sprintf("%.2f-%.2fx", lo, hi)
+				doorbells, interrupts = fmt.Sprintf("%.4f", c.doorbells), fmt.Sprintf("%.4f", c.interrupts)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%.3fM\t%.3f-%.3fM\t%s\t%s\t%.0f\t%.3fM\t%.2f\t%d/%d\t%s\t%s\t\n", payload, sys,
+				c.items/1e6, c.minItems/1e6, c.maxItems/1e6, ratio, rounds, c.items*float64(payload)/1e6,
+				c.perCPUSecond/1e6, c.cpusBusy, c.probeBefore.Nanoseconds(), c.probeAfter.Nanoseconds(),
+				doorbells, interrupts)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "a record is a request and its echo, checked byte for byte; MB/s counts its payload once; median of %d runs\n", *rounds)
+	fmt.Fprintf(stdout, "a record is a request and its echo, checked byte for byte; MB/s counts its payload once\n")
+	fmt.Fprintf(stdout, "median and min-max of %d runs a cell, each sending for %v and then draining; ycq/socket: median of the rounds' ratios\n",
+		*rounds, *minTime)
+	fmt.Fprintf(stdout, "records/CPU-s: records over the user+system CPU time of this process and the child during the run;\n"+
+		"  CPUs: that CPU time over the run's wall time\n")
+	lo, hi := rangeOf(probes)
+	fmt.Fprintf(stdout, "probe: cache-line round trip between two threads (%v ping-pong) before/after each run, median over the runs;\n"+
+		"  %d-%d ns over all runs", probeTime, lo.Nanoseconds(), hi.Nanoseconds())
+	if float64(hi) > 1.5*float64(lo) {
+		fmt.Fprintf(stdout, ",\n  they disagree (threads placed far apart, or other work on the CPUs): compare only figures whose probes agree")
+	}
+	fmt.Fprintln(stdout)
 	where := "host memory"
 	if *bar2 {
 		where = "the device's BAR2"
@@ -173,24 +225,19 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// probeTime is how long each ping-pong probe runs.
+const probeTime = 20 * time.Millisecond
+
 // minDeviceRecord is the smallest record: its header.
 const minDeviceRecord = record.PlainSize
 
 // deviceRun is one run's shape.
 type deviceRun struct {
-	records, payload    int // records in all, bytes each
+	minTime             time.Duration // how long the run sends
+	payload             int           // bytes a record
 	pairs, slots, batch int
 	window              int  // records a stream may have in flight
 	bar2                bool // ycq: queue metadata in BAR2
-}
-
-// streamRecords is how many of the run's records stream i carries.
-func (o deviceRun) streamRecords(i int) int {
-	n := o.records / o.pairs
-	if i < o.records%o.pairs {
-		n++
-	}
-	return n
 }
 
 // socketBuffer is the socket buffer size that matches one queue: its
@@ -199,12 +246,146 @@ func (o deviceRun) socketBuffer() int { return min(o.slots*o.payload, 1<<30) }
 
 // deviceResult is what one run measured; the counts are summed over pairs.
 type deviceResult struct {
-	itemsPerSec           float64
 	records               int
+	elapsed               time.Duration
+	selfCPU, peerCPU      time.Duration // user+system time of this process and of the child, during the run
+	probeBefore           time.Duration // ping-pong round trip just before the run
+	probeAfter            time.Duration // and just after
 	doorbells, interrupts uint64
 }
 
+func (r deviceResult) itemsPerSec() float64 { return float64(r.records) / r.elapsed.Seconds() }
+
+func (r deviceResult) cpu() time.Duration { return r.selfCPU + r.peerCPU }
+
+func (r deviceResult) perCPUSecond() float64 {
+	return float64(r.records) / max(r.cpu().Seconds(), 1e-9)
+}
+
 func (r deviceResult) perRecord(n uint64) float64 { return float64(n) / float64(max(r.records, 1)) }
+
+// deviceCell is a cell's runs summed up: medians over the runs, and the
+// spread of items/s.
+type deviceCell struct {
+	items, minItems, maxItems float64
+	seconds, cpuSeconds       float64
+	perCPUSecond, cpusBusy    float64
+	probeBefore, probeAfter   time.Duration
+	doorbells, interrupts     float64 // a record
+}
+
+func summarize(rs []deviceResult) deviceCell {
+	of := func(f func(deviceResult) float64) []float64 { return eachRun(rs, f) }
+	probe := func(f func(deviceResult) time.Duration) time.Duration { return medianOf(eachRun(rs, f)) }
+	items := of(deviceResult.itemsPerSec)
+	c := deviceCell{
+		items:        medianOf(items),
+		seconds:      medianOf(of(func(r deviceResult) float64 { return r.elapsed.Seconds() })),
+		cpuSeconds:   medianOf(of(func(r deviceResult) float64 { return r.cpu().Seconds() })),
+		perCPUSecond: medianOf(of(deviceResult.perCPUSecond)),
+		cpusBusy:     medianOf(of(func(r deviceResult) float64 { return r.cpu().Seconds() / r.elapsed.Seconds() })),
+		probeBefore:  probe(func(r deviceResult) time.Duration { return r.probeBefore }),
+		probeAfter:   probe(func(r deviceResult) time.Duration { return r.probeAfter }),
+		doorbells:    medianOf(of(func(r deviceResult) float64 { return r.perRecord(r.doorbells) })),
+		interrupts:   medianOf(of(func(r deviceResult) float64 { return r.perRecord(r.interrupts) })),
+	}
+	c.minItems, c.maxItems = rangeOf(items)
+	return c
+}
+
+// eachRun is f of each of rs.
+func eachRun[T any](rs []deviceResult, f func(deviceResult) T) []T {
+	xs := make([]T, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return xs
+}
+
+// medianOf is the middle of xs, or the mean of the two middle values.
+func medianOf[T float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// rangeOf is the smallest and the largest of xs.
+func rangeOf[T cmp.Ordered](xs []T) (lo, hi T) { return slices.Min(xs), slices.Max(xs) }
+
+// cpuClock is the CPU time, user and system together, that process pid has
+// used so far, from the kernel's per-process CPU-time clock: the clock
+// clock_getcpuclockid(3) names, read with clock_gettime(2). It sums the
+// time of all the process's threads on a CPU, in nanoseconds; getrusage's
+// ru_utime + ru_stime and /proc/PID/stat's utime + stime are the same sum,
+// split and in coarser units. It reads the clock of any living process; once
+// pid has exited, it fails.
+func cpuClock(pid int) (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(processCPUClock(pid), &ts); err != nil {
+		return 0, fmt.Errorf("CPU clock of process %d: %w", pid, err)
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
+// CPUCLOCK_SCHED is the clock of CPU time in all (user and system) of a
+// CPU-time clock id, from linux/posix-timers_types.h.
+const CPUCLOCK_SCHED = 2
+
+// processCPUClock is the clock id of process pid's CPU time:
+// MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED) in linux/posix-timers_types.h,
+// ((int)~(unsigned)(pid) << 3) | clock, what glibc's clock_getcpuclockid
+// returns.
+func processCPUClock(pid int) int32 { return int32(^uint32(pid)<<3 | CPUCLOCK_SCHED) }
+
+// runCPU reads the CPU clocks of this process and of its peer: call it at
+// the start of a run, and the function it returns at the end, for the CPU
+// time each used in between.
+func runCPU(peer int) (func() (self, other time.Duration, err error), error) {
+	self0, err := cpuClock(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	peer0, err := cpuClock(peer)
+	if err != nil {
+		return nil, err
+	}
+	return func() (time.Duration, time.Duration, error) {
+		self1, err := cpuClock(os.Getpid())
+		if err != nil {
+			return 0, 0, err
+		}
+		peer1, err := cpuClock(peer)
+		if err != nil {
+			return 0, 0, err
+		}
+		return self1 - self0, peer1 - peer0, nil
+	}, nil
+}
+
+// peerPID is the process at the other end of c, by the kernel's
+// credentials of the socket (SO_PEERCRED): for a connection we dialed, the
+// process that listens.
+func peerPID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", cerr)
+	}
+	return int(cred.Pid), nil
+}
 
 // patternShift is how many different offsets into the pattern records use.
 const patternShift = 4093
@@ -258,19 +439,26 @@ func (r records) check(b []byte, s int, k uint64) error {
 	return nil
 }
 
-// window bounds the records a stream has in flight: sent, their responses
-// not yet checked. The sender takes credit before it sends; the receiver
-// gives it back after it checked.
+// window bounds the records a stream has in flight, sent but their
+// responses not yet checked, and tells the receiver what to wait for. The
+// sender takes credit before it sends and reports what it sent; the
+// receiver gives credit back after it checked, and waits for a response
+// only while one is owed, so that once the sender is done the receiver
+// stops at the last response with nothing left in flight.
 type window struct {
 	mu     sync.Mutex
-	more   sync.Cond
-	free   int
-	closed bool
+	room   sync.Cond // the sender waits for credit
+	sends  sync.Cond // the receiver waits for a send
+	free   int       // credit left
+	sent   int       // records sent
+	done   bool      // the sender sends no more
+	closed bool      // the receiver stopped
 }
 
 func newWindow(n int) *window {
 	w := &window{free: n}
-	w.more.L = &w.mu
+	w.room.L = &w.mu
+	w.sends.L = &w.mu
 	return w
 }
 
@@ -279,7 +467,7 @@ func (w *window) take(n int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.free == 0 && !w.closed {
-		w.more.Wait()
+		w.room.Wait()
 	}
 	if w.closed {
 		return 0
@@ -289,11 +477,38 @@ func (w *window) take(n int) int {
 	return n
 }
 
-func (w *window) give(n int) {
+// send counts n records sent of the took the sender took credit for, and
+// gives the rest back.
+func (w *window) send(took, n int) {
 	w.mu.Lock()
-	w.free += n
+	w.free += took - n
+	w.sent += n
 	w.mu.Unlock()
-	w.more.Signal() // one sender a window
+	w.sends.Signal()
+}
+
+// finish says the sender sends no more.
+func (w *window) finish() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+	w.sends.Broadcast()
+}
+
+// give gives back n records' credit, their responses checked, and waits
+// until more than got records were sent: true then, false if the sender
+// finished after got.
+func (w *window) give(n, got int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n > 0 {
+		w.free += n
+		w.room.Signal() // one sender a window
+	}
+	for w.sent <= got && !w.done {
+		w.sends.Wait()
+	}
+	return w.sent > got
 }
 
 // close wakes the sender for good: the receiver stopped.
@@ -301,13 +516,22 @@ func (w *window) close() {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
-	w.more.Broadcast()
+	w.room.Broadcast()
 }
 
 // runDeviceYCQ brings the device model at sock up with the host driver and
-// streams o's records through its queue pairs.
+// streams records through its queue pairs for o.minTime.
 func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
-	dev, err := user.Dial(sock, nil)
+	uc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return deviceResult{}, fmt.Errorf("connect to the device model: %w", err)
+	}
+	pid, err := peerPID(uc)
+	if err != nil {
+		uc.Close()
+		return deviceResult{}, fmt.Errorf("the device model's process: %w", err)
+	}
+	dev, err := user.NewClient(uc, nil)
 	if err != nil {
 		return deviceResult{}, fmt.Errorf("connect to the device model: %w", err)
 	}
@@ -322,37 +546,45 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make([]error, o.pairs)
+	counts := make([]int, o.pairs)
 	var wg sync.WaitGroup
+	cpu, err := runCPU(pid)
+	if err != nil {
+		return deviceResult{}, err
+	}
 	start := time.Now()
 	for i, p := range drv.Pairs() {
 		wg.Go(func() {
-			errs[i] = streamYCQ(ctx, cancel, p, recs, o.streamRecords(i), o)
+			counts[i], errs[i] = streamYCQ(ctx, cancel, p, recs, start.Add(o.minTime), o)
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	if err := firstCause(errs); err != nil {
+	res := deviceResult{elapsed: time.Since(start)}
+	res.selfCPU, res.peerCPU, err = cpu()
+	if err := errors.Join(firstCause(errs), err); err != nil {
 		return deviceResult{}, err
 	}
-	res := deviceResult{itemsPerSec: float64(o.records) / elapsed.Seconds(), records: o.records}
-	for _, p := range drv.Pairs() {
+	for i, p := range drv.Pairs() {
 		st := p.Stats()
+		res.records += counts[i]
 		res.doorbells += st.Doorbells
 		res.interrupts += st.Interrupts
 	}
 	return res, drv.Close()
 }
 
-// streamYCQ sends n requests through p, from a second goroutine, and
-// checks each response in place. A failure on either side cancels ctx, so
+// streamYCQ sends requests through p until deadline, from a second
+// goroutine, checks each response in place, and returns how many it
+// checked: all that were sent. A failure on either side cancels ctx, so
 // that the other side, and the other pairs, stop waiting.
-func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs records, n int, o deviceRun) error {
+func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs records, deadline time.Time, o deviceRun) (int, error) {
 	win := newWindow(o.window)
 	var sendErr error
 	var sender sync.WaitGroup
 	sender.Go(func() {
-		for k := 0; k < n; {
-			m := win.take(min(o.batch, n-k))
+		defer win.finish()
+		for k := 0; time.Now().Before(deadline); {
+			m := win.take(o.batch)
 			if m == 0 {
 				return
 			}
@@ -370,15 +602,16 @@ func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs reco
 				cancel()
 				return
 			}
-			win.give(m - r.Len())
+			win.send(m, r.Len())
 			k += r.Len()
 		}
 	})
+	got := 0
 	err := func() error {
-		for got := 0; got < n; {
+		for n := 0; win.give(n, got); {
 			r, err := p.Receive(ctx, o.batch)
 			if err != nil {
-				return fmt.Errorf("pair %d: after %d of %d responses: %w", p.Index(), got, n, err)
+				return fmt.Errorf("pair %d: after %d responses: %w", p.Index(), got, err)
 			}
 			for i := range r.Len() {
 				b, err := r.Slot(i)
@@ -393,8 +626,8 @@ func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs reco
 			if err := r.ReleaseAll(); err != nil {
 				return fmt.Errorf("pair %d: release: %w", p.Index(), err)
 			}
-			got += r.Len()
-			win.give(r.Len())
+			n = r.Len()
+			got += n
 		}
 		return nil
 	}()
@@ -403,7 +636,7 @@ func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs reco
 		cancel() // the sender may wait for room that will not come
 	}
 	sender.Wait()
-	return errors.Join(err, sendErr)
+	return got, errors.Join(err, sendErr)
 }
 
 // firstCause joins the errors that are not merely the cancellation another
@@ -422,8 +655,8 @@ func firstCause(errs []error) error {
 }
 
 // runDeviceSocket starts a child `ycq bench device-socket-peer` that
-// connects o.pairs times to sock and echoes, and streams o's records
-// through the connections.
+// connects o.pairs times to sock and echoes, and streams records through
+// the connections for o.minTime.
 func runDeviceSocket(exe, sock string, o deviceRun) (deviceResult, error) {
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -452,24 +685,35 @@ func runDeviceSocket(exe, sock string, o deviceRun) (deviceResult, error) {
 		}
 		return nil
 	}()
-	var elapsed time.Duration
+	var res deviceResult
 	if err == nil {
-		recs := newRecords(o.payload)
-		errs := make([]error, o.pairs)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for i, c := range conns {
-			wg.Go(func() {
-				if errs[i] = streamSocket(c, recs, i, o.streamRecords(i), o); errs[i] != nil {
-					for _, c := range conns {
-						c.Close() // the other streams stop too
+		err = func() error {
+			recs := newRecords(o.payload)
+			errs := make([]error, o.pairs)
+			counts := make([]int, o.pairs)
+			var wg sync.WaitGroup
+			cpu, err := runCPU(cmd.Process.Pid)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			for i, c := range conns {
+				wg.Go(func() {
+					if counts[i], errs[i] = streamSocket(c, recs, i, start.Add(o.minTime), o); errs[i] != nil {
+						for _, c := range conns {
+							c.Close() // the other streams stop too
+						}
 					}
-				}
-			})
-		}
-		wg.Wait()
-		elapsed = time.Since(start)
-		err = firstCause(errs)
+				})
+			}
+			wg.Wait()
+			res.elapsed = time.Since(start)
+			res.selfCPU, res.peerCPU, err = cpu() // the peer lives until its connections close
+			for _, n := range counts {
+				res.records += n
+			}
+			return errors.Join(firstCause(errs), err)
+		}()
 	}
 	for _, c := range conns {
 		c.Close() // the peer sees the end and exits
@@ -482,7 +726,61 @@ func runDeviceSocket(exe, sock string, o deviceRun) (deviceResult, error) {
 	if err := cmd.Wait(); err != nil {
 		return deviceResult{}, fmt.Errorf("socket peer: %w: %s", err, errb.String())
 	}
-	return deviceResult{itemsPerSec: float64(o.records) / elapsed.Seconds(), records: o.records}, nil
+	return res, nil
+}
+
+// streamSocket sends requests on c until deadline, batch records to a
+// write, from a second goroutine, checks each echoed response, reading up
+// to batch records at a time, and returns how many it checked: all that
+// were sent.
+func streamSocket(c *net.UnixConn, recs records, s int, deadline time.Time, o deviceRun) (int, error) {
+	win := newWindow(o.window)
+	var sendErr error
+	var sender sync.WaitGroup
+	sender.Go(func() {
+		defer win.finish()
+		buf := make([]byte, o.batch*o.payload)
+		for k := 0; time.Now().Before(deadline); {
+			m := win.take(o.batch)
+			if m == 0 {
+				return
+			}
+			for i := range m {
+				recs.fill(buf[i*o.payload:][:o.payload], s, uint64(k+i))
+			}
+			if _, err := c.Write(buf[:m*o.payload]); err != nil {
+				sendErr = fmt.Errorf("connection %d: write after %d requests: %w", s, k, err)
+				c.Close() // the receiver stops waiting
+				return
+			}
+			win.send(m, m)
+			k += m
+		}
+	})
+	got := 0
+	err := func() error {
+		buf := make([]byte, o.batch*o.payload)
+		for n := 0; win.give(n, got); {
+			m, err := readRecords(c, buf, o.payload)
+			if err != nil {
+				return fmt.Errorf("connection %d: after %d responses: %w", s, got, err)
+			}
+			for i := range m {
+				if err := recs.check(buf[i*o.payload:][:o.payload], s, uint64(got+i)); err != nil {
+					return err
+				}
+			}
+			n = m
+			got += n
+		}
+		return nil
+	}()
+	win.close()
+	if err != nil {
+		c.Close() // a blocked write returns
+	}
+	sender.Wait()
+	return got, errors.Join(err, sendErr)
 }
 
 // setSocketBuffers sizes both of c's kernel buffers like a queue; the
@@ -495,56 +793,6 @@ func setSocketBuffers(c *net.UnixConn, n int) error {
 		return err
 	}
 	return c.SetReadBuffer(n)
-}
-
-// streamSocket sends n requests on c, batch records to a write, from a
-// second goroutine, and checks each echoed response, reading up to batch
-// records at a time.
-func streamSocket(c *net.UnixConn, recs records, s, n int, o deviceRun) error {
-	win := newWindow(o.window)
-	var sendErr error
-	var sender sync.WaitGroup
-	sender.Go(func() {
-		buf := make([]byte, o.batch*o.payload)
-		for k := 0; k < n; {
-			m := win.take(min(o.batch, n-k))
-			if m == 0 {
-				return
-			}
-			for i := range m {
-				recs.fill(buf[i*o.payload:][:o.payload], s, uint64(k+i))
-			}
-			if _, err := c.Write(buf[:m*o.payload]); err != nil {
-				sendErr = fmt.Errorf("connection %d: write after %d requests: %w", s, k, err)
-				c.Close() // the receiver stops waiting
-				return
-			}
-			k += m
-		}
-	})
-	err := func() error {
-		buf := make([]byte, o.batch*o.payload)
-		for got := 0; got < n; {
-			m, err := readRecords(c, buf[:min(o.batch, n-got)*o.payload], o.payload)
-			if err != nil {
-				return fmt.Errorf("connection %d: after %d of %d responses: %w", s, got, n, err)
-			}
-			for i := range m {
-				if err := recs.check(buf[i*o.payload:][:o.payload], s, uint64(got+i)); err != nil {
-					return err
-				}
-			}
-			got += m
-			win.give(m)
-		}
-		return nil
-	}()
-	win.close()
-	if err != nil {
-		c.Close() // a blocked write returns
-	}
-	sender.Wait()
-	return errors.Join(err, sendErr)
 }
 
 // readRecords reads at least one whole record of size bytes into buf and

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestBenchDeviceJSON(t *testing.T) {
 	exe := buildYCQ(t)
-	cmd := exec.Command(exe, "bench", "device", "-count", "300", "-size", "1MiB", "-rounds", "1", "-json")
+	cmd := exec.Command(exe, "bench", "device", "-min-time", "50ms", "-rounds", "1", "-json")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
@@ -24,14 +29,16 @@ func TestBenchDeviceJSON(t *testing.T) {
 	for _, l := range lines {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r), l)
-		for _, k := range []string{"system", "scenario", "batch", "producers", "consumers", "payload", "items_per_sec"} {
+		for _, k := range []string{"system", "scenario", "batch", "producers", "consumers", "payload", "rounds"} {
 			require.Contains(t, r, k)
 		}
 		require.Equal(t, "device", r["scenario"])
-		require.Greater(t, r["items_per_sec"].(float64), 0.0)
 		require.Equal(t, 32.0, r["batch"])
 		require.Equal(t, 2.0, r["producers"])
 		require.Equal(t, 2.0, r["consumers"])
+		require.Equal(t, 1.0, r["rounds"])
+		positive := []string{"items_per_sec", "min_items_per_sec", "max_items_per_sec", "seconds", "cpu_seconds",
+			"records_per_cpu_second", "cpus_busy", "pingpong_before_ns", "pingpong_after_ns"}
 		sys := r["system"].(string)
 		switch sys {
 		case "ycq":
@@ -39,11 +46,22 @@ func TestBenchDeviceJSON(t *testing.T) {
 				require.Contains(t, r, k)
 				require.GreaterOrEqual(t, r[k].(float64), 0.0)
 			}
+			positive = append(positive, "ratio_vs_socket", "min_ratio_vs_socket", "max_ratio_vs_socket")
 		case "socket":
 			require.NotContains(t, r, "doorbells_per_record")
+			require.NotContains(t, r, "ratio_vs_socket")
 		default:
 			t.Fatalf("system %q", sys)
 		}
+		for _, k := range positive {
+			require.Contains(t, r, k, l)
+			require.Greater(t, r[k].(float64), 0.0, "%s: %s", k, l)
+		}
+		require.LessOrEqual(t, r["min_items_per_sec"], r["items_per_sec"], l)
+		require.LessOrEqual(t, r["items_per_sec"], r["max_items_per_sec"], l)
+		// One run: its records over its CPU time.
+		require.InEpsilon(t, r["items_per_sec"].(float64)*r["seconds"].(float64)/r["cpu_seconds"].(float64),
+			r["records_per_cpu_second"], 1e-6, l)
 		seen[fmt.Sprintf("%s/%v", sys, r["payload"])] = true
 	}
 	require.Equal(t, map[string]bool{"ycq/64": true, "socket/64": true, "ycq/4096": true, "socket/4096": true,
@@ -51,11 +69,75 @@ func TestBenchDeviceJSON(t *testing.T) {
 }
 
 func TestBenchDeviceUsage(t *testing.T) {
-	for _, args := range [][]string{{"-payload", "8"}, {"-payload", "64,lots"}, {"-rounds", "0"}, {"-batch", "0"}, {"-bogus"}} {
+	for _, args := range [][]string{{"-payload", "8"}, {"-payload", "64,lots"}, {"-rounds", "0"}, {"-batch", "0"},
+		{"-min-time", "0"}, {"-count", "300"}, {"-bogus"}} {
 		var out, errb bytes.Buffer
 		require.Equal(t, 2, run(append([]string{"bench", "device"}, args...), &out, &errb), "%v", args)
 		require.NotEmpty(t, errb.String())
 	}
+}
+
+// TestDeviceWindow walks the window through a stream's end: the receiver
+// waits while nothing is owed and stops once the sender is done and every
+// response is in.
+func TestDeviceWindow(t *testing.T) {
+	w := newWindow(4)
+	require.Equal(t, 4, w.take(8))
+	w.send(4, 3) // one credit back unused
+	require.True(t, w.give(0, 0), "3 sent, none received")
+	require.Equal(t, 1, w.take(8))
+
+	woke := make(chan bool)
+	go func() { woke <- w.give(3, 3) }() // all 3 in: waits for a send
+	w.send(1, 1)
+	require.True(t, <-woke, "a fourth sent")
+	go func() { woke <- w.give(1, 4) }()
+	w.finish()
+	require.False(t, <-woke, "done after 4, 4 received")
+	require.False(t, w.give(0, 4), "stays done")
+	require.Equal(t, 4, w.take(8), "all credit back")
+
+	w.close()
+	require.Equal(t, 0, w.take(1), "closed")
+}
+
+func TestCPUClock(t *testing.T) {
+	// MAKE_PROCESS_CPUCLOCK(1, CPUCLOCK_SCHED): ~1 << 3 | 2.
+	require.Equal(t, int32(-14), processCPUClock(1))
+	// Our own clock by pid is the clock CLOCK_PROCESS_CPUTIME_ID reads.
+	a, err := cpuClock(os.Getpid())
+	require.NoError(t, err)
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts))
+	c, err := cpuClock(os.Getpid())
+	require.NoError(t, err)
+	require.Positive(t, a)
+	require.LessOrEqual(t, a, time.Duration(ts.Nano()))
+	require.LessOrEqual(t, time.Duration(ts.Nano()), c)
+
+	// A child's clock reads while it lives, and not once it is gone.
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	got, err := cpuClock(cmd.Process.Pid)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, got, time.Duration(0))
+	cmd.Process.Kill()
+	cmd.Wait()
+	_, err = cpuClock(cmd.Process.Pid)
+	require.Error(t, err)
+}
+
+func TestPeerPID(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	require.NoError(t, err)
+	defer c.Close()
+	pid, err := peerPID(c)
+	require.NoError(t, err)
+	require.Equal(t, os.Getpid(), pid)
 }
 
 func TestDeviceRecords(t *testing.T) {
