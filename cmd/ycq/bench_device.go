@@ -543,25 +543,44 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 	}
 	defer drv.Close()
 	recs := newRecords(o.payload)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errs := make([]error, o.pairs)
+	sent := make([]int, o.pairs)
 	counts := make([]int, o.pairs)
-	var wg sync.WaitGroup
 	cpu, err := runCPU(pid)
 	if err != nil {
 		return deviceResult{}, err
 	}
 	start := time.Now()
-	for i, p := range drv.Pairs() {
-		wg.Go(func() {
-			counts[i], errs[i] = streamYCQ(ctx, cancel, p, recs, start.Add(o.minTime), o)
-		})
+	deadline, late := start.Add(o.minTime), false
+	// One goroutine drives every pair, run to completion (hostdriver.Stream),
+	// as the device model serves them all from one loop: two busy threads.
+	loop := hostdriver.Stream{
+		Window: o.window,
+		Batch:  o.batch,
+		Request: func(p *hostdriver.Pair, b []byte) (int, bool) {
+			i := p.Index()
+			if sent[i]%64 == 0 && !late {
+				late = !time.Now().Before(deadline) // the clock, once in 64 requests
+			}
+			if late {
+				return 0, false
+			}
+			recs.fill(b[:o.payload], i, uint64(sent[i]))
+			sent[i]++
+			return o.payload, true
+		},
+		Response: func(p *hostdriver.Pair, b []byte) error {
+			i := p.Index()
+			if err := recs.check(b, i, uint64(counts[i])); err != nil {
+				return err
+			}
+			counts[i]++
+			return nil
+		},
 	}
-	wg.Wait()
+	runErr := loop.Run(context.Background(), drv.Pairs())
 	res := deviceResult{elapsed: time.Since(start)}
 	res.selfCPU, res.peerCPU, err = cpu()
-	if err := errors.Join(firstCause(errs), err); err != nil {
+	if err := errors.Join(runErr, err); err != nil {
 		return deviceResult{}, err
 	}
 	for i, p := range drv.Pairs() {
@@ -571,72 +590,6 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 		res.interrupts += st.Interrupts
 	}
 	return res, drv.Close()
-}
-
-// streamYCQ sends requests through p until deadline, from a second
-// goroutine, checks each response in place, and returns how many it
-// checked: all that were sent. A failure on either side cancels ctx, so
-// that the other side, and the other pairs, stop waiting.
-func streamYCQ(ctx context.Context, cancel func(), p *hostdriver.Pair, recs records, deadline time.Time, o deviceRun) (int, error) {
-	win := newWindow(o.window)
-	var sendErr error
-	var sender sync.WaitGroup
-	sender.Go(func() {
-		defer win.finish()
-		for k := 0; time.Now().Before(deadline); {
-			m := win.take(o.batch)
-			if m == 0 {
-				return
-			}
-			r, err := p.ReserveUpTo(ctx, m)
-			if err != nil {
-				sendErr = fmt.Errorf("pair %d: reserve after %d requests: %w", p.Index(), k, err)
-				cancel()
-				return
-			}
-			for i := range r.Len() {
-				recs.fill(r.Slot(i)[:o.payload], p.Index(), uint64(k+i))
-			}
-			if err := r.PublishAll(o.payload); err != nil {
-				sendErr = fmt.Errorf("pair %d: publish after %d requests: %w", p.Index(), k, err)
-				cancel()
-				return
-			}
-			win.send(m, r.Len())
-			k += r.Len()
-		}
-	})
-	got := 0
-	err := func() error {
-		for n := 0; win.give(n, got); {
-			r, err := p.Receive(ctx, o.batch)
-			if err != nil {
-				return fmt.Errorf("pair %d: after %d responses: %w", p.Index(), got, err)
-			}
-			for i := range r.Len() {
-				b, err := r.Slot(i)
-				if err == nil {
-					err = recs.check(b, p.Index(), uint64(got+i))
-				}
-				if err != nil {
-					r.ReleaseAll()
-					return err
-				}
-			}
-			if err := r.ReleaseAll(); err != nil {
-				return fmt.Errorf("pair %d: release: %w", p.Index(), err)
-			}
-			n = r.Len()
-			got += n
-		}
-		return nil
-	}()
-	win.close()
-	if err != nil {
-		cancel() // the sender may wait for room that will not come
-	}
-	sender.Wait()
-	return got, errors.Join(err, sendErr)
 }
 
 // firstCause joins the errors that are not merely the cancellation another

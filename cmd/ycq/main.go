@@ -3,7 +3,7 @@
 //	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
 //	ycq bench ring [-items N] [-rounds R] [-latency-rate R] [-json]
 //	ycq bench ipc [-json]
-//	ycq bench device [-payload 64,4KiB,64KiB] [-count N] [-size 1GiB] [-rounds R] [-json]
+//	ycq bench device [-payload 64,4KiB,64KiB] [-min-time 2s] [-rounds 5] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq host list | bind ADDR | unbind ADDR
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
