@@ -134,6 +134,19 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 	return got, sendErr
 }
 
+// openRig opens a driver with cfg on a fresh two-pair device, closed when
+// the test ends, and a context with a minute's deadline.
+func openRig(t *testing.T, cfg Config) (*Driver, context.Context) {
+	t.Helper()
+	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+	d, err := Open(r.client, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return d, ctx
+}
+
 func TestStreamBothWays(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -144,12 +157,7 @@ func TestStreamBothWays(t *testing.T) {
 		{"crc32c, polling", Config{Engine: ycqdev.EngineCRC32C, Polling: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := newRig(t, devicemodel.Options{Queues: 2}, nil)
-			d, err := Open(r.client, c.cfg)
-			require.NoError(t, err)
-			defer func() { require.NoError(t, d.Close()) }()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			d, ctx := openRig(t, c.cfg)
 			var wg sync.WaitGroup
 			const n = 5000
 			for _, p := range d.Pairs() {
@@ -441,12 +449,7 @@ func TestStreamLoop(t *testing.T) {
 		{"echo, polling", Config{Engine: ycqdev.EngineEcho, Polling: true}, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := newRig(t, devicemodel.Options{Queues: 2}, nil)
-			d, err := Open(r.client, c.cfg)
-			require.NoError(t, err)
-			defer func() { require.NoError(t, d.Close()) }()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			d, ctx := openRig(t, c.cfg)
 			const n = 5000
 			sent := make([]int, len(d.Pairs()))
 			got := make([]int, len(d.Pairs()))
