@@ -12,7 +12,8 @@
 // Concurrency: a Server serves one client at a time. Per connection a
 // reader goroutine frames messages and a dispatcher calls the Device's
 // methods one at a time, in message order; the device runs goroutines of
-// its own (the ycq device: one per queue pair), which use the Host from any
+// its own (the ycq device: one polling loop for all its queue pairs, or
+// Options.Loops of them), which use the Host from any
 // goroutine. DMA_MAP and DMA_UNMAP take the DMA table exclusively, device
 // accesses share it, so an unmap completes only after the accesses to its
 // range. When the client goes, the server detaches the device (which

@@ -12,6 +12,10 @@
 // device sleeps, and the device raises an interrupt only when a host
 // goroutine sleeps.
 //
+// To drive every pair from one goroutine, run to completion (one busy
+// thread however many pairs), use a Stream; the Pair methods suit a
+// goroutine per side instead.
+//
 // A Pair is safe for any number of goroutines on both sides. The driver
 // takes nothing from the device on trust: a device error, a reset, a
 // device that goes away, garbage in the shared metadata or spurious
