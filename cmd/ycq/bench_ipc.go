@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -68,6 +69,11 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 		scenarios = append(scenarios, scenario{"ring-block", payload, 32}, scenario{"ring-spin", payload, 32})
 	}
 	modes := map[string]ipc.Mode{"ring": {}, "ring-block": {Block: true}, "ring-spin": {Spin: true}}
+	// The echo shape: records go to the other process and come back, each
+	// checked on return; ring and socket with the same batch and window.
+	for _, payload := range []int{64, 4096} {
+		scenarios = append(scenarios, scenario{"ring-echo", payload, 32}, scenario{"socket-echo", payload, 32})
+	}
 	results := map[scenario][]float64{}
 	for round := range *rounds {
 		for _, sc := range scenarios {
@@ -80,6 +86,10 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			switch sc.system {
 			case "socket":
 				rate, err = runSocketBench(exe, sock, count, sc.payload, sc.batch)
+			case "ring-echo":
+				rate, err = runRingEcho(exe, sock, count, sc.payload, sc.batch)
+			case "socket-echo":
+				rate, err = runSocketEcho(exe, sock, sc.payload, sc.batch)
 			default:
 				rate, err = runRingBench(exe, sock, count, sc.payload, sc.batch, modes[sc.system])
 			}
@@ -106,7 +116,11 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, sc := range scenarios {
-			enc.Encode(map[string]any{"system": sc.system, "scenario": "ipc", "batch": sc.batch, "producers": 1,
+			system, shape := sc.system, "ipc"
+			if cut, ok := strings.CutSuffix(system, "-echo"); ok {
+				system, shape = cut, "ipc-echo"
+			}
+			enc.Encode(map[string]any{"system": system, "scenario": shape, "batch": sc.batch, "producers": 1,
 				"consumers": 1, "payload": sc.payload, "items_per_sec": median(results[sc])})
 		}
 		enc.Encode(map[string]any{"system": "ring", "scenario": "ipc-idle", "idle_seconds": idle.Seconds(),
@@ -133,6 +147,14 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 		d := median(results[scenario{"ring", p, 32}])
 		bl, sp := median(results[scenario{"ring-block", p, 32}]), median(results[scenario{"ring-spin", p, 32}])
 		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.2fM\t\n", p, d/1e6, bl/1e6, sp/1e6)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "echo payload\tbatch\tring items/s\tsocket items/s\tring/socket\t\n")
+	for _, p := range []int{64, 4096} {
+		r, so := median(results[scenario{"ring-echo", p, 32}]), median(results[scenario{"socket-echo", p, 32}])
+		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.1fx\t\n", p, r/1e6, so/1e6, r/so)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nidle consumer CPU time: spin-then-sleep (the default) %v in %v; spin %v in %v\n",
@@ -178,6 +200,52 @@ func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (f
 		return 0, fmt.Errorf("child consumed %d of %d records", res.Records, count)
 	}
 	return res.ItemsPerSec, nil
+}
+
+// runRingEcho serves one session here, which echoes, to a child `ycq ipc
+// connect -role both` that sends the records, checks each echo and reports
+// its rate; both wait in the default mode.
+func runRingEcho(exe, sock string, count, payload, batch int) (float64, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{}) }()
+	out, err := runChild(exe, "ipc", "connect", "-socket", sock, "-role", "both", "-count", strconv.Itoa(count),
+		"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch), "-slots", "1024", "-no-checksum", "-json")
+	cancel()
+	if serr := <-served; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, err
+	}
+	var res struct {
+		Records     uint64  `json:"records"`
+		ItemsPerSec float64 `json:"items_per_sec"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, fmt.Errorf("child output %q: %w", out, err)
+	}
+	if res.Records != uint64(count) {
+		return 0, fmt.Errorf("child got %d of %d echoes", res.Records, count)
+	}
+	return res.ItemsPerSec, nil
+}
+
+// runSocketEcho is the echo shape over a UNIX stream socket: bench
+// device's socket system with one connection, the queues' window (1024
+// records each way) and the same batch; the child echoes, this process
+// sends and checks every echo, for about a second.
+func runSocketEcho(exe, sock string, payload, batch int) (float64, error) {
+	r, err := runDeviceSocket(exe, sock, deviceRun{minTime: time.Second, payload: payload, pairs: 1, slots: 1024,
+		batch: batch, window: 2 * 1024})
+	if err != nil {
+		return 0, err
+	}
+	return r.itemsPerSec(), nil
 }
 
 func runChild(exe string, args ...string) ([]byte, error) {

@@ -97,11 +97,16 @@ func TestBenchIPCJSON(t *testing.T) {
 		"-rounds", "1", "-idle", "200ms", "-json").Output()
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	require.Len(t, lines, 14)
+	require.Len(t, lines, 18)
 	systems := map[string]int{}
-	for _, l := range lines[:12] {
+	for _, l := range lines[:16] {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		if r["scenario"] == "ipc-echo" {
+			systems[r["system"].(string)+"-echo"]++
+			require.Greater(t, r["items_per_sec"].(float64), 0.0)
+			continue
+		}
 		require.Equal(t, "ipc", r["scenario"])
 		for _, k := range []string{"system", "batch", "producers", "consumers", "payload", "items_per_sec"} {
 			require.Contains(t, r, k)
@@ -109,9 +114,9 @@ func TestBenchIPCJSON(t *testing.T) {
 		require.Greater(t, r["items_per_sec"].(float64), 0.0)
 		systems[r["system"].(string)]++
 	}
-	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-block": 2, "ring-spin": 2}, systems)
+	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-block": 2, "ring-spin": 2, "ring-echo": 2, "socket-echo": 2}, systems)
 	var idle map[string]any
-	require.NoError(t, json.Unmarshal([]byte(lines[12]), &idle))
+	require.NoError(t, json.Unmarshal([]byte(lines[16]), &idle))
 	require.Equal(t, "ipc-idle", idle["scenario"])
 	require.Equal(t, "ring", idle["system"], "the default mode")
 	require.Less(t, idle["cpu_seconds"].(float64), 0.2, "by default an idle consumer spins briefly, then sleeps")
