@@ -286,7 +286,10 @@ func (d *YCQ) sleep(run *runState, bell chan struct{}, pairs []*queuePair) (*que
 	for _, p := range pairs {
 		d.qstatus[p.q].Store(ycqdev.QStatusRunning)
 	}
-	for _, p := range pairs {
+	// Unregister from the last: pairs[:registered] stay the ones still
+	// registered, for the deferred cleanup should one fail.
+	for registered > 0 {
+		p := pairs[registered-1]
 		registered--
 		if err := p.waitLine().Sleeping(false); err != nil {
 			return p, err
