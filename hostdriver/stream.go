@@ -132,9 +132,10 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 			return k, p.check(err)
 		}
 	}
-	if k > 0 {
-		p.sent.Add(uint64(k))
+	if k == 0 {
+		return 0, nil
 	}
+	p.sent.Add(uint64(k))
 	return k, p.kick(p.h2d.ItemsWake())
 }
 
