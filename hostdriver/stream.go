@@ -127,17 +127,13 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 			return k, p.check(err)
 		}
 	}
-	aborted := k < w.Len()
-	if aborted {
+	if k < w.Len() {
+		// A hole this may leave (if another producer reserved after us)
+		// wants the device to pass it: the kick below covers it too.
 		if err := w.AbortAll(); err != nil {
 			return k, p.check(err)
 		}
 	}
-	if k == 0 && !aborted {
-		return 0, nil
-	}
-	// A hole left by the abort (if another producer reserved after us)
-	// wants the device to pass it: ring as for a publish.
 	p.sent.Add(uint64(k))
 	return k, p.kick(p.h2d.ItemsWake())
 }
