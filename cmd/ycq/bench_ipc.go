@@ -19,6 +19,7 @@ import (
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/record"
+	"github.com/ycq-dev/ycq/internal/ringbench"
 	"github.com/ycq-dev/ycq/ipc"
 	"github.com/ycq-dev/ycq/ring"
 )
@@ -75,7 +76,11 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 		scenarios = append(scenarios, scenario{"ring-echo", payload, 32}, scenario{"socket-echo", payload, 32})
 	}
 	results := map[scenario][]float64{}
+	// The placement of the two vCPUs, probed before every round and at the
+	// end: compare only runs whose probes agree.
+	var probes []time.Duration
 	for round := range *rounds {
+		probes = append(probes, ringbench.PingPong(20*time.Millisecond))
 		for _, sc := range scenarios {
 			count := *small
 			if sc.payload > 64 {
@@ -100,6 +105,9 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			results[sc] = append(results[sc], rate)
 		}
 	}
+	probes = append(probes, ringbench.PingPong(20*time.Millisecond))
+	slices.Sort(probes)
+	probe := probes[len(probes)/2]
 	median := func(v []float64) float64 {
 		s := slices.Clone(v)
 		slices.SortFunc(s, cmp.Compare)
@@ -121,7 +129,8 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 				system, shape = cut, "ipc-echo"
 			}
 			enc.Encode(map[string]any{"system": system, "scenario": shape, "batch": sc.batch, "producers": 1,
-				"consumers": 1, "payload": sc.payload, "items_per_sec": median(results[sc])})
+				"consumers": 1, "payload": sc.payload, "items_per_sec": median(results[sc]),
+				"pingpong_round_trip_ns": int64(probe)})
 		}
 		enc.Encode(map[string]any{"system": "ring", "scenario": "ipc-idle", "idle_seconds": idle.Seconds(),
 			"cpu_seconds": idleDefault.Seconds()})
@@ -129,6 +138,8 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			"cpu_seconds": idleSpin.Seconds()})
 		return nil
 	}
+	fmt.Fprintf(stdout, "cache-line round trip between the two CPUs (ping-pong): %v median, %v to %v over the run\n",
+		probe.Round(time.Nanosecond), probes[0].Round(time.Nanosecond), probes[len(probes)-1].Round(time.Nanosecond))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "payload\tbatch\tring items/s\tsocket items/s\tring/socket\tring MB/s\t\n")
 	for _, sc := range scenarios {

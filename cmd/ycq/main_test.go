@@ -102,6 +102,7 @@ func TestBenchIPCJSON(t *testing.T) {
 	for _, l := range lines[:16] {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		require.Greater(t, r["pingpong_round_trip_ns"].(float64), 0.0, "the placement probe is in every row")
 		if r["scenario"] == "ipc-echo" {
 			systems[r["system"].(string)+"-echo"]++
 			require.Greater(t, r["items_per_sec"].(float64), 0.0)
