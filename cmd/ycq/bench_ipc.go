@@ -177,6 +177,13 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 // runRingBench serves one session in this process (the source) to a child
 // `ycq ipc connect` (the consumer) and returns the child's rate.
 func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (float64, error) {
+	return runRingSession(exe, sock, ipc.RoleConsumer, count, payload, batch, mode)
+}
+
+// runRingSession serves one session in this process, in mode, to a child
+// `ycq ipc connect -role role` and returns the rate the child reports for
+// count records.
+func runRingSession(exe, sock, role string, count, payload, batch int, mode ipc.Mode) (float64, error) {
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return 0, err
@@ -184,7 +191,7 @@ func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (f
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{Mode: mode}) }()
-	args := []string{"ipc", "connect", "-socket", sock, "-role", "consumer", "-count", strconv.Itoa(count),
+	args := []string{"ipc", "connect", "-socket", sock, "-role", role, "-count", strconv.Itoa(count),
 		"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch), "-slots", "1024", "-no-checksum", "-json"}
 	switch {
 	case mode.Block:
@@ -208,7 +215,7 @@ func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (f
 		return 0, fmt.Errorf("child output %q: %w", out, err)
 	}
 	if res.Records != uint64(count) {
-		return 0, fmt.Errorf("child consumed %d of %d records", res.Records, count)
+		return 0, fmt.Errorf("child (%s) finished %d of %d records", role, res.Records, count)
 	}
 	return res.ItemsPerSec, nil
 }
@@ -217,33 +224,7 @@ func runRingBench(exe, sock string, count, payload, batch int, mode ipc.Mode) (f
 // connect -role both` that sends the records, checks each echo and reports
 // its rate; both wait in the default mode.
 func runRingEcho(exe, sock string, count, payload, batch int) (float64, error) {
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- ipc.Serve(ctx, l, ipc.ServerOptions{}) }()
-	out, err := runChild(exe, "ipc", "connect", "-socket", sock, "-role", "both", "-count", strconv.Itoa(count),
-		"-payload", strconv.Itoa(payload), "-batch", strconv.Itoa(batch), "-slots", "1024", "-no-checksum", "-json")
-	cancel()
-	if serr := <-served; err == nil {
-		err = serr
-	}
-	if err != nil {
-		return 0, err
-	}
-	var res struct {
-		Records     uint64  `json:"records"`
-		ItemsPerSec float64 `json:"items_per_sec"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, fmt.Errorf("child output %q: %w", out, err)
-	}
-	if res.Records != uint64(count) {
-		return 0, fmt.Errorf("child got %d of %d echoes", res.Records, count)
-	}
-	return res.ItemsPerSec, nil
+	return runRingSession(exe, sock, ipc.RoleBoth, count, payload, batch, ipc.Mode{})
 }
 
 // runSocketEcho is the echo shape over a UNIX stream socket: bench
