@@ -2,12 +2,15 @@ package ring
 
 import (
 	"fmt"
+	"math/bits"
 	"sync/atomic"
 )
 
-// maxHoles is how many aborted slots one ReadRun can hold between its
-// records. A run that would need more ends before the next one.
-const maxHoles = 6
+// holeWindow is how many positions from its start a ReadRun can carry
+// aborted slots among its records: it keeps them as one bit each in a word,
+// which keeps the run small enough to pass in registers. A run whose next
+// hole would fall beyond the window ends before it.
+const holeWindow = 64
 
 // Consumer is the consuming side of a queue. Unless the queue was made with
 // SingleConsumer, any number of goroutines and processes may consume at once.
@@ -24,9 +27,8 @@ type ReadRun struct {
 	q      *Queue
 	start  uint64 // position of record 0
 	n      int    // records
-	span   int    // positions the run covers from start, holes included
-	nholes int
-	holes  [maxHoles]uint32 // offsets from start of aborted slots, ascending
+	span  int    // positions the run covers from start, holes included
+	holes uint64 // bit k: the slot at start+k is aborted (k < holeWindow)
 }
 
 // Reserve reserves exactly n records, or none: ErrEmpty if fewer than n are
@@ -97,12 +99,11 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 					lead++
 					continue
 				}
-				if r.nholes == maxHoles {
+				if span >= holeWindow {
 					fragmented = true
 					break
 				}
-				r.holes[r.nholes] = uint32(span)
-				r.nholes++
+				r.holes |= 1 << span
 				span++
 				continue
 			}
@@ -147,8 +148,8 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 			continue
 		}
 		q.releaseHoles(pos, lead)
-		if lead+r.nholes > 0 {
-			q.bumpCons(&cons.skipped, uint64(lead+r.nholes))
+		if n := lead + bits.OnesCount64(r.holes); n > 0 {
+			q.bumpCons(&cons.skipped, uint64(n))
 		}
 		r.start = pos + uint64(lead)
 		return r, nil
@@ -197,10 +198,14 @@ func (q *Queue) corruptCons(format string, args ...any) error {
 func (r *ReadRun) Len() int { return r.n }
 
 // offset is the position of record i relative to start.
-func (r *ReadRun) offset(i int) int {
+func (r *ReadRun) offset(i int) int { return holeOffset(r.holes, i) }
+
+// holeOffset is the offset from a run's start of record i, given the run's
+// holes: i plus the holes before it.
+func holeOffset(holes uint64, i int) int {
 	o := i
-	for _, h := range r.holes[:r.nholes] {
-		if int(h) > o {
+	for m := holes; m != 0; m &= m - 1 {
+		if bits.TrailingZeros64(m) > o {
 			break
 		}
 		o++
@@ -225,21 +230,18 @@ func (r *ReadRun) check(i int) {
 // the metadata is shared. Like indexing a slice, it panics if i is out of
 // range.
 func (r *ReadRun) Slot(i int) ([]byte, error) {
-	r.check(i)
-	q := r.q
-	p := r.start + uint64(i)
-	w := q.m.descs[p&q.mask].word.Load()
-	if r.nholes != 0 || uint32(w) != uint32(p+1) || uint32(w>>32) > uint32(q.slotSize) {
-		return r.slotSlow(i)
-	}
-	return q.slot(p)[:w>>32], nil
+	// One call with scalars, small enough to inline, so that a run the
+	// caller holds can stay in registers.
+	return r.q.recordSlot(r.start, i, r.n, r.holes)
 }
 
-// slotSlow is Slot for runs with holes, and for descriptors that no longer
-// read as a held record.
-func (r *ReadRun) slotSlow(i int) ([]byte, error) {
-	q := r.q
-	p := r.start + uint64(r.offset(i))
+// recordSlot is Slot for record i of the run of n records from start with
+// the given holes.
+func (q *Queue) recordSlot(start uint64, i, n int, holes uint64) ([]byte, error) {
+	if uint(i) >= uint(n) {
+		panic(errIndex)
+	}
+	p := start + uint64(holeOffset(holes, i))
 	w := q.m.descs[p&q.mask].word.Load()
 	if uint32(w) != uint32(p+1) || uint32(w>>32) > uint32(q.slotSize) {
 		return nil, q.slotError(p, w)
@@ -277,15 +279,20 @@ func (r *ReadRun) Release(i int) error {
 
 // ReleaseAll releases every record of the run not yet released.
 func (r *ReadRun) ReleaseAll() error {
-	q := r.q
-	if q == nil {
+	if r.q == nil {
 		return nil
 	}
+	return r.q.releaseRun(r.start, r.n, r.holes)
+}
+
+// releaseRun releases the records of the run of n records from start with
+// the given holes that this consumer still holds.
+func (q *Queue) releaseRun(start uint64, n int, holes uint64) error {
 	var first error
 	done := 0
-	descs, mask := q.m.descs, q.mask
-	if r.nholes != 0 {
-		for i := r.n - 1; i >= 0; i-- {
+	if holes != 0 {
+		r := ReadRun{q: q, start: start, n: n, holes: holes}
+		for i := n - 1; i >= 0; i-- {
 			if err := r.release(i); err == nil {
 				done++
 			} else if err != ErrNotHeld && first == nil {
@@ -295,9 +302,10 @@ func (r *ReadRun) ReleaseAll() error {
 		q.bumpCons(&q.m.cons.released, uint64(done))
 		return first
 	}
+	descs, mask := q.m.descs, q.mask
 	// Last record first, for the same reason as WriteRun.PublishAll.
-	for i := r.n - 1; i >= 0; i-- {
-		p := r.start + uint64(i)
+	for i := n - 1; i >= 0; i-- {
+		p := start + uint64(i)
 		d := &descs[p&mask]
 		if seq := uint32(d.word.Load()); seq != uint32(p+1) {
 			if err := q.notHeldCons(p, seq); err != ErrNotHeld && first == nil {
@@ -322,13 +330,8 @@ func (r *ReadRun) release(i int) error {
 		return q.notHeldCons(p, seq)
 	}
 	q.release(p)
-	holes := 0
-	for _, h := range r.holes[:r.nholes] {
-		if int(h) == o+1+holes {
-			holes++
-		}
-	}
-	if holes > 0 {
+	// The aborted slots right after record i go back with it.
+	if holes := bits.TrailingZeros64(^(r.holes >> (o + 1))); holes > 0 {
 		q.releaseHoles(p+1, holes)
 	}
 	return nil
@@ -364,10 +367,10 @@ func (r *ReadRun) AbortFrom(i int) error {
 		return ErrNotLast
 	}
 	q.bumpCons(&q.m.cons.returned, uint64(r.n-i))
-	dropped := 0
-	for r.nholes > 0 && int(r.holes[r.nholes-1]) >= o {
-		r.nholes--
-		dropped++
+	var dropped int
+	if o < holeWindow {
+		dropped = bits.OnesCount64(r.holes >> o)
+		r.holes &= 1<<o - 1
 	}
 	if dropped > 0 {
 		// They will be passed over, and counted, again.

@@ -25,9 +25,10 @@ var (
 	// ErrNotHeld: the slot is no longer held by this run: it was already
 	// published, released or aborted.
 	ErrNotHeld = errors.New("ring: slot not held by this run")
-	// ErrFragmented: an exact Reserve found records, but split by more
-	// aborted slots than one run can hold (six), so no exact run of the
-	// size asked for can be made from them, now or later. Take them with
+	// ErrFragmented: an exact Reserve found records, but split by aborted
+	// slots further from the run's start than one run can carry them (64
+	// positions), so no exact run of the size asked for can be made from
+	// them, now or later. Take them with
 	// ReserveUpTo, which returns the records before the holes and then
 	// passes the holes over, or ask for fewer.
 	ErrFragmented = errors.New("ring: records split by more aborted slots than one run holds; use ReserveUpTo")

@@ -145,10 +145,15 @@ func (w *WriteRun) Publish(i, length int) error {
 // PublishAll publishes every slot of the run not yet published or aborted,
 // each as a record of length bytes.
 func (w *WriteRun) PublishAll(length int) error {
-	q := w.q
-	if q == nil {
+	if w.q == nil {
 		return nil
 	}
+	return w.q.publishRun(w.start, w.n, length)
+}
+
+// publishRun publishes the slots at positions start to start+n-1 that this
+// producer still holds.
+func (q *Queue) publishRun(start uint64, n, length int) error {
 	if uint(length) > uint(q.slotSize) {
 		return invalidf("publish %d bytes into a %d-byte slot", length, q.slotSize)
 	}
@@ -157,8 +162,8 @@ func (w *WriteRun) PublishAll(length int) error {
 	descs, mask := q.m.descs, q.mask
 	// Last slot first: a consumer waiting at the first slot then finds the
 	// whole run ready at once instead of chasing it slot by slot.
-	for i := w.n - 1; i >= 0; i-- {
-		p := w.start + uint64(i)
+	for i := n - 1; i >= 0; i-- {
+		p := start + uint64(i)
 		d := &descs[p&mask]
 		if seq := uint32(d.word.Load()); seq != uint32(p) {
 			if err := q.notHeldProd(p, seq); err != ErrNotHeld && first == nil {

@@ -428,44 +428,55 @@ func TestConsumerAbort(t *testing.T) {
 	}
 }
 
+// TestManyHolesEndARun: a run carries holes among its records only within
+// its first 64 positions; the records past that come in the next run, and
+// every hole is passed over exactly once.
 func TestManyHolesEndARun(t *testing.T) {
-	q, _, _ := newQueue(t, ring.Config{Slots: 32, SlotSize: 8})
-	w, err := q.Producer().Reserve(20)
+	q, _, _ := newQueue(t, ring.Config{Slots: 256, SlotSize: 8})
+	w, err := q.Producer().Reserve(200)
 	require.NoError(t, err)
-	for i := range 20 {
+	for i := range 200 {
 		if i%2 == 1 {
 			require.NoError(t, w.Abort(i))
 		}
 	}
 	require.NoError(t, w.PublishAll(0))
-	total := 0
+	total, runs := 0, 0
 	for {
-		r, err := q.Consumer().ReserveUpTo(32)
+		r, err := q.Consumer().ReserveUpTo(256)
 		if errors.Is(err, ring.ErrEmpty) {
 			break
 		}
 		require.NoError(t, err)
-		require.LessOrEqual(t, r.Len(), 7, "a run holds a bounded number of holes")
+		require.LessOrEqual(t, r.Len(), 33, "holes only within the first 64 positions of a run")
+		for i := range r.Len() {
+			require.Equal(t, uint64(2*(total+i)), r.Position(i), "records in order, holes passed over")
+		}
 		total += r.Len()
+		runs++
 		require.NoError(t, r.ReleaseAll())
 	}
-	require.Equal(t, 10, total)
-	require.Equal(t, uint64(10), q.Stats().Skipped)
+	require.Equal(t, 100, total)
+	require.Equal(t, 4, runs)
+	require.Equal(t, uint64(100), q.Stats().Skipped)
+	w, err = q.Producer().Reserve(256)
+	require.NoError(t, err, "every slot came back")
+	require.NoError(t, w.AbortAll())
 }
 
-// TestExactReserveAcrossTooManyHoles: records split by more holes than a
-// run holds make an exact Reserve say so (ErrFragmented), not ErrEmpty
-// forever; ReserveUpTo takes them.
+// TestExactReserveAcrossTooManyHoles: records split by holes further from
+// the run's start than a run carries them make an exact Reserve say so
+// (ErrFragmented), not ErrEmpty forever; ReserveUpTo takes them.
 func TestExactReserveAcrossTooManyHoles(t *testing.T) {
-	q, _, _ := newQueue(t, ring.Config{Slots: 16, SlotSize: 8})
-	w, err := q.Producer().Reserve(9)
+	q, _, _ := newQueue(t, ring.Config{Slots: 128, SlotSize: 8})
+	w, err := q.Producer().Reserve(66)
 	require.NoError(t, err)
-	for i := 1; i <= 7; i++ {
+	for i := 1; i <= 64; i++ {
 		require.NoError(t, w.Abort(i))
 	}
 	require.NoError(t, w.Publish(0, 8))
-	require.NoError(t, w.Publish(8, 8))
-	require.Equal(t, 9, q.Ready())
+	require.NoError(t, w.Publish(65, 8))
+	require.Equal(t, 66, q.Ready())
 	c := q.Consumer()
 	for range 3 {
 		_, err = c.Reserve(2)
@@ -477,8 +488,8 @@ func TestExactReserveAcrossTooManyHoles(t *testing.T) {
 	r, err := c.ReserveUpTo(2)
 	require.NoError(t, err)
 	require.Equal(t, 1, r.Len(), "the record after the holes")
-	require.Equal(t, uint64(8), r.Position(0))
-	require.Equal(t, uint64(7), q.Stats().Skipped)
+	require.Equal(t, uint64(65), r.Position(0))
+	require.Equal(t, uint64(64), q.Stats().Skipped)
 	_, err = c.Reserve(1)
 	require.ErrorIs(t, err, ring.ErrEmpty, "nothing left")
 }
