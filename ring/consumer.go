@@ -24,9 +24,9 @@ func (q *Queue) Consumer() Consumer { return Consumer{q} }
 // in any order and from any goroutine, but each exactly once. Slots that
 // producers aborted are passed over: they never appear as records.
 type ReadRun struct {
-	q      *Queue
-	start  uint64 // position of record 0
-	n      int    // records
+	q     *Queue
+	start uint64 // position of record 0
+	n     int    // records
 	span  int    // positions the run covers from start, holes included
 	holes uint64 // bit k: the slot at start+k is aborted (k < holeWindow)
 }
