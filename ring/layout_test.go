@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -170,4 +172,13 @@ int ycq_check(void) { return 0; }
 		out, err := exec.Command(cc, args...).CombinedOutput()
 		require.NoError(t, err, "%s %v rejects ycq_ring.h:\n%s", c.tool, c.args, out)
 	}
+}
+
+// TestRunsFitInRegisters: WriteRun and ReadRun stay at most four words, the
+// most the compiler keeps in registers; a bigger ReadRun cost the consumer a
+// third of its time at batch 1 (see ReadRun).
+func TestRunsFitInRegisters(t *testing.T) {
+	require.LessOrEqual(t, unsafe.Sizeof(ReadRun{}), 4*unsafe.Sizeof(uintptr(0)))
+	require.LessOrEqual(t, unsafe.Sizeof(WriteRun{}), 4*unsafe.Sizeof(uintptr(0)))
+	require.Equal(t, 4, reflect.TypeFor[ReadRun]().NumField(), "four fields at most")
 }
