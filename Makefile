@@ -80,6 +80,19 @@ bench:
 	$(GO) run ./cmd/ycq bench ipc
 	$(GO) run ./cmd/ycq bench device
 
+## bench-dpdk: DPDK's rte_ring (zero-copy API) doing the work of `ycq bench
+## ring`, built into bin/; installs dpdk-dev if missing (needs root and
+## Debian's mirrors); not part of `make test`. DPDK_BENCH_ARGS go to the
+## harness, e.g. DPDK_BENCH_ARGS="-items 500000 -rounds 1" or "-json"
+.PHONY: bench-dpdk
+DPDK_BENCH_ARGS ?=
+bench-dpdk:
+	dpkg -s dpdk-dev pkg-config >/dev/null 2>&1 || apt-get install -y dpdk-dev pkg-config
+	@mkdir -p bin
+	$(CC) -std=c11 -O2 -fno-tree-vectorize -Wall -Wextra -o bin/dpdk-ring-bench \
+		bench/dpdk/ring_bench.c $$(pkg-config --cflags --libs libdpdk) -lpthread
+	./bin/dpdk-ring-bench $(DPDK_BENCH_ARGS)
+
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

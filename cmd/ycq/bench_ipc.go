@@ -59,7 +59,7 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	var scenarios []scenario
 	for _, payload := range []int{64, 4096} {
 		for _, batch := range []int{1, 32} {
-			for _, sys := range []string{"ring", "socket"} {
+			for _, sys := range []string{"ring", "socket", "ring-local"} {
 				scenarios = append(scenarios, scenario{sys, payload, batch})
 			}
 		}
@@ -95,6 +95,8 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 				rate, err = runRingEcho(exe, sock, count, sc.payload, sc.batch)
 			case "socket-echo":
 				rate, err = runSocketEcho(exe, sock, sc.payload, sc.batch)
+			case "ring-local":
+				rate, err = runRingLocal(count, sc.payload, sc.batch)
 			default:
 				rate, err = runRingBench(exe, sock, count, sc.payload, sc.batch, modes[sc.system])
 			}
@@ -141,14 +143,15 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "cache-line round trip between the two CPUs (ping-pong): %v median, %v to %v over the run\n",
 		probe.Round(time.Nanosecond), probes[0].Round(time.Nanosecond), probes[len(probes)-1].Round(time.Nanosecond))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "payload\tbatch\tring items/s\tsocket items/s\tring/socket\tring MB/s\t\n")
+	fmt.Fprintf(tw, "payload\tbatch\tring items/s\tsocket items/s\tring/socket\tring MB/s\tin one process\tring/one process\t\n")
 	for _, sc := range scenarios {
 		if sc.system != "ring" {
 			continue
 		}
 		r := median(results[sc])
 		s := median(results[scenario{"socket", sc.payload, sc.batch}])
-		fmt.Fprintf(tw, "%d\t%d\t%.2fM\t%.2fM\t%.1fx\t%.0f\t\n", sc.payload, sc.batch, r/1e6, s/1e6, r/s, r*float64(sc.payload)/1e6)
+		l := median(results[scenario{"ring-local", sc.payload, sc.batch}])
+		fmt.Fprintf(tw, "%d\t%d\t%.2fM\t%.2fM\t%.1fx\t%.0f\t%.2fM\t%.2fx\t\n", sc.payload, sc.batch, r/1e6, s/1e6, r/s, r*float64(sc.payload)/1e6, l/1e6, r/l)
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout)
@@ -171,7 +174,24 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nidle consumer CPU time: spin-then-sleep (the default) %v in %v; spin %v in %v\n",
 		idleDefault.Round(time.Microsecond), *idle, idleSpin.Round(time.Millisecond), min(*idle, time.Second))
 	fmt.Fprintf(stdout, "two processes, one producing and one consuming; median of %d runs; queues of 1024 slots\n", *rounds)
+	fmt.Fprintf(stdout, "in one process: the same session code and shared-memory pair, both sides as goroutines of this process\n")
 	return nil
+}
+
+// runRingLocal runs the session runRingBench asks of its child, with both
+// sides in this process (ipc.RunLocal): the same roles, records and
+// memory, without the process boundary.
+func runRingLocal(count, payload, batch int) (float64, error) {
+	h := ipc.Hello{Role: ipc.RoleConsumer, Count: uint64(count), Payload: payload, Batch: batch,
+		Geometry: ipc.Geometry{Slots: 1024, SlotSize: (payload + 7) &^ 7}}
+	res, err := ipc.RunLocal(context.Background(), h, ipc.Mode{}, dma.Options{})
+	if err != nil {
+		return 0, err
+	}
+	if res.Records != uint64(count) {
+		return 0, fmt.Errorf("in one process: finished %d of %d records", res.Records, count)
+	}
+	return res.ItemsPerSec(), nil
 }
 
 // runRingBench serves one session in this process (the source) to a child

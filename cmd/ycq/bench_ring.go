@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +26,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	latRecords := fs.Int("latency-records", 200_000, "records of each latency run")
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
+	dpdk := fs.String("dpdk", "", "also run this build of bench/dpdk (make bench-dpdk builds bin/dpdk-ring-bench) once a round, as system "+systemDPDK)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,6 +38,12 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		sc     int
 	}
 	runs := map[key][]ringbench.Result{}
+	systemsOf := func(i int) []string {
+		if *dpdk != "" {
+			return append(slices.Clone(ringbench.Scenarios[i].Systems), systemDPDK)
+		}
+		return ringbench.Scenarios[i].Systems
+	}
 	var probes []time.Duration
 	// Interleave systems and scenarios round by round, rotating which
 	// system goes first, so drift in the machine hits all alike.
@@ -53,6 +63,19 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 						round, r.System, r.Scenario, r.Producers, r.Consumers, r.Batch, r.ItemsPerSec/1e6)
 				}
 				runs[key{sys, i}] = append(runs[key{sys, i}], r)
+			}
+		}
+		if *dpdk != "" {
+			rs, err := runDPDK(*dpdk, *items)
+			if err != nil {
+				return err
+			}
+			for i, sc := range ringbench.Scenarios {
+				r, ok := rs[[3]int{sc.Producers, sc.Consumers, sc.Batch}]
+				if !ok {
+					return fmt.Errorf("%s: no result for %s %dx%d batch %d", *dpdk, sc.Name, sc.Producers, sc.Consumers, sc.Batch)
+				}
+				runs[key{systemDPDK, i}] = append(runs[key{systemDPDK, i}], r)
 			}
 		}
 	}
@@ -117,8 +140,8 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 			ProbeNs int64   `json:"pingpong_round_trip_ns"`
 		}
 		enc := json.NewEncoder(stdout)
-		for i, sc := range ringbench.Scenarios {
-			for _, sys := range sc.Systems {
+		for i := range ringbench.Scenarios {
+			for _, sys := range systemsOf(i) {
 				rs := runs[key{sys, i}]
 				lo, hi := spread(rs)
 				if err := enc.Encode(row{median(rs), lo, hi, len(rs), int64(probe)}); err != nil {
@@ -148,7 +171,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "scenario\tbatch\tsystem\titems/s\tspread\tring/system\tround ratios\t\n")
 	for i, sc := range ringbench.Scenarios {
 		ring := runs[key{ringbench.SystemRing, i}]
-		for _, sys := range sc.Systems {
+		for _, sys := range systemsOf(i) {
 			rs := runs[key{sys, i}]
 			m := median(rs)
 			lo, hi := spread(rs)
@@ -191,5 +214,35 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
 		"latency: from just before publish (send) to just after the consumer read the record",
 	}, "\n"))
+	if *dpdk != "" {
+		fmt.Fprintln(stdout, systemDPDK+": DPDK rte_ring, zero-copy burst API (SP/SC for 1x1, HTS otherwise), the same records and wait; bench/dpdk")
+	}
 	return nil
+}
+
+// systemDPDK names the rte_ring harness's results.
+const systemDPDK = "dpdk-zc"
+
+// runDPDK runs one round of the rte_ring harness at exe and returns its
+// results by (producers, consumers, batch).
+func runDPDK(exe string, items int) (map[[3]int]ringbench.Result, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command(exe, "-rounds", "1", "-items", strconv.Itoa(items), "-json")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", exe, err, strings.TrimSpace(errb.String()))
+	}
+	rs := map[[3]int]ringbench.Result{}
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var r ringbench.Result
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("%s: output: %w", exe, err)
+		}
+		if r.System != systemDPDK || r.ItemsPerSec <= 0 || r.Payload != ringbench.Payload {
+			return nil, fmt.Errorf("%s: unexpected row %+v", exe, r)
+		}
+		rs[[3]int{r.Producers, r.Consumers, r.Batch}] = r
+	}
+	return rs, nil
 }
