@@ -170,9 +170,14 @@ func (p *queuePair) sync(produced, consumed int) error {
 // wakeHost raises the pair's vector if a host agent sleeps for what the
 // device just did: records published on the device-to-host queue, or slots
 // released on the host-to-device queue. The device's stores came first; a
-// device read does not pass its earlier writes, and here the accesses are
-// sequentially consistent, so this is the fence the protocol needs.
+// device's read does not pass its earlier writes, and the fence makes this
+// one's release stores (localSpace) behave so before it loads the waiters
+// words.
 func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
+	if !published && !released {
+		return nil
+	}
+	ring.Fence()
 	raise := false
 	if published {
 		woke, err := p.d2h.WakeConsumers()
@@ -270,6 +275,9 @@ func (d *YCQ) sleep(run *runState, bell chan struct{}, pairs []*queuePair) (*que
 		}
 		registered++
 	}
+	// The registrations are release stores: fence them before the last
+	// look, which the host's publish-fence-load pairs with.
+	ring.Fence()
 	for _, p := range pairs {
 		if ready, err := d.ready(p); err != nil || ready {
 			return p, err
@@ -367,10 +375,14 @@ func (s localSpace) Load32(a uint64) (uint32, error) {
 	return w.Load(), nil
 }
 
+// Store32 and Store64 are release stores, as Memory asks: a sequentially
+// consistent one (a locked exchange) would wait for every earlier store to
+// drain, on each publish and release. The device fences where the protocol
+// needs a store ordered before a later load (wakeHost, sleep).
 func (s localSpace) Store32(a uint64, v uint32) error {
 	w, err := s.word32(a)
 	if err == nil {
-		w.Store(v)
+		ring.StoreRelease32(w, v)
 	}
 	return err
 }
@@ -386,7 +398,7 @@ func (s localSpace) Load64(a uint64) (uint64, error) {
 func (s localSpace) Store64(a uint64, v uint64) error {
 	w, err := s.word64(a)
 	if err == nil {
-		w.Store(v)
+		ring.StoreRelease64(w, v)
 	}
 	return err
 }

@@ -164,7 +164,7 @@ func (q *Queue) reserveRead(n int, exact bool) (ReadRun, error) {
 // claimRead moves the consumer cursor from pos to end.
 func (q *Queue) claimRead(pos, end uint64) bool {
 	if q.singleConsumer() {
-		storeRelease(&q.m.cons.cursor, end)
+		StoreRelease64(&q.m.cons.cursor, end)
 		return true
 	}
 	return q.m.cons.cursor.CompareAndSwap(pos, end)
@@ -181,13 +181,13 @@ func (q *Queue) releaseHoles(p uint64, n int) {
 // release hands the slot at position p, which this consumer holds, back to
 // producers: stamp p+N pairs with the producer's load in reserveWrite.
 func (q *Queue) release(p uint64) {
-	storeRelease(&q.m.descs[p&q.mask].word, packDesc(uint32(p+q.slots), 0, 0))
+	StoreRelease64(&q.m.descs[p&q.mask].word, packDesc(uint32(p+q.slots), 0, 0))
 }
 
 // bumpCons adds n to a consumer counter, as bumpProd.
 func (q *Queue) bumpCons(c *atomic.Uint64, n uint64) {
 	if q.singleConsumer() {
-		storeRelease(c, c.Load()+n)
+		StoreRelease64(c, c.Load()+n)
 	} else {
 		c.Add(n)
 	}
@@ -321,7 +321,7 @@ func (q *Queue) releaseRun(start uint64, n int, holes uint64) error {
 			}
 			continue
 		}
-		storeRelease(&d.word, packDesc(uint32(p+q.slots), 0, 0))
+		StoreRelease64(&d.word, packDesc(uint32(p+q.slots), 0, 0))
 		done++
 	}
 	q.bumpCons(&q.m.cons.released, uint64(done))
@@ -370,7 +370,7 @@ func (r *ReadRun) AbortFrom(i int) error {
 		if q.m.cons.cursor.Load() != end {
 			return ErrNotLast
 		}
-		storeRelease(&q.m.cons.cursor, back)
+		StoreRelease64(&q.m.cons.cursor, back)
 	} else if !q.m.cons.cursor.CompareAndSwap(end, back) {
 		return ErrNotLast
 	}

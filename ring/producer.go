@@ -85,7 +85,7 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 			return WriteRun{}, ErrFull
 		}
 		if q.singleProducer() {
-			storeRelease(&prod.cursor, pos+uint64(m))
+			StoreRelease64(&prod.cursor, pos+uint64(m))
 		} else if !prod.cursor.CompareAndSwap(pos, pos+uint64(m)) {
 			pos = prod.cursor.Load()
 			continue
@@ -172,7 +172,7 @@ func (q *Queue) publishRun(start uint64, n, length int) error {
 			continue
 		}
 		// Pairs with the consumer's load of the stamp in reserveRead.
-		storeRelease(&d.word, packDesc(uint32(p)+1, uint32(length), 0))
+		StoreRelease64(&d.word, packDesc(uint32(p)+1, uint32(length), 0))
 		done++
 	}
 	q.bumpProd(&q.m.prod.published, uint64(done))
@@ -214,7 +214,7 @@ func (w *WriteRun) AbortAll() error {
 		back := w.start + uint64(k)
 		if q.singleProducer() {
 			if q.m.prod.cursor.Load() == end {
-				storeRelease(&q.m.prod.cursor, back)
+				StoreRelease64(&q.m.prod.cursor, back)
 				rolled = w.n - k
 			}
 		} else if q.m.prod.cursor.CompareAndSwap(end, back) {
@@ -251,7 +251,7 @@ func (q *Queue) publish(p uint64, length, flags uint32) error {
 	if seq != uint32(p) {
 		return q.notHeldProd(p, seq)
 	}
-	storeRelease(&d.word, packDesc(uint32(p)+1, length, flags))
+	StoreRelease64(&d.word, packDesc(uint32(p)+1, length, flags))
 	return nil
 }
 
@@ -269,7 +269,7 @@ func (q *Queue) notHeldProd(p uint64, seq uint32) error {
 // and needs no atomic read-modify-write.
 func (q *Queue) bumpProd(c *atomic.Uint64, n uint64) {
 	if q.singleProducer() {
-		storeRelease(c, c.Load()+n)
+		StoreRelease64(c, c.Load()+n)
 	} else {
 		c.Add(n)
 	}
