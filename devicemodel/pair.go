@@ -138,9 +138,12 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		p.pending = false
 		consumed++
 	}
-	d.recordsIn.Add(uint64(consumed))
-	d.recordsOut.Add(uint64(produced))
-	d.qrecords[p.q].Add(uint64(consumed))
+	if consumed > 0 {
+		ring.StoreRelease64(&d.qrecords[p.q], d.qrecords[p.q].Load()+uint64(consumed))
+	}
+	if produced > 0 {
+		ring.StoreRelease64(&d.qout[p.q], d.qout[p.q].Load()+uint64(produced))
+	}
 	synced = true
 	if err := p.sync(produced, consumed); err != nil {
 		return false, false, err

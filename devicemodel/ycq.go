@@ -70,9 +70,13 @@ type YCQ struct {
 	bells  [ycqdev.MaxQueuePairs]chan struct{}
 	loopOf [ycqdev.MaxQueuePairs]atomic.Int32
 
-	recordsIn, recordsOut, doorbells, interrupts, dmaErrors, wakeups atomic.Uint64
-	qrecords                                                         [ycqdev.MaxQueuePairs]atomic.Uint64
-	qstatus                                                          [ycqdev.MaxQueuePairs]atomic.Uint32
+	doorbells, interrupts, dmaErrors, wakeups atomic.Uint64
+	// qrecords and qout count each pair's requests consumed and responses
+	// produced. Only the loop serving the pair writes them (release
+	// stores, no locked add per batch); RegRecordsIn and RegRecordsOut
+	// are their sums.
+	qrecords, qout [ycqdev.MaxQueuePairs]atomic.Uint64
+	qstatus        [ycqdev.MaxQueuePairs]atomic.Uint32
 }
 
 // runState is one enabled period: its goroutines and how to stop them.
@@ -211,13 +215,14 @@ func (d *YCQ) resetRegs() {
 	le.PutUint32(d.regs[ycqdev.RegNumQueues:], uint32(d.opt.Queues))
 	le.PutUint32(d.regs[ycqdev.RegErrorVector:], uint32(d.opt.Queues))
 	le.PutUint32(d.regs[ycqdev.RegErrorQueue:], ycqdev.NoQueue)
-	for _, c := range []*atomic.Uint64{&d.recordsIn, &d.recordsOut, &d.doorbells, &d.interrupts, &d.dmaErrors, &d.wakeups} {
+	for _, c := range []*atomic.Uint64{&d.doorbells, &d.interrupts, &d.dmaErrors, &d.wakeups} {
 		c.Store(0)
 	}
 	for q := range d.opt.Queues {
 		le.PutUint32(d.regs[ycqdev.QueueReg(q, ycqdev.RegQVector):], uint32(q))
 		d.qstatus[q].Store(0)
 		d.qrecords[q].Store(0)
+		d.qout[q].Store(0)
 	}
 }
 
@@ -276,8 +281,13 @@ func (d *YCQ) readBAR0(off uint64, b []byte) {
 	le.PutUint32(view[ycqdev.RegControl:], le.Uint32(view[ycqdev.RegControl:])&ycqdev.ControlEnable)
 	le.PutUint32(view[ycqdev.RegStatus:], st)
 	le.PutUint32(view[ycqdev.RegBAR2Size:], ycqdev.BAR2Size)
-	le.PutUint64(view[ycqdev.RegRecordsIn:], d.recordsIn.Load())
-	le.PutUint64(view[ycqdev.RegRecordsOut:], d.recordsOut.Load())
+	var in, out uint64
+	for q := range d.opt.Queues {
+		in += d.qrecords[q].Load()
+		out += d.qout[q].Load()
+	}
+	le.PutUint64(view[ycqdev.RegRecordsIn:], in)
+	le.PutUint64(view[ycqdev.RegRecordsOut:], out)
 	le.PutUint64(view[ycqdev.RegDoorbells:], d.doorbells.Load())
 	le.PutUint64(view[ycqdev.RegInterrupts:], d.interrupts.Load())
 	le.PutUint64(view[ycqdev.RegDMAErrors:], d.dmaErrors.Load())
