@@ -76,22 +76,32 @@ type job struct {
 func (j *job) produce(ctx context.Context, q *wait.Queue) error {
 	p := q.Producer()
 	for seq := uint64(0); seq < j.count; {
-		w, err := p.ReserveUpTo(ctx, int(min(uint64(j.batch), j.count-seq)))
+		n, err := j.produceSome(ctx, p, seq)
 		if err != nil {
-			return fmt.Errorf("produce record %d: %w", seq, cause(ctx, err))
+			return err
 		}
-		now := monotonicNs()
-		f := recordFormat(j.checksum)
-		for i := range w.Len() {
-			f.Fill(w.Slot(i)[:j.payload], record.Header{Seq: seq + uint64(i), Producer: j.source, SentNs: now})
-		}
-		if err := w.PublishAll(j.payload); err != nil {
-			return fmt.Errorf("publish records %d-%d: %w", seq, seq+uint64(w.Len())-1, err)
-		}
-		seq += uint64(w.Len())
-		j.done.Store(seq)
+		seq += uint64(n)
 	}
 	return nil
+}
+
+// produceSome publishes up to a batch of records from seq on, waiting for
+// space as ctx allows, and returns how many.
+func (j *job) produceSome(ctx context.Context, p wait.Producer, seq uint64) (int, error) {
+	w, err := p.ReserveUpTo(ctx, int(min(uint64(j.batch), j.count-seq)))
+	if err != nil {
+		return 0, fmt.Errorf("produce record %d: %w", seq, cause(ctx, err))
+	}
+	now := monotonicNs()
+	f := recordFormat(j.checksum)
+	for i := range w.Len() {
+		f.Fill(w.Slot(i)[:j.payload], record.Header{Seq: seq + uint64(i), Producer: j.source, SentNs: now})
+	}
+	if err := w.PublishAll(j.payload); err != nil {
+		return 0, fmt.Errorf("publish records %d-%d: %w", seq, seq+uint64(w.Len())-1, err)
+	}
+	j.done.Store(seq + uint64(w.Len()))
+	return w.Len(), nil
 }
 
 // consume reads count records from q, checking each, and measures their
@@ -99,52 +109,127 @@ func (j *job) produce(ctx context.Context, q *wait.Queue) error {
 func (j *job) consume(ctx context.Context, q *wait.Queue) error {
 	c := q.Consumer()
 	for next := uint64(0); next < j.count; {
-		r, err := c.ReserveUpTo(ctx, j.batch)
+		n, err := j.consumeSome(ctx, c, next)
 		if err != nil && ctx.Err() != nil {
 			// The peer is gone or we were stopped: drain what was
 			// published, then report.
-			r, err = c.ReserveUpTo(stopped, j.batch)
+			n, err = j.consumeSome(stopped, c, next)
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("after %d of %d records: %w", next, j.count, context.Cause(ctx))
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("consume record %d: %w", next, err)
+			return err
 		}
-		now := monotonicNs()
-		// Records a producer wrote in one batch share a send time:
-		// count them together.
-		var sent, same uint64
-		for i := range r.Len() {
-			b, err := r.Slot(i)
-			if err != nil {
-				return fmt.Errorf("record %d: %w", next, err)
-			}
-			rec, err := readRecord(b, j.payload, j.checksum)
-			if err != nil {
-				return err
-			}
-			if rec.Seq != next {
-				return fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.Seq, next)
-			}
-			if rec.SentNs != sent {
-				if same > 0 && now > sent {
-					j.hist.recordN(now-sent, same)
-				}
-				sent, same = rec.SentNs, 0
-			}
-			same++
-			next++
-		}
-		if same > 0 && now > sent {
-			j.hist.recordN(now-sent, same)
-		}
-		if err := r.ReleaseAll(); err != nil {
-			return fmt.Errorf("release before record %d: %w", next, err)
-		}
-		j.done.Store(next)
+		next += uint64(n)
 	}
 	return nil
+}
+
+// consumeSome takes up to a batch of records, the first due to be next,
+// waiting for them as ctx allows; checks each and counts their latency.
+func (j *job) consumeSome(ctx context.Context, c wait.Consumer, next uint64) (int, error) {
+	r, err := c.ReserveUpTo(ctx, j.batch)
+	if err != nil {
+		return 0, fmt.Errorf("consume record %d: %w", next, cause(ctx, err))
+	}
+	now := monotonicNs()
+	// Records a producer wrote in one batch share a send time: count them
+	// together.
+	var sent, same uint64
+	for i := range r.Len() {
+		b, err := r.Slot(i)
+		if err != nil {
+			return 0, fmt.Errorf("record %d: %w", next, err)
+		}
+		rec, err := readRecord(b, j.payload, j.checksum)
+		if err != nil {
+			return 0, err
+		}
+		if rec.Seq != next {
+			return 0, fmt.Errorf("%w: record %d arrived where %d was due (lost, duplicated or reordered)", ErrRecord, rec.Seq, next)
+		}
+		if rec.SentNs != sent {
+			if same > 0 && now > sent {
+				j.hist.recordN(now-sent, same)
+			}
+			sent, same = rec.SentNs, 0
+		}
+		same++
+		next++
+	}
+	if same > 0 && now > sent {
+		j.hist.recordN(now-sent, same)
+	}
+	if err := r.ReleaseAll(); err != nil {
+		return 0, fmt.Errorf("release before record %d: %w", next, err)
+	}
+	j.done.Store(next)
+	return r.Len(), nil
+}
+
+// both sends pj's records on up and takes cj's echoes from down in one
+// loop, run to completion: a batch out when there is room, a batch in when
+// there are echoes, and a wait (spin, then sleep) only for an echo when
+// neither moved. One busy thread, where a sending and a receiving one would
+// compete with the echoing peer for two CPUs.
+func both(ctx context.Context, pj, cj *job, up, down *wait.Queue) error {
+	p, c := up.Producer(), down.Consumer()
+	var seq, next uint64
+	// stop is where ctx ending leads: take the echoes already there, then
+	// say why the run ended.
+	stop := func() error {
+		for next < cj.count {
+			n, err := cj.consumeSome(stopped, c, next)
+			if err != nil {
+				break
+			}
+			next += uint64(n)
+		}
+		return fmt.Errorf("after %d of %d records: %w", next, cj.count, context.Cause(ctx))
+	}
+	for next < cj.count {
+		moved := 0
+		if seq < pj.count {
+			n, err := pj.produceSome(stopped, p, seq)
+			if err != nil && !wouldWait(ctx, err) {
+				if ctx.Err() != nil {
+					return stop()
+				}
+				return err
+			}
+			seq += uint64(n)
+			moved += n
+		}
+		n, err := cj.consumeSome(stopped, c, next)
+		if err != nil && !wouldWait(ctx, err) {
+			if ctx.Err() != nil {
+				return stop()
+			}
+			return err
+		}
+		next += uint64(n)
+		moved += n
+		if moved > 0 {
+			continue
+		}
+		// Nothing moved, so the request queue is full or every record is
+		// sent: echoes are on their way. Wait for one.
+		if n, err = cj.consumeSome(ctx, c, next); err != nil {
+			if ctx.Err() != nil {
+				return stop()
+			}
+			return err
+		}
+		next += uint64(n)
+	}
+	return nil
+}
+
+// wouldWait reports that err is a non-blocking try finding nothing to do,
+// not a failure, while ctx still runs.
+func wouldWait(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && errors.Is(err, context.Canceled)
 }
 
 // echo copies count records from in to out, as they come.

@@ -427,19 +427,7 @@ func (s *session) run(client bool) (Result, error) {
 	case client && h.Role == RoleBoth:
 		pj, cj := newJob(1, &s.spare), newJob(0, &s.progress)
 		hist = &cj.hist
-		var wg sync.WaitGroup
-		var perr atomic.Value
-		wg.Go(func() {
-			if err := pj.produce(s.ctx, up); err != nil {
-				perr.Store(err)
-				s.cancel(err)
-			}
-		})
-		err = cj.consume(s.ctx, down)
-		wg.Wait()
-		if pe, ok := perr.Load().(error); ok {
-			err = errors.Join(pe, err)
-		}
+		err = both(s.ctx, pj, cj, up, down)
 	default: // the server echoes
 		err = newJob(0, &s.progress).echo(s.ctx, up, down)
 	}
