@@ -73,7 +73,8 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	// The echo shape: records go to the other process and come back, each
 	// checked on return; ring and socket with the same batch and window.
 	for _, payload := range []int{64, 4096} {
-		scenarios = append(scenarios, scenario{"ring-echo", payload, 32}, scenario{"socket-echo", payload, 32})
+		scenarios = append(scenarios, scenario{"ring-echo", payload, 32}, scenario{"ring-block-echo", payload, 32},
+			scenario{"socket-echo", payload, 32})
 	}
 	results := map[scenario][]float64{}
 	// The placement of the two vCPUs, probed before every round and at the
@@ -92,7 +93,9 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 			case "socket":
 				rate, err = runSocketBench(exe, sock, count, sc.payload, sc.batch)
 			case "ring-echo":
-				rate, err = runRingEcho(exe, sock, count, sc.payload, sc.batch)
+				rate, err = runRingEcho(exe, sock, count, sc.payload, sc.batch, ipc.Mode{})
+			case "ring-block-echo":
+				rate, err = runRingEcho(exe, sock, count, sc.payload, sc.batch, ipc.Mode{Block: true})
 			case "socket-echo":
 				rate, err = runSocketEcho(exe, sock, sc.payload, sc.batch)
 			case "ring-local":
@@ -165,10 +168,11 @@ func benchIPC(args []string, stdout, stderr io.Writer) error {
 	tw.Flush()
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "echo payload\tbatch\tring items/s\tsocket items/s\tring/socket\t\n")
+	fmt.Fprintf(tw, "echo payload\tbatch\tring items/s\tsocket items/s\tring/socket\tring -block items/s\tring/-block\t\n")
 	for _, p := range []int{64, 4096} {
 		r, so := median(results[scenario{"ring-echo", p, 32}]), median(results[scenario{"socket-echo", p, 32}])
-		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.1fx\t\n", p, r/1e6, so/1e6, r/so)
+		bl := median(results[scenario{"ring-block-echo", p, 32}])
+		fmt.Fprintf(tw, "%d\t32\t%.2fM\t%.2fM\t%.1fx\t%.2fM\t%.2fx\t\n", p, r/1e6, so/1e6, r/so, bl/1e6, r/bl)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nidle consumer CPU time: spin-then-sleep (the default) %v in %v; spin %v in %v\n",
@@ -242,9 +246,9 @@ func runRingSession(exe, sock, role string, count, payload, batch int, mode ipc.
 
 // runRingEcho serves one session here, which echoes, to a child `ycq ipc
 // connect -role both` that sends the records, checks each echo and reports
-// its rate; both wait in the default mode.
-func runRingEcho(exe, sock string, count, payload, batch int) (float64, error) {
-	return runRingSession(exe, sock, ipc.RoleBoth, count, payload, batch, ipc.Mode{})
+// its rate; both wait in mode.
+func runRingEcho(exe, sock string, count, payload, batch int, mode ipc.Mode) (float64, error) {
+	return runRingSession(exe, sock, ipc.RoleBoth, count, payload, batch, mode)
 }
 
 // runSocketEcho is the echo shape over a UNIX stream socket: bench

@@ -97,9 +97,9 @@ func TestBenchIPCJSON(t *testing.T) {
 		"-rounds", "1", "-idle", "200ms", "-json").Output()
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	require.Len(t, lines, 22)
+	require.Len(t, lines, 24)
 	systems := map[string]int{}
-	for _, l := range lines[:20] {
+	for _, l := range lines[:22] {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
 		require.Greater(t, r["pingpong_round_trip_ns"].(float64), 0.0, "the placement probe is in every row")
@@ -115,9 +115,9 @@ func TestBenchIPCJSON(t *testing.T) {
 		require.Greater(t, r["items_per_sec"].(float64), 0.0)
 		systems[r["system"].(string)]++
 	}
-	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-local": 4, "ring-block": 2, "ring-spin": 2, "ring-echo": 2, "socket-echo": 2}, systems)
+	require.Equal(t, map[string]int{"ring": 4, "socket": 4, "ring-local": 4, "ring-block": 2, "ring-spin": 2, "ring-echo": 2, "ring-block-echo": 2, "socket-echo": 2}, systems)
 	var idle map[string]any
-	require.NoError(t, json.Unmarshal([]byte(lines[20]), &idle))
+	require.NoError(t, json.Unmarshal([]byte(lines[22]), &idle))
 	require.Equal(t, "ipc-idle", idle["scenario"])
 	require.Equal(t, "ring", idle["system"], "the default mode")
 	require.Less(t, idle["cpu_seconds"].(float64), 0.2, "by default an idle consumer spins briefly, then sleeps")
