@@ -18,6 +18,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/testenv"
+	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -493,4 +494,22 @@ func TestStreamLoop(t *testing.T) {
 		})
 	}
 	require.ErrorIs(t, (&Stream{}).Run(context.Background(), nil), ErrConfig)
+
+	// A request longer than its slot ends the stream with ErrInvalid; its
+	// batch goes back to the queue, and the driver stays usable.
+	d, ctx := openRig(t, Config{Engine: ycqdev.EngineEcho})
+	n := 0
+	bad := Stream{
+		Request: func(p *Pair, b []byte) (int, bool) {
+			if n++; n == 40 {
+				return len(b) + 1, true
+			}
+			return 8, n < 100
+		},
+		Response: func(*Pair, []byte) error { return nil },
+	}
+	require.ErrorIs(t, bad.Run(ctx, d.Pairs()[:1]), ring.ErrInvalid)
+	require.NoError(t, d.Err())
+	p := d.Pairs()[0]
+	require.NoError(t, p.h2d.Check())
 }

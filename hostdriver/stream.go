@@ -29,6 +29,8 @@ type Stream struct {
 	// Batch is the most requests reserved, and responses taken, at a time;
 	// 0 is 32.
 	Batch int
+
+	lengths []int // the requests' lengths, published together
 }
 
 // Run drives pairs until every one has no more requests and all its
@@ -116,6 +118,11 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 	if err != nil {
 		return 0, p.check(err)
 	}
+	// Fill them all, then publish them in one call: Publish on each
+	// would update the producers' shared counter, a locked instruction
+	// that waits for the requests' stores to leave this CPU, once a
+	// request.
+	s.lengths = s.lengths[:0]
 	k := 0
 	for ; k < w.Len(); k++ {
 		length, ok := s.Request(p, w.Slot(k))
@@ -123,9 +130,12 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 			*more = false
 			break
 		}
-		if err := w.Publish(k, length); err != nil {
-			return k, p.check(err)
-		}
+		s.lengths = append(s.lengths, length)
+	}
+	if err := w.PublishLengths(s.lengths); err != nil {
+		// A length that does not fit (Request's bug) refuses them all:
+		// give the slots back rather than leave them held.
+		return 0, errors.Join(p.check(err), w.AbortAll())
 	}
 	if k < w.Len() {
 		// A hole this may leave (if another producer reserved after us)

@@ -148,13 +148,14 @@ func (w *WriteRun) PublishAll(length int) error {
 	if w.q == nil {
 		return nil
 	}
-	return w.q.publishRun(w.start, w.n, length)
+	return w.q.publishRun(w.start, w.n, length, nil)
 }
 
 // publishRun publishes the slots at positions start to start+n-1 that this
-// producer still holds.
-func (q *Queue) publishRun(start uint64, n, length int) error {
-	if uint(length) > uint(q.slotSize) {
+// producer still holds, each as a record of length bytes, or of lengths[i]
+// if lengths is not nil (which the caller checked).
+func (q *Queue) publishRun(start uint64, n, length int, lengths []int) error {
+	if lengths == nil && uint(length) > uint(q.slotSize) {
 		return invalidf("publish %d bytes into a %d-byte slot", length, q.slotSize)
 	}
 	var first error
@@ -171,12 +172,33 @@ func (q *Queue) publishRun(start uint64, n, length int) error {
 			}
 			continue
 		}
+		if lengths != nil {
+			length = lengths[i]
+		}
 		// Pairs with the consumer's load of the stamp in reserveRead.
 		StoreRelease64(&d.word, packDesc(uint32(p)+1, uint32(length), 0))
 		done++
 	}
 	q.bumpProd(&q.m.prod.published, uint64(done))
 	return first
+}
+
+// PublishLengths publishes slots 0 to len(lengths)-1 of the run, slot i as
+// a record of lengths[i] bytes, skipping any already published or aborted,
+// and counts them in one update: for a run of records of different lengths,
+// where Publish on each would update the producers' shared counter once a
+// record. Every length is checked before anything is published.
+func (w *WriteRun) PublishLengths(lengths []int) error {
+	q := w.q
+	if len(lengths) > w.n {
+		return invalidf("publish %d slots of a run of %d", len(lengths), w.n)
+	}
+	for i, length := range lengths {
+		if uint(length) > uint(q.slotSize) {
+			return invalidf("publish %d bytes into a %d-byte slot (slot %d of the run)", length, q.slotSize, i)
+		}
+	}
+	return q.publishRun(w.start, len(lengths), 0, lengths)
 }
 
 // Abort gives slot i up: consumers never see it, and the slot returns to

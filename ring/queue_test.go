@@ -594,3 +594,32 @@ func TestAttachIgnoresV1Reserved(t *testing.T) {
 	_, err = ring.Attach(shifted, data)
 	require.ErrorIs(t, err, ring.ErrInvalid)
 }
+
+// TestPublishLengths: a run published with a length per slot reads back
+// with those lengths, counted once; a bad length or too many refuses the
+// whole call and changes nothing; slots already finished are skipped.
+func TestPublishLengths(t *testing.T) {
+	q, meta, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 16})
+	w, err := q.Producer().Reserve(4)
+	require.NoError(t, err)
+	before := append([]byte(nil), meta...)
+	require.ErrorIs(t, w.PublishLengths([]int{1, 2, 17}), ring.ErrInvalid)
+	require.ErrorIs(t, w.PublishLengths([]int{1, 2, 3, 4, 5}), ring.ErrInvalid)
+	require.ErrorIs(t, w.PublishLengths([]int{-1}), ring.ErrInvalid)
+	require.Equal(t, before, meta, "a refused call writes nothing")
+	require.NoError(t, w.Abort(1))
+	require.NoError(t, w.PublishLengths([]int{3, 9, 16}), "the aborted slot is skipped")
+	require.Equal(t, uint64(2), q.Stats().Published)
+	require.NoError(t, w.Publish(3, 0))
+	r, err := q.Consumer().ReserveUpTo(8)
+	require.NoError(t, err)
+	var lengths []int
+	for i := range r.Len() {
+		b, err := r.Slot(i)
+		require.NoError(t, err)
+		lengths = append(lengths, len(b))
+	}
+	require.Equal(t, []int{3, 16, 0}, lengths)
+	require.NoError(t, r.ReleaseAll())
+	require.NoError(t, q.Check())
+}

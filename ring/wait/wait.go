@@ -303,6 +303,14 @@ func (r *WriteRun) PublishAll(length int) error {
 	return err
 }
 
+// PublishLengths publishes slots 0 to len(lengths)-1 with a length each
+// (ring.WriteRun.PublishLengths) and wakes consumers.
+func (r *WriteRun) PublishLengths(lengths []int) error {
+	err := r.WriteRun.PublishLengths(lengths)
+	wake(r.w.items, r.w.q.CountProducerWake)
+	return err
+}
+
 // Abort gives slot i up and wakes consumers, which pass over the hole and
 // so free the slot.
 func (r *WriteRun) Abort(i int) error {
