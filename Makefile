@@ -73,10 +73,11 @@ vet:
 lint: fmt-check vet imports
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-## bench: measurements, not tests
+## bench: measurements, not tests (with DPDK's rte_ring beside the ring
+## once `make bench-dpdk` has built it)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ring
-	$(GO) run ./cmd/ycq bench ring
+	$(GO) run ./cmd/ycq bench ring $$(test -x bin/dpdk-ring-bench && echo -dpdk bin/dpdk-ring-bench)
 	$(GO) run ./cmd/ycq bench ipc
 	$(GO) run ./cmd/ycq bench device
 
