@@ -31,13 +31,16 @@ func TestCRefHostile(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { scribbleHostile(c, stop) })
-	// Scribble until the device has done enough, and met enough garbage,
-	// to have been through every kind of failure: the thresholds are
-	// counts, not times; the hang guard in expect bounds the wait.
-	for {
+	// Scribble until the device has done enough calls, met enough
+	// garbage, and had each of these outcomes: the thresholds are counts,
+	// not times, and the hang guard in expect bounds the wait (reaching
+	// it means an outcome never came, and the test fails saying so).
+	met := []string{"ok", "full", "empty", "corrupt", "invalid", "notheld", "attached", "refused"}
+	for done := false; !done; {
 		p := keyValues(t, d.expect(t, "progress"))
-		if p["ops"] >= 400_000 && p["corrupt"] >= 500 && p["refused"] >= 50 {
-			break
+		done = p["ops"] >= 400_000 && p["corrupt"] >= 500 && p["refused"] >= 50
+		for _, k := range met {
+			done = done && p[k] > 0
 		}
 	}
 	close(stop)
@@ -47,7 +50,7 @@ func TestCRefHostile(t *testing.T) {
 	require.NotContains(t, out, "AddressSanitizer")
 	require.NotContains(t, out, "runtime error")
 	t.Logf("device: %v", sum)
-	for _, k := range []string{"ok", "full", "empty", "corrupt", "invalid", "notheld", "attached", "refused"} {
+	for _, k := range met {
 		require.NotZero(t, sum[k], "the device met %s", k)
 	}
 }

@@ -10,8 +10,9 @@
  *
  *   device hostile q=SPEC seed=N
  *
- * It runs until its stdin closes, printing "progress ops=N corrupt=N
- * refused=N" now and then, and then "summary ...". */
+ * It runs until its stdin closes, printing "progress key=count ..." now
+ * and then (calls, each return code, attaches made and refused), and at
+ * the end "summary" with the same counts. */
 #include "device.h"
 
 #include <poll.h>
@@ -229,6 +230,8 @@ static int stopped(void)
 	return read(0, buf, sizeof buf) <= 0;
 }
 
+static void report(const struct hostile *s, const char *what);
+
 int run_hostile(int argc, char **argv)
 {
 	static struct hostile s;
@@ -249,16 +252,20 @@ int run_hostile(int argc, char **argv)
 		if (s.ops_done % 256 == 0 && stopped())
 			break;
 		if (s.ops_done % 16384 == 0)
-			say("progress ops=%llu corrupt=%llu refused=%llu", (unsigned long long)s.ops_done,
-			    (unsigned long long)s.codes[-YCQ_ECORRUPT], (unsigned long long)s.refused);
+			report(&s, "progress");
 	}
-	say("summary ops=%llu ok=%llu full=%llu empty=%llu corrupt=%llu incompatible=%llu invalid=%llu"
-	    " notheld=%llu fragmented=%llu notlast=%llu attached=%llu refused=%llu sleeps=%llu wakes=%llu",
-	    (unsigned long long)s.ops_done, (unsigned long long)s.codes[0], (unsigned long long)s.codes[-YCQ_EFULL],
-	    (unsigned long long)s.codes[-YCQ_EEMPTY], (unsigned long long)s.codes[-YCQ_ECORRUPT],
-	    (unsigned long long)s.codes[-YCQ_EINCOMPATIBLE], (unsigned long long)s.codes[-YCQ_EINVAL],
-	    (unsigned long long)s.codes[-YCQ_ENOTHELD], (unsigned long long)s.codes[-YCQ_EFRAGMENTED],
-	    (unsigned long long)s.codes[-YCQ_ENOTLAST], (unsigned long long)s.attached,
-	    (unsigned long long)s.refused, (unsigned long long)s.h.waits, (unsigned long long)s.h.wakes);
+	report(&s, "summary");
 	return 0;
+}
+
+static void report(const struct hostile *s, const char *what)
+{
+	say("%s ops=%llu ok=%llu full=%llu empty=%llu corrupt=%llu incompatible=%llu invalid=%llu"
+	    " notheld=%llu fragmented=%llu notlast=%llu attached=%llu refused=%llu sleeps=%llu wakes=%llu",
+	    what, (unsigned long long)s->ops_done, (unsigned long long)s->codes[0], (unsigned long long)s->codes[-YCQ_EFULL],
+	    (unsigned long long)s->codes[-YCQ_EEMPTY], (unsigned long long)s->codes[-YCQ_ECORRUPT],
+	    (unsigned long long)s->codes[-YCQ_EINCOMPATIBLE], (unsigned long long)s->codes[-YCQ_EINVAL],
+	    (unsigned long long)s->codes[-YCQ_ENOTHELD], (unsigned long long)s->codes[-YCQ_EFRAGMENTED],
+	    (unsigned long long)s->codes[-YCQ_ENOTLAST], (unsigned long long)s->attached,
+	    (unsigned long long)s->refused, (unsigned long long)s->h.waits, (unsigned long long)s->h.wakes);
 }
