@@ -15,7 +15,7 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
 	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./internal/record:FuzzCheck
 
-.PHONY: all build run run-qemu provision test check race-free imports e2e lint fmt-check vet bench fuzz clean
+.PHONY: all build run run-qemu provision tools test check race-free imports e2e lint fmt-check vet bench fuzz clean
 
 all: build
 
@@ -36,13 +36,19 @@ run-qemu: provision
 provision:
 	bash qemu/provision.sh
 
+## tools: the C compiler the tests build with (ring's header check, the C
+## reference and its sanitizer run), installed once from Debian's packages
+tools:
+	@command -v gcc >/dev/null 2>&1 || { echo "installing gcc"; apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
+
 ## e2e: the end-to-end tier alone (QEMU guest)
 e2e: provision
 	$(GO) test -count=1 -v ./tests/
 
 ## test: everything CI checks (provisions QEMU on first use): every test
 ## under -race, then again without it where the hot paths differ
-test: fmt-check vet provision
+test: fmt-check vet tools provision
 	$(GO) test -race -count=1 ./...
 	$(MAKE) race-free
 
