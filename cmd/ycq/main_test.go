@@ -49,6 +49,50 @@ func TestBenchRingJSON(t *testing.T) {
 	require.Equal(t, map[string]bool{"ring": true, "chan": true}, latency)
 }
 
+// TestBenchRingDPDK: -dpdk runs the harness once a round and reports its
+// rows as system dpdk-zc in every scenario; a harness that fails or prints
+// something else ends the run with its message. The harness here is a
+// script that prints what bench/dpdk prints.
+func TestBenchRingDPDK(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755))
+		return p
+	}
+	var rows strings.Builder
+	for _, sc := range [][3]int{{1, 1, 1}, {1, 1, 32}, {2, 2, 1}, {2, 2, 32}, {4, 4, 1}} {
+		fmt.Fprintf(&rows, `{"scenario":"x","batch":%d,"producers":%d,"consumers":%d,"system":"dpdk-zc","payload":64,"items_per_sec":1000000}`+"\n", sc[2], sc[0], sc[1])
+	}
+	good := script("good", "cat <<'EOF'\n"+rows.String()+"EOF\n")
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "2", "-latency-rate", "0", "-dpdk", good, "-json"}, &out, &errb), errb.String())
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		if r["system"] == "dpdk-zc" {
+			n++
+			require.Equal(t, 1e6, r["items_per_sec"])
+			require.Equal(t, 2.0, r["rounds"], "once a round")
+		}
+	}
+	require.Equal(t, 5, n, "one dpdk-zc row a scenario")
+
+	for _, c := range []struct{ name, body, says string }{
+		{"fails", "echo 'EAL: cannot init' >&2; exit 1\n", "EAL: cannot init"},
+		{"garbage", "echo '{\"system\":\"other\",\"items_per_sec\":1}'\n", "unexpected row"},
+		{"missing", "echo '{\"system\":\"dpdk-zc\",\"payload\":64,\"batch\":1,\"producers\":1,\"consumers\":1,\"items_per_sec\":1}'\n", "no result for"},
+	} {
+		out.Reset()
+		errb.Reset()
+		code := run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-rate", "0", "-dpdk", script(c.name, c.body)}, &out, &errb)
+		require.NotEqual(t, 0, code, c.name)
+		require.Contains(t, errb.String(), c.name, "the error names the harness")
+		require.Contains(t, errb.String(), c.says)
+	}
+}
+
 func TestBenchRingTable(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-records", "1000"}, &out, &errb), errb.String())
