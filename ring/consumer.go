@@ -201,6 +201,12 @@ func (q *Queue) corruptCons(format string, args ...any) error {
 // Len is the number of records in the run.
 func (r *ReadRun) Len() int { return r.n }
 
+// Generation is the generation of a Resizable the run was reserved in,
+// counting resizes from 0; always 0 for a Queue's runs. Positions restart
+// in each generation, and every record of generation g comes before any of
+// g+1: (Generation, Position) orders records across resizes.
+func (r *ReadRun) Generation() uint64 { return r.q.gen }
+
 // span is how many positions the run covers from start: its records and
 // the holes among and after them.
 func (r *ReadRun) span() int { return r.n + bits.OnesCount64(r.holes) }

@@ -45,6 +45,9 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 	descs, mask := q.m.descs, q.mask
 	pos := prod.cursor.Load()
 	for range maxAttempts {
+		if pos&sealed != 0 && q.sealable {
+			return WriteRun{}, errSealed
+		}
 		// Count the free slots from pos. Slot p is free for this lap when
 		// its stamp is p: the consumer's release store (stamp p) pairs
 		// with this load, so the consumer is done with the payload.

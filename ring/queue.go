@@ -64,6 +64,10 @@ type Queue struct {
 	negSlots uint32 // -N modulo 2^32
 	slotSize int
 	features uint32
+	// sealable: a Resizable's generation, whose producer cursor may carry
+	// the sealed bit. In any other queue that bit is corruption.
+	sealable bool
+	gen      uint64 // which of a Resizable's generations; 0 otherwise
 }
 
 // Format lays a new, empty queue out in meta and data and returns a handle

@@ -1,0 +1,194 @@
+package ring
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file is a queue whose slot count changes while it runs, in one
+// process: a chain of generations, each an ordinary Queue. A resize makes
+// the next generation, points producers at it and seals the current one, so
+// no producer can reserve there any more; consumers drain the sealed
+// generation, then follow. Nothing moves between generations: records
+// stay where they were published, and every run finishes in the generation
+// it was reserved in. ../shared/design/resize.md has the shape this is the
+// in-process start of; across processes and under a device it is not yet
+// built.
+
+// sealed is the bit a resize sets in a generation's producer cursor: a
+// producer's compare-and-swap of the cursor then fails, and it reads the
+// bit instead of a position.
+const sealed = 1 << 63
+
+// errSealed tells a Resizable's producer that its generation was sealed.
+var errSealed = errors.New("ring: generation sealed by a resize")
+
+// generation is one link of the chain.
+type generation struct {
+	q     *Queue
+	index uint64                     // 0 for the first, counting up
+	next  atomic.Pointer[generation] // set before the generation is sealed
+	// final is the first position not in this generation: its producer
+	// cursor when it was sealed. Valid once closed is true.
+	final    atomic.Uint64
+	sealedAt time.Time // written before closed is set
+	closed   atomic.Bool
+}
+
+// Resizable is a queue shared by any number of producing and consuming
+// goroutines whose slot count can change while they run (Resize). Nothing is
+// lost, duplicated or reordered across a resize: each producer's records are
+// consumed in the order it reserved them, and a run reserved before a
+// resize is published or released as usual after it.
+type Resizable struct {
+	slotSize int
+	write    atomic.Pointer[generation] // where producers reserve
+	read     atomic.Pointer[generation] // where consumers reserve
+	mu       sync.Mutex                 // serializes Resize
+
+	resizes  atomic.Uint64
+	draining atomic.Int64 // ns generations took from sealed to drained
+}
+
+// NewResizable makes a resizable queue of cfg.Slots slots of cfg.SlotSize
+// bytes on the Go heap. Both sides are shared: SingleProducer and
+// SingleConsumer must be false (a single agent stores its cursor without
+// the compare-and-swap a seal relies on).
+func NewResizable(cfg Config) (*Resizable, error) {
+	if cfg.SingleProducer || cfg.SingleConsumer {
+		return nil, invalidf("a resizable queue has shared producers and consumers: SingleProducer and SingleConsumer must be false")
+	}
+	q, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	q.sealable = true
+	r := &Resizable{slotSize: cfg.SlotSize}
+	g := &generation{q: q}
+	r.write.Store(g)
+	r.read.Store(g)
+	return r, nil
+}
+
+// Resize makes the queue hold slots slots from now on. Producers reserve in
+// the new size at once; records already in the queue stay where they are
+// until consumed, so a shrink below what is in flight loses nothing and
+// waits for nothing. It is safe to call while producers and consumers run.
+func (r *Resizable) Resize(slots int) error {
+	cfg := Config{Slots: slots, SlotSize: r.slotSize}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	q.sealable = true
+	old := r.write.Load()
+	q.gen = old.index + 1
+	g := &generation{q: q, index: q.gen}
+	old.next.Store(g)
+	// Producers go to g from now on; one that still tries old finds it
+	// sealed below and comes back here.
+	r.write.Store(g)
+	cur := &old.q.m.prod.cursor
+	for {
+		c := cur.Load()
+		if cur.CompareAndSwap(c, c|sealed) {
+			old.final.Store(c)
+			break
+		}
+	}
+	old.sealedAt = time.Now()
+	old.closed.Store(true)
+	r.resizes.Add(1)
+	return nil
+}
+
+// Cap is the slot count producers reserve in now.
+func (r *Resizable) Cap() int { return r.write.Load().q.Cap() }
+
+// ResizeStats counts a Resizable's resizes.
+type ResizeStats struct {
+	Resizes     uint64        // Resize calls that made a new generation
+	Generations uint64        // generations not yet drained and left, the current one included
+	Draining    time.Duration // time sealed generations took to drain, in all
+}
+
+// Stats reads the resize counters.
+func (r *Resizable) Stats() ResizeStats {
+	live := r.write.Load().index - r.read.Load().index + 1
+	return ResizeStats{Resizes: r.resizes.Load(), Generations: live, Draining: time.Duration(r.draining.Load())}
+}
+
+// ResizableProducer is the producing side of a Resizable.
+type ResizableProducer struct{ r *Resizable }
+
+// Producer returns the producing side.
+func (r *Resizable) Producer() ResizableProducer { return ResizableProducer{r} }
+
+// Reserve reserves exactly n slots, or none: ErrFull if fewer are free,
+// ErrInvalid if n is more than the queue holds now.
+func (p ResizableProducer) Reserve(n int) (WriteRun, error) { return p.reserve(n, true) }
+
+// ReserveUpTo reserves 1 to n slots (n above the slot count counts as the
+// slot count).
+func (p ResizableProducer) ReserveUpTo(n int) (WriteRun, error) { return p.reserve(n, false) }
+
+func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
+	for {
+		g := p.r.write.Load()
+		w, err := g.q.reserveWrite(clamp(n, g.q, exact), exact)
+		if err != errSealed {
+			return w, err
+		}
+		// A resize sealed g after it made the next generation current:
+		// the next load finds that one.
+	}
+}
+
+// clamp is n for an exact reserve (which the queue checks), and at most the
+// slot count for an up-to one: sizes change under the caller.
+func clamp(n int, q *Queue, exact bool) int {
+	if exact || n <= q.Cap() {
+		return n
+	}
+	return q.Cap()
+}
+
+// ResizableConsumer is the consuming side of a Resizable.
+type ResizableConsumer struct{ r *Resizable }
+
+// Consumer returns the consuming side.
+func (r *Resizable) Consumer() ResizableConsumer { return ResizableConsumer{r} }
+
+// Reserve reserves exactly n records of one generation, or none: ErrEmpty
+// if fewer are ready in one run, ErrInvalid if n is more than the slot
+// count of the generation being read.
+func (c ResizableConsumer) Reserve(n int) (ReadRun, error) { return c.reserve(n, true) }
+
+// ReserveUpTo reserves 1 to n records of one generation.
+func (c ResizableConsumer) ReserveUpTo(n int) (ReadRun, error) { return c.reserve(n, false) }
+
+func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
+	for {
+		g := c.r.read.Load()
+		run, err := g.q.reserveRead(clamp(n, g.q, exact), exact)
+		if err != ErrEmpty || !g.closed.Load() {
+			return run, err
+		}
+		// Sealed: once consumers have taken every position below final
+		// the generation is drained and its successor is next. Records
+		// still held there are released into it as usual.
+		if g.q.m.cons.cursor.Load() != g.final.Load() {
+			return run, err
+		}
+		if c.r.read.CompareAndSwap(g, g.next.Load()) {
+			c.r.draining.Add(int64(time.Since(g.sealedAt)))
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package ring_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ycq-dev/ycq/internal/record"
+	"github.com/ycq-dev/ycq/ring"
+)
+
+// TestResizeUnderLoad: 4 producers and 4 consumers run while another
+// goroutine grows and shrinks the queue at random 200 times. Records carry
+// (producer, sequence, checksum); consumers log where each one was, by
+// generation and position, and the log shows no loss, no duplicate and
+// every producer's records in the order it reserved them. Producers mix
+// batches, out-of-order publishing and aborts; consumers mix batches and
+// release in any order.
+func TestResizeUnderLoad(t *testing.T) {
+	const (
+		producers, consumers = 4, 4
+		perProducer          = 20000
+		resizes              = 200
+		slotSize             = 64
+	)
+	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize})
+	require.NoError(t, err)
+	var produced atomic.Int32
+	var consumed atomic.Int64
+	var consumersDone atomic.Int32
+	var failed atomic.Bool
+	errs := make(chan error, producers+consumers+1)
+	fail := func(err error) {
+		if failed.CompareAndSwap(false, true) {
+			errs <- err
+		}
+	}
+	var wg sync.WaitGroup
+	for id := range producers {
+		wg.Go(func() {
+			defer produced.Add(1)
+			rng := rand.New(rand.NewPCG(uint64(id), 7))
+			p := r.Producer()
+			for seq := uint64(0); seq < perProducer && !failed.Load(); {
+				w, err := p.ReserveUpTo(1 + rng.IntN(8))
+				if errors.Is(err, ring.ErrFull) {
+					runtime.Gosched()
+					continue
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				n := 0
+				for i := range w.Len() {
+					if seq+uint64(n) == perProducer || rng.IntN(16) == 0 {
+						break // the rest of the run is aborted below
+					}
+					writeRecord(w.Slot(i), uint32(id), seq+uint64(n), slotSize)
+					n++
+				}
+				// Publish the records in a random order, then give the
+				// rest up: a rollback when nobody reserved after us, holes
+				// otherwise.
+				for _, i := range rng.Perm(n) {
+					if err := w.Publish(i, slotSize); err != nil {
+						fail(err)
+						return
+					}
+				}
+				if err := w.AbortAll(); err != nil {
+					fail(err)
+					return
+				}
+				seq += uint64(n)
+			}
+		})
+	}
+	logs := make([][]record.Seen, consumers)
+	for c := range consumers {
+		wg.Go(func() {
+			defer consumersDone.Add(1)
+			rng := rand.New(rand.NewPCG(uint64(c), 11))
+			cons := r.Consumer()
+			for !failed.Load() {
+				run, err := cons.ReserveUpTo(1 + rng.IntN(8))
+				if errors.Is(err, ring.ErrEmpty) {
+					if produced.Load() == producers {
+						// Producers are done; one more look decides.
+						if run, err = cons.ReserveUpTo(8); errors.Is(err, ring.ErrEmpty) {
+							return
+						}
+					} else {
+						runtime.Gosched()
+						continue
+					}
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				gen := run.Generation()
+				for i := range run.Len() {
+					b, err := run.Slot(i)
+					if err != nil {
+						fail(err)
+						return
+					}
+					id, seq, err := checkRecord(b)
+					if err != nil {
+						fail(err)
+						return
+					}
+					logs[c] = append(logs[c], record.Seen{Pos: gen<<40 | run.Position(i), Producer: id, Seq: seq})
+				}
+				consumed.Add(int64(run.Len()))
+				for _, i := range rng.Perm(run.Len()) {
+					if err := run.Release(i); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		// Resize i waits until consumers have taken i/(resizes+1) of all
+		// the records, so the resizes spread over the whole run.
+		rng := rand.New(rand.NewPCG(3, 5))
+		const total = producers * perProducer
+		for i := range resizes {
+			for consumed.Load() < int64(i*total/(resizes+1)) {
+				if failed.Load() || consumersDone.Load() == consumers {
+					return // the log below says what went wrong
+				}
+				runtime.Gosched()
+			}
+			if err := r.Resize(1 << (1 + rng.IntN(10))); err != nil {
+				fail(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var all []record.Seen
+	for _, l := range logs {
+		all = append(all, l...)
+	}
+	require.NoError(t, record.VerifyLog(all, producers, perProducer))
+	// Resizes after the last record leave empty sealed generations that
+	// no consumer has looked at yet; one look passes them all.
+	_, err = r.Consumer().ReserveUpTo(1)
+	require.ErrorIs(t, err, ring.ErrEmpty)
+	st := r.Stats()
+	require.Equal(t, uint64(resizes), st.Resizes)
+	require.Equal(t, uint64(1), st.Generations, "every sealed generation drained and left")
+	t.Logf("%d records through %d resizes; sealed generations took %v to drain in all", len(all), st.Resizes, st.Draining)
+}
+
+var le = binary.LittleEndian
+
+// TestResizeKeepsHeldRuns: runs reserved before a resize, on both sides,
+// finish in their generation after it; records published before a shrink
+// below them are all consumed, in order, before the new generation's.
+func TestResizeKeepsHeldRuns(t *testing.T) {
+	r, err := ring.NewResizable(ring.Config{Slots: 16, SlotSize: 8})
+	require.NoError(t, err)
+	p, c := r.Producer(), r.Consumer()
+	put := func(v uint64) {
+		t.Helper()
+		w, err := p.Reserve(1)
+		require.NoError(t, err)
+		le.PutUint64(w.Slot(0), v)
+		require.NoError(t, w.PublishAll(8))
+	}
+	for v := range uint64(10) {
+		put(v)
+	}
+	held, err := c.Reserve(2) // records 0 and 1, held across the resize
+	require.NoError(t, err)
+	pending, err := p.Reserve(3) // three slots reserved, not yet written
+	require.NoError(t, err)
+	require.NoError(t, r.Resize(4), "a shrink below the 11 records in flight")
+	require.Equal(t, 4, r.Cap())
+	put(100) // into the new generation
+	_, err = p.Reserve(8)
+	require.ErrorIs(t, err, ring.ErrInvalid, "the new size holds 4")
+	for i := range 3 {
+		le.PutUint64(pending.Slot(i), uint64(10+i))
+	}
+	require.NoError(t, pending.PublishAll(8), "published into the old generation after the resize")
+	require.NoError(t, held.ReleaseAll())
+	var got []uint64
+	for {
+		run, err := c.ReserveUpTo(16)
+		if errors.Is(err, ring.ErrEmpty) {
+			break
+		}
+		require.NoError(t, err)
+		for i := range run.Len() {
+			b, err := run.Slot(i)
+			require.NoError(t, err)
+			got = append(got, le.Uint64(b))
+		}
+		require.NoError(t, run.ReleaseAll())
+	}
+	require.Equal(t, []uint64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 100}, got)
+	require.Equal(t, uint64(1), r.Stats().Generations)
+}
+
+// TestResizeEdges: an empty queue and a full one resize; a bad size is
+// refused and changes nothing; single-agent sides cannot be resizable.
+func TestResizeEdges(t *testing.T) {
+	_, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8, SingleProducer: true})
+	require.ErrorIs(t, err, ring.ErrInvalid)
+	r, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8})
+	require.NoError(t, err)
+	require.NoError(t, r.Resize(32), "empty")
+	require.ErrorIs(t, r.Resize(12), ring.ErrInvalid)
+	require.ErrorIs(t, r.Resize(0), ring.ErrInvalid)
+	require.Equal(t, 32, r.Cap(), "a refused resize changes nothing")
+	require.Equal(t, uint64(1), r.Stats().Resizes)
+	w, err := r.Producer().Reserve(32)
+	require.NoError(t, err)
+	require.NoError(t, w.PublishAll(0))
+	_, err = r.Producer().Reserve(1)
+	require.ErrorIs(t, err, ring.ErrFull)
+	require.NoError(t, r.Resize(2), "full")
+	w, err = r.Producer().Reserve(2)
+	require.NoError(t, err, "the new generation has room at once")
+	require.NoError(t, w.PublishAll(0))
+	n := 0
+	for {
+		run, err := r.Consumer().ReserveUpTo(64)
+		if errors.Is(err, ring.ErrEmpty) {
+			break
+		}
+		require.NoError(t, err)
+		n += run.Len()
+		require.NoError(t, run.ReleaseAll())
+	}
+	require.Equal(t, 34, n)
+}
