@@ -251,3 +251,21 @@ func TestResizeEdges(t *testing.T) {
 	}
 	require.Equal(t, 34, n)
 }
+
+// TestSealedBitMeansNothingElsewhere: only a Resizable's generations read
+// the sealed bit; in an ordinary queue a peer that sets it has moved the
+// cursor by a whole multiple of 2^32 positions, which the per-slot checks
+// cannot see and Check reports (TestCheckFindsWholeLapJumps), and the
+// producers never see a seal.
+func TestSealedBitMeansNothingElsewhere(t *testing.T) {
+	q, meta, _ := newQueue(t, ring.Config{Slots: 8, SlotSize: 8})
+	produce(t, q, 1)
+	le.PutUint64(meta[ring.OffProdCursor:], 1<<63|1)
+	w, err := q.Producer().Reserve(1)
+	require.NoError(t, err, "not sealed: an ordinary queue has no generations")
+	require.Equal(t, uint64(1<<63|1), w.Position(0))
+	require.NoError(t, w.PublishAll(8))
+	err = q.Check()
+	require.ErrorIs(t, err, ring.ErrCorrupt)
+	require.Contains(t, err.Error(), "within one lap")
+}
