@@ -202,10 +202,15 @@ func (q *Queue) corruptCons(format string, args ...any) error {
 func (r *ReadRun) Len() int { return r.n }
 
 // Generation is the generation of a Resizable the run was reserved in,
-// counting resizes from 0; always 0 for a Queue's runs. Positions restart
+// counting resizes from 0 (modulo 2^32-1); always 0 for a Queue's runs. Positions restart
 // in each generation, and every record of generation g comes before any of
 // g+1: (Generation, Position) orders records across resizes.
-func (r *ReadRun) Generation() uint64 { return r.q.gen }
+func (r *ReadRun) Generation() uint64 {
+	if r.q.gen == 0 {
+		return 0
+	}
+	return uint64(r.q.gen - 1)
+}
 
 // span is how many positions the run covers from start: its records and
 // the holes among and after them.

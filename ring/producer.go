@@ -45,7 +45,7 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 	descs, mask := q.m.descs, q.mask
 	pos := prod.cursor.Load()
 	for range maxAttempts {
-		if pos&sealed != 0 && q.sealable {
+		if pos&sealed != 0 && q.gen != 0 {
 			return WriteRun{}, errSealed
 		}
 		// Count the free slots from pos. Slot p is free for this lap when

@@ -64,10 +64,12 @@ type Queue struct {
 	negSlots uint32 // -N modulo 2^32
 	slotSize int
 	features uint32
-	// sealable: a Resizable's generation, whose producer cursor may carry
-	// the sealed bit. In any other queue that bit is corruption.
-	sealable bool
-	gen      uint64 // which of a Resizable's generations; 0 otherwise
+	// gen is 0 for a queue, and 1 + the generation for one of a
+	// Resizable's, whose producer cursor may carry the sealed bit (in any
+	// other queue that bit is corruption). It fills the word features
+	// leaves: a Queue stays 128 bytes, a size class the allocator aligns
+	// to a cache line (TestQueueSize).
+	gen uint32
 }
 
 // Format lays a new, empty queue out in meta and data and returns a handle

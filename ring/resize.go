@@ -64,7 +64,7 @@ func NewResizable(cfg Config) (*Resizable, error) {
 	if err != nil {
 		return nil, err
 	}
-	q.sealable = true
+	q.gen = 1
 	r := &Resizable{slotSize: cfg.SlotSize}
 	g := &generation{q: q}
 	r.write.Store(g)
@@ -87,10 +87,9 @@ func (r *Resizable) Resize(slots int) error {
 	if err != nil {
 		return err
 	}
-	q.sealable = true
 	old := r.write.Load()
-	q.gen = old.index + 1
-	g := &generation{q: q, index: q.gen}
+	g := &generation{q: q, index: old.index + 1}
+	q.gen = uint32(g.index%(1<<32-1)) + 1 // never 0, which would mean not resizable
 	old.next.Store(g)
 	// Producers go to g from now on; one that still tries old finds it
 	// sealed below and comes back here.

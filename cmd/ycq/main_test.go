@@ -41,8 +41,8 @@ func TestBenchRingJSON(t *testing.T) {
 	}
 	require.Equal(t, map[string]bool{
 		"ring/spsc-1x1/1": true, "chan/spsc-1x1/1": true, "pool/spsc-1x1/1": true,
-		"ring/spsc-1x1/32": true, "chan-batch/spsc-1x1/32": true,
-		"ring/mpmc-2x2/1": true, "chan/mpmc-2x2/1": true, "pool/mpmc-2x2/1": true,
+		"ring/spsc-1x1/32": true, "chan-batch/spsc-1x1/32": true, "ring-resize/spsc-1x1/32": true,
+		"ring/mpmc-2x2/1": true, "chan/mpmc-2x2/1": true, "pool/mpmc-2x2/1": true, "ring-resize/mpmc-2x2/1": true,
 		"ring/mpmc-2x2/32": true, "chan-batch/mpmc-2x2/32": true,
 		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true,
 	}, seen)

@@ -45,6 +45,11 @@ const (
 	// a data channel: what a Go programmer passes to move records 32 at a
 	// time.
 	SystemBatch = "chan-batch"
+	// SystemResize is the ring as a ring.Resizable whose slot count
+	// alternates between Capacity and half of it every ResizeEvery. Its
+	// sides are shared (a Resizable's always are), so in spsc it also
+	// pays the compare-and-swap a single side does without.
+	SystemResize = "ring-resize"
 )
 
 // Scenario is one shape of traffic and the systems it compares, the one
@@ -60,8 +65,8 @@ type Scenario struct {
 // Scenarios are the shapes `ycq bench ring` runs.
 var Scenarios = []Scenario{
 	{"spsc", 1, 1, 1, []string{SystemRing, SystemChan, SystemPool}},
-	{"spsc", 1, 1, ChanBatch, []string{SystemRing, SystemBatch}},
-	{"mpmc", 2, 2, 1, []string{SystemRing, SystemChan, SystemPool}},
+	{"spsc", 1, 1, ChanBatch, []string{SystemRing, SystemBatch, SystemResize}},
+	{"mpmc", 2, 2, 1, []string{SystemRing, SystemChan, SystemPool, SystemResize}},
 	{"mpmc", 2, 2, ChanBatch, []string{SystemRing, SystemBatch}},
 	{"mpmc", 4, 4, 1, []string{SystemRing, SystemChan, SystemPool}},
 }
@@ -91,6 +96,8 @@ func Run(system string, sc Scenario, items int) (Result, error) {
 	switch system {
 	case SystemRing:
 		run = runRing
+	case SystemResize:
+		run = runRingResize
 	case SystemChan:
 		if sc.Batch != 1 {
 			return Result{}, fmt.Errorf("ringbench: %s carries single records, not batches of %d", system, sc.Batch)
@@ -115,6 +122,9 @@ func Run(system string, sc Scenario, items int) (Result, error) {
 	}
 	res := Result{System: system, Scenario: sc.Name, Batch: sc.Batch, Producers: sc.Producers,
 		Consumers: sc.Consumers, Payload: Payload, Items: per * sc.Producers}
+	// Collect what earlier runs left (ring-resize allocates a queue a
+	// resize) before the clock starts, for every system alike.
+	runtime.GC()
 	start := time.Now()
 	written, read, err := run(sc, per)
 	res.Elapsed = time.Since(start)
@@ -178,6 +188,52 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	return runSides(sc, per, q.Producer, q.Consumer)
+}
+
+// ResizeEvery is how often the ring-resize system changes the slot count.
+const ResizeEvery = 10 * time.Millisecond
+
+// runRingResize is runRing over a ring.Resizable (shared sides, whatever
+// the scenario) that a goroutine grows to Capacity and shrinks to half of
+// it every ResizeEvery while the records flow.
+func runRingResize(sc Scenario, per int) (written, read uint64, err error) {
+	r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload})
+	if err != nil {
+		return 0, 0, err
+	}
+	done := make(chan struct{})
+	resized := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(ResizeEvery)
+		defer t.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				resized <- nil
+				return
+			case <-t.C:
+				if err := r.Resize(Capacity >> (i % 2)); err != nil {
+					resized <- err
+					return
+				}
+			}
+		}
+	}()
+	written, read, err = runSides(sc, per, r.Producer, r.Consumer)
+	close(done)
+	return written, read, errors.Join(err, <-resized)
+}
+
+// reserver is a producing or consuming side: ring's, or a Resizable's.
+type reserver[R any] interface {
+	ReserveUpTo(n int) (R, error)
+}
+
+// runSides runs sc's producers and consumers over the sides newP and newC
+// make. Each instantiation is its own code (the sides are distinct struct
+// types), so the calls stay direct.
+func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, per int, newP func() P, newC func() C) (written, read uint64, err error) {
 	var wsum, rsum atomic.Uint64
 	var producing atomic.Int32
 	producing.Store(int32(sc.Producers))
@@ -186,7 +242,7 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 	for range sc.Producers {
 		wg.Go(func() {
 			defer producing.Add(-1)
-			p := q.Producer()
+			p := newP()
 			var s uint64
 			var wait Backoff
 			for sent := 0; sent < per; {
@@ -214,7 +270,7 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 	}
 	for range sc.Consumers {
 		wg.Go(func() {
-			c := q.Consumer()
+			c := newC()
 			var s uint64
 			var wait Backoff
 			for {
