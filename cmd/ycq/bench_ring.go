@@ -190,17 +190,17 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	}
 	if *latRate > 0 {
 		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "latency\tsystem\tp50\tp99\tp99 spread\t\n")
+		fmt.Fprintf(tw, "latency\tsystem\tp50\tp99\tp99 spread\tmax\t\n")
 		for _, sys := range ringbench.LatencySystems {
 			ls := lats[sys]
 			m := medianLat(ls)
-			lo, hi := ls[0].P99, ls[0].P99
+			lo, hi, longest := ls[0].P99, ls[0].P99, ls[0].Max
 			for _, l := range ls {
-				lo, hi = min(lo, l.P99), max(hi, l.P99)
+				lo, hi, longest = min(lo, l.P99), max(hi, l.P99), max(longest, l.Max)
 			}
-			fmt.Fprintf(tw, "spsc 1x1 batch 1 at %.2gM/s\t%s\t%v\t%v\t%v-%v\t\n", *latRate/1e6, sys,
+			fmt.Fprintf(tw, "spsc 1x1 batch 1 at %.2gM/s\t%s\t%v\t%v\t%v-%v\t%v\t\n", *latRate/1e6, sys,
 				m.P50.Round(10*time.Nanosecond), m.P99.Round(10*time.Nanosecond),
-				lo.Round(10*time.Nanosecond), hi.Round(10*time.Nanosecond))
+				lo.Round(10*time.Nanosecond), hi.Round(10*time.Nanosecond), longest.Round(10*time.Nanosecond))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -213,7 +213,8 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		fmt.Sprintf("ring-resize: the ring as a ring.Resizable (shared sides) resized between %d and %d slots every %v", ringbench.Capacity, ringbench.Capacity/2, ringbench.ResizeEvery),
 		"chan: chan [64]byte; pool: pooled *[64]byte through a free-list and a data channel;",
 		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
-		"latency: from just before publish (send) to just after the consumer read the record",
+		"latency: from just before publish (send) to just after the consumer read the record; max: the longest of all rounds",
+		"  (for ring-resize, what a record waits across the resizes every 10 ms: the stall a switch costs)",
 	}, "\n"))
 	if *dpdk != "" {
 		fmt.Fprintln(stdout, systemDPDK+": DPDK rte_ring, zero-copy burst API (SP/SC for 1x1, HTS otherwise), the same records and wait; bench/dpdk")

@@ -46,7 +46,7 @@ func TestBenchRingJSON(t *testing.T) {
 		"ring/mpmc-2x2/32": true, "chan-batch/mpmc-2x2/32": true,
 		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true,
 	}, seen)
-	require.Equal(t, map[string]bool{"ring": true, "chan": true}, latency)
+	require.Equal(t, map[string]bool{"ring": true, "chan": true, "ring-resize": true}, latency)
 }
 
 // TestBenchRingDPDK: -dpdk runs the harness once a round and reports its

@@ -202,27 +202,9 @@ func runRingResize(sc Scenario, per int) (written, read uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	done := make(chan struct{})
-	resized := make(chan error, 1)
-	go func() {
-		t := time.NewTicker(ResizeEvery)
-		defer t.Stop()
-		for i := 1; ; i++ {
-			select {
-			case <-done:
-				resized <- nil
-				return
-			case <-t.C:
-				if err := r.Resize(Capacity >> (i % 2)); err != nil {
-					resized <- err
-					return
-				}
-			}
-		}
-	}()
+	stop := resizeEvery(r)
 	written, read, err = runSides(sc, per, r.Producer, r.Consumer)
-	close(done)
-	return written, read, errors.Join(err, <-resized)
+	return written, read, errors.Join(err, stop())
 }
 
 // reserver is a producing or consuming side: ring's, or a Resizable's.
@@ -407,8 +389,94 @@ type Latency struct {
 	Max     time.Duration `json:"max_ns"`
 }
 
+// latencySides makes MeasureLatency's producer and consumer over the sides
+// newP and newC make: one record at a time, each stamped with its send
+// time, waiting with Backoff.
+func latencySides[P interface {
+	Reserve(n int) (ring.WriteRun, error)
+}, C interface {
+	Reserve(n int) (ring.ReadRun, error)
+}](records int, now func() int64, newP func() P, newC func() C) (produce func(due func(i int) int64) error, consume func(got func(b []byte)) error) {
+	produce = func(due func(i int) int64) error {
+		p := newP()
+		var wait Backoff
+		for i := range records {
+			due(i)
+			w, err := p.Reserve(1)
+			for err == ring.ErrFull {
+				wait.Wait()
+				w, err = p.Reserve(1)
+			}
+			if err != nil {
+				return err
+			}
+			wait.Reset()
+			b := w.Slot(0)
+			fill(b, uint64(i))
+			binary.LittleEndian.PutUint64(b, uint64(now()))
+			if err := w.PublishAll(Payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	consume = func(got func(b []byte)) error {
+		c := newC()
+		var wait Backoff
+		for range records {
+			r, err := c.Reserve(1)
+			for err == ring.ErrEmpty {
+				wait.Wait()
+				r, err = c.Reserve(1)
+			}
+			if err != nil {
+				return err
+			}
+			wait.Reset()
+			b, err := r.Slot(0)
+			if err != nil {
+				return err
+			}
+			got(b)
+			if err := r.ReleaseAll(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return produce, consume
+}
+
+// resizeEvery resizes r between Capacity and half of it every ResizeEvery
+// until the returned stop is called, which returns the first error.
+func resizeEvery(r *ring.Resizable) (stop func() error) {
+	done := make(chan struct{})
+	resized := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(ResizeEvery)
+		defer t.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				resized <- nil
+				return
+			case <-t.C:
+				if err := r.Resize(Capacity >> (i % 2)); err != nil {
+					<-done
+					resized <- err
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-resized
+	}
+}
+
 // LatencySystems are the systems MeasureLatency compares.
-var LatencySystems = []string{SystemRing, SystemChan}
+var LatencySystems = []string{SystemRing, SystemChan, SystemResize}
 
 // MeasureLatency offers records records at rate per second from one
 // producer to one consumer, batch 1, and measures each one from just before
@@ -426,59 +494,26 @@ func MeasureLatency(system string, rate float64, records int) (Latency, error) {
 	interval := float64(time.Second) / rate
 	var produce func(due func(i int) int64) error
 	var consume func(got func(b []byte)) error
+	var stopResize func() error // ring-resize's resizer
+	defer func() {
+		if stopResize != nil {
+			stopResize()
+		}
+	}()
 	switch system {
 	case SystemRing:
 		q, err := newRing(Scenario{Producers: 1, Consumers: 1})
 		if err != nil {
 			return Latency{}, err
 		}
-		produce = func(due func(i int) int64) error {
-			p := q.Producer()
-			var wait Backoff
-			for i := range records {
-				due(i)
-				w, err := p.Reserve(1)
-				for err == ring.ErrFull {
-					wait.Wait()
-					w, err = p.Reserve(1)
-				}
-				if err != nil {
-					return err
-				}
-				wait.Reset()
-				b := w.Slot(0)
-				fill(b, uint64(i))
-				binary.LittleEndian.PutUint64(b, uint64(now()))
-				if err := w.PublishAll(Payload); err != nil {
-					return err
-				}
-			}
-			return nil
+		produce, consume = latencySides(records, now, q.Producer, q.Consumer)
+	case SystemResize:
+		r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload})
+		if err != nil {
+			return Latency{}, err
 		}
-		consume = func(got func(b []byte)) error {
-			c := q.Consumer()
-			var wait Backoff
-			for range records {
-				r, err := c.Reserve(1)
-				for err == ring.ErrEmpty {
-					wait.Wait()
-					r, err = c.Reserve(1)
-				}
-				if err != nil {
-					return err
-				}
-				wait.Reset()
-				b, err := r.Slot(0)
-				if err != nil {
-					return err
-				}
-				got(b)
-				if err := r.ReleaseAll(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+		stopResize = resizeEvery(r)
+		produce, consume = latencySides(records, now, r.Producer, r.Consumer)
 	case SystemChan:
 		c := make(chan [Payload]byte, Capacity)
 		produce = func(due func(i int) int64) error {
@@ -520,6 +555,10 @@ func MeasureLatency(system string, rate float64, records int) (Latency, error) {
 		})
 	})
 	wg.Wait()
+	if stopResize != nil {
+		perr = errors.Join(perr, stopResize())
+		stopResize = nil
+	}
 	if err := errors.Join(perr, cerr); err != nil {
 		return Latency{}, err
 	}
