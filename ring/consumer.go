@@ -201,6 +201,10 @@ func (q *Queue) corruptCons(format string, args ...any) error {
 // Len is the number of records in the run.
 func (r *ReadRun) Len() int { return r.n }
 
+// Queue is the queue the run was reserved in (for a Resizable, the
+// generation), as WriteRun.Queue.
+func (r *ReadRun) Queue() *Queue { return r.q }
+
 // Generation is the generation of a Resizable the run was reserved in,
 // counting resizes from 0 (modulo 2^32-1); always 0 for a Queue's runs. Positions restart
 // in each generation, and every record of generation g comes before any of

@@ -106,6 +106,10 @@ func (q *Queue) corruptProd(format string, args ...any) error {
 // Len is the number of slots in the run.
 func (w *WriteRun) Len() int { return w.n }
 
+// Queue is the queue the run was reserved in: for a Resizable, the
+// generation, whose wake lines and counters its publishing concerns.
+func (w *WriteRun) Queue() *Queue { return w.q }
+
 // Position is the queue position of slot i of the run: positions count
 // every slot ever reserved, so consumers see records in position order.
 func (w *WriteRun) Position(i int) uint64 {

@@ -111,6 +111,17 @@ func (r *Resizable) Resize(slots int) error {
 // Cap is the slot count producers reserve in now.
 func (r *Resizable) Cap() int { return r.write.Load().q.Cap() }
 
+// ProducerQueue is the generation producers reserve in now, and
+// ConsumerQueue the one consumers read, for their wake lines and counters:
+// a waiting wrapper (ring/wait) sleeps producers on the first's space line
+// and consumers on the second's items line, and after a Resize wakes both
+// lines of the generation that was the producers' before it. Reserve
+// through the Resizable's sides, not on these.
+func (r *Resizable) ProducerQueue() *Queue { return r.write.Load().q }
+
+// ConsumerQueue: see ProducerQueue.
+func (r *Resizable) ConsumerQueue() *Queue { return r.read.Load().q }
+
 // ResizeStats counts a Resizable's resizes.
 type ResizeStats struct {
 	Resizes     uint64        // Resize calls that made a new generation

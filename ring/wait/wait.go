@@ -105,7 +105,7 @@ func (p Producer) reserve(ctx context.Context, n int, exact bool) (WriteRun, err
 		}
 		return err
 	})
-	return WriteRun{WriteRun: run, w: p.w}, err
+	return WriteRun{WriteRun: run}, err
 }
 
 // Consumer is the consuming side of a waiting queue.
@@ -140,7 +140,7 @@ func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, erro
 		}
 		return err
 	})
-	return ReadRun{ReadRun: run, w: c.w}, err
+	return ReadRun{ReadRun: run}, err
 }
 
 // Waiter is the one loop of a reserve that may have to wait, for this
@@ -175,6 +175,13 @@ type Sleep func(ctx context.Context, i int) error
 // that, or ctx.Err() once ctx is done, or Check's error; it spins, then
 // sleeps on line in between.
 func (w *Waiter) Wait(ctx context.Context, line ring.WakeLine, again error, try func() error) error {
+	return w.WaitOn(ctx, func() ring.WakeLine { return line }, again, try)
+}
+
+// WaitOn is Wait for a wake line that may change between tries (a
+// Resizable's, whose generations come and go): line is called before each
+// sleep.
+func (w *Waiter) WaitOn(ctx context.Context, line func() ring.WakeLine, again error, try func() error) error {
 	for i := 0; ; i++ {
 		err := try()
 		if err != again {
@@ -207,13 +214,19 @@ var errRetry = errors.New("retry")
 // sleep registers as a waiter on line, tries once more, and sleeps. It
 // returns errRetry to try again, or the result of the last try, or the
 // error that ended the sleep.
-func (w *Waiter) sleep(ctx context.Context, line ring.WakeLine, again error, try func() error, i int) error {
+func (w *Waiter) sleep(ctx context.Context, lineOf func() ring.WakeLine, again error, try func() error, i int) error {
+	line := lineOf()
 	sleep := w.Arm(line)
 	waiters := line.Waiters()
 	waiters.Add(1) // a locked add: the full barrier the waker's Fence pairs with
 	defer waiters.Add(math.MaxUint32)
 	if err := try(); err != again {
 		return err
+	}
+	if lineOf() != line {
+		// The last try moved to another line (a Resizable's next
+		// generation), whose wakers do not know of this registration.
+		return errRetry
 	}
 	if err := sleep(ctx, i); err != nil {
 		return err
@@ -234,10 +247,12 @@ func Backoff(i int) {
 	ring.Spin(1 << min(i, 9))
 }
 
-// arm is the Queue's Waiter.Arm: it reads line's futex word, and the
-// sleep waits until the word moves on (a wake), ctx is done, or MaxSleep
-// passes.
-func (w *Queue) arm(line ring.WakeLine) Sleep {
+// arm is the Queue's Waiter.Arm.
+func (w *Queue) arm(line ring.WakeLine) Sleep { return armFutex(line, w.opt.MaxSleep) }
+
+// armFutex reads line's futex word, and the sleep waits until the word
+// moves on (a wake), ctx is done, or maxSleep (0: no cap) passes.
+func armFutex(line ring.WakeLine, maxSleep time.Duration) Sleep {
 	futex := line.Futex()
 	v := futex.Load()
 	return func(ctx context.Context, _ int) error {
@@ -249,7 +264,7 @@ func (w *Queue) arm(line ring.WakeLine) Sleep {
 			futexWake(futex, math.MaxInt32)
 		})
 		defer stop()
-		timeout := w.opt.MaxSleep
+		timeout := maxSleep
 		if d, ok := ctx.Deadline(); ok {
 			left := time.Until(d)
 			if left <= 0 {
@@ -280,18 +295,36 @@ func wake(line ring.WakeLine, count func(sent bool)) {
 }
 
 // WriteRun is a ring.WriteRun whose publishing and aborting wake sleeping
-// consumers (and, when an abort hands slots straight back, producers).
-// Every wakeup is counted in the producer line.
+// consumers (and, when an abort hands slots straight back, producers) of
+// the queue the run is in. Every wakeup is counted in the producer line.
 type WriteRun struct {
 	ring.WriteRun
-	w *Queue
 }
+
+// wakeItems and wakeSpace wake q's consumers or producers, if q is a queue
+// (a failed reserve's run has none), counting the wakeup with count.
+func wakeItems(q *ring.Queue, count func(*ring.Queue, bool)) {
+	if q != nil {
+		wake(q.ItemsWake(), func(sent bool) { count(q, sent) })
+	}
+}
+
+func wakeSpace(q *ring.Queue, count func(*ring.Queue, bool)) {
+	if q != nil {
+		wake(q.SpaceWake(), func(sent bool) { count(q, sent) })
+	}
+}
+
+var (
+	byProducer = (*ring.Queue).CountProducerWake
+	byConsumer = (*ring.Queue).CountConsumerWake
+)
 
 // Publish publishes slot i and wakes consumers.
 func (r *WriteRun) Publish(i, length int) error {
 	err := r.WriteRun.Publish(i, length)
 	if err == nil {
-		wake(r.w.items, r.w.q.CountProducerWake)
+		wakeItems(r.Queue(), byProducer)
 	}
 	return err
 }
@@ -299,7 +332,7 @@ func (r *WriteRun) Publish(i, length int) error {
 // PublishAll publishes every held slot and wakes consumers.
 func (r *WriteRun) PublishAll(length int) error {
 	err := r.WriteRun.PublishAll(length)
-	wake(r.w.items, r.w.q.CountProducerWake)
+	wakeItems(r.Queue(), byProducer)
 	return err
 }
 
@@ -307,7 +340,7 @@ func (r *WriteRun) PublishAll(length int) error {
 // (ring.WriteRun.PublishLengths) and wakes consumers.
 func (r *WriteRun) PublishLengths(lengths []int) error {
 	err := r.WriteRun.PublishLengths(lengths)
-	wake(r.w.items, r.w.q.CountProducerWake)
+	wakeItems(r.Queue(), byProducer)
 	return err
 }
 
@@ -316,7 +349,7 @@ func (r *WriteRun) PublishLengths(lengths []int) error {
 func (r *WriteRun) Abort(i int) error {
 	err := r.WriteRun.Abort(i)
 	if err == nil {
-		wake(r.w.items, r.w.q.CountProducerWake)
+		wakeItems(r.Queue(), byProducer)
 	}
 	return err
 }
@@ -325,24 +358,23 @@ func (r *WriteRun) Abort(i int) error {
 // holes and producers for slots handed straight back.
 func (r *WriteRun) AbortAll() error {
 	err := r.WriteRun.AbortAll()
-	wake(r.w.items, r.w.q.CountProducerWake)
-	wake(r.w.space, r.w.q.CountProducerWake)
+	wakeItems(r.Queue(), byProducer)
+	wakeSpace(r.Queue(), byProducer)
 	return err
 }
 
 // ReadRun is a ring.ReadRun whose releasing wakes sleeping producers, and
-// whose giving back wakes sleeping consumers. Every wakeup is counted in
-// the consumer line.
+// whose giving back wakes sleeping consumers, of the queue the run is in.
+// Every wakeup is counted in the consumer line.
 type ReadRun struct {
 	ring.ReadRun
-	w *Queue
 }
 
 // Release releases record i and wakes producers.
 func (r *ReadRun) Release(i int) error {
 	err := r.ReadRun.Release(i)
 	if err == nil {
-		wake(r.w.space, r.w.q.CountConsumerWake)
+		wakeSpace(r.Queue(), byConsumer)
 	}
 	return err
 }
@@ -350,7 +382,7 @@ func (r *ReadRun) Release(i int) error {
 // ReleaseAll releases every held record and wakes producers.
 func (r *ReadRun) ReleaseAll() error {
 	err := r.ReadRun.ReleaseAll()
-	wake(r.w.space, r.w.q.CountConsumerWake)
+	wakeSpace(r.Queue(), byConsumer)
 	return err
 }
 
@@ -359,7 +391,7 @@ func (r *ReadRun) ReleaseAll() error {
 func (r *ReadRun) AbortFrom(i int) error {
 	err := r.ReadRun.AbortFrom(i)
 	if err == nil {
-		wake(r.w.items, r.w.q.CountConsumerWake)
+		wakeItems(r.Queue(), byConsumer)
 	}
 	return err
 }
@@ -368,7 +400,7 @@ func (r *ReadRun) AbortFrom(i int) error {
 func (r *ReadRun) AbortAll() error {
 	err := r.ReadRun.AbortAll()
 	if err == nil {
-		wake(r.w.items, r.w.q.CountConsumerWake)
+		wakeItems(r.Queue(), byConsumer)
 	}
 	return err
 }

@@ -316,3 +316,20 @@ func TestWakeCountsOnTheWakersLine(t *testing.T) {
 		"the producer never writes the consumer line")
 	require.Equal(t, mid.ProducerWakeSuppressed+2, st.ProducerWakeSuppressed)
 }
+
+// TestWaitingHotPathDoesNotAllocate: reserving, publishing, reserving and
+// releasing through the waiting wrapper, wakes included, allocate nothing.
+func TestWaitingHotPathDoesNotAllocate(t *testing.T) {
+	q, err := ring.New(ring.Config{Slots: 64, SlotSize: 64})
+	require.NoError(t, err)
+	w := wait.New(q, nil)
+	p, c := w.Producer(), w.Consumer()
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		run, _ := p.ReserveUpTo(ctx, 8)
+		_ = run.PublishAll(64)
+		r, _ := c.ReserveUpTo(ctx, 8)
+		_ = r.ReleaseAll()
+	})
+	require.Zero(t, allocs)
+}

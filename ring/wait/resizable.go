@@ -1,0 +1,128 @@
+package wait
+
+import (
+	"context"
+	"math"
+
+	"github.com/ycq-dev/ycq/ring"
+)
+
+// Resizable is a ring.Resizable whose reserves can wait, as Queue is for a
+// ring.Queue. Producers sleep on the space line of the generation they
+// reserve in, consumers on the items line of the one they read; Resize, done
+// through this type, wakes the sleepers of the generation that stops taking
+// records, which then move on to the next. Resize the queue only through
+// it: a resize of the ring.Resizable underneath would leave them asleep
+// until MaxSleep.
+type Resizable struct {
+	r      *ring.Resizable
+	opt    Options
+	waiter Waiter
+}
+
+// NewResizable wraps r; opt as for New.
+func NewResizable(r *ring.Resizable, opt *Options) *Resizable {
+	o := Options{Spin: DefaultSpin}
+	if opt != nil {
+		o = *opt
+	}
+	w := &Resizable{r: r, opt: o}
+	w.waiter = Waiter{Spin: o.Spin, Arm: func(line ring.WakeLine) Sleep { return armFutex(line, o.MaxSleep) }}
+	return w
+}
+
+// Resizable returns the wrapped queue.
+func (w *Resizable) Resizable() *ring.Resizable { return w.r }
+
+// Resize resizes the queue (ring.Resizable.Resize) and wakes every
+// producer and consumer asleep on the generation producers used until now:
+// its producers find room in the new one, and its consumers, once they
+// have drained it, records there.
+func (w *Resizable) Resize(slots int) error {
+	old := w.r.ProducerQueue()
+	if err := w.r.Resize(slots); err != nil {
+		return err
+	}
+	// Resize ended with a sequentially consistent store (the sealed
+	// generation's closed flag): the barrier between what a sleeper's
+	// last look reads and the loads of the waiters words here.
+	for _, line := range []ring.WakeLine{old.ItemsWake(), old.SpaceWake()} {
+		if line.Waiters().Load() != 0 {
+			line.Futex().Add(1)
+			futexWake(line.Futex(), math.MaxInt32)
+		}
+	}
+	return nil
+}
+
+// ResizableProducer is the producing side of a waiting Resizable.
+type ResizableProducer struct{ w *Resizable }
+
+// Producer returns the producing side.
+func (w *Resizable) Producer() ResizableProducer { return ResizableProducer{w} }
+
+// Reserve reserves exactly n slots, waiting until they are free or ctx is
+// done.
+func (p ResizableProducer) Reserve(ctx context.Context, n int) (WriteRun, error) {
+	return p.reserve(ctx, n, true)
+}
+
+// ReserveUpTo reserves 1 to n slots, waiting until at least one is free.
+func (p ResizableProducer) ReserveUpTo(ctx context.Context, n int) (WriteRun, error) {
+	return p.reserve(ctx, n, false)
+}
+
+func (p ResizableProducer) reserve(ctx context.Context, n int, exact bool) (WriteRun, error) {
+	r := p.w.r
+	rp := r.Producer()
+	var run ring.WriteRun
+	err := p.w.waiter.WaitOn(ctx, func() ring.WakeLine { return r.ProducerQueue().SpaceWake() }, ring.ErrFull, func() (err error) {
+		if exact {
+			run, err = rp.Reserve(n)
+		} else {
+			run, err = rp.ReserveUpTo(n)
+		}
+		return err
+	})
+	return WriteRun{WriteRun: run}, err
+}
+
+// ResizableConsumer is the consuming side of a waiting Resizable.
+type ResizableConsumer struct{ w *Resizable }
+
+// Consumer returns the consuming side.
+func (w *Resizable) Consumer() ResizableConsumer { return ResizableConsumer{w} }
+
+// Reserve reserves exactly n records of one generation, waiting until they
+// are ready or ctx is done.
+func (c ResizableConsumer) Reserve(ctx context.Context, n int) (ReadRun, error) {
+	return c.reserve(ctx, n, true)
+}
+
+// ReserveUpTo reserves 1 to n records of one generation, waiting until at
+// least one is ready.
+func (c ResizableConsumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, error) {
+	return c.reserve(ctx, n, false)
+}
+
+func (c ResizableConsumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
+	r := c.w.r
+	rc := r.Consumer()
+	var run ring.ReadRun
+	err := c.w.waiter.WaitOn(ctx, func() ring.WakeLine { return r.ConsumerQueue().ItemsWake() }, ring.ErrEmpty, func() (err error) {
+		q := r.ConsumerQueue()
+		holes := q.HolesPassed()
+		if exact {
+			run, err = rc.Reserve(n)
+		} else {
+			run, err = rc.ReserveUpTo(n)
+		}
+		if q.HolesPassed() != holes {
+			// Passing holes handed their slots back: producers may be
+			// asleep for exactly that room.
+			wakeSpace(q, byConsumer)
+		}
+		return err
+	})
+	return ReadRun{ReadRun: run}, err
+}
