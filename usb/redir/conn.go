@@ -132,7 +132,8 @@ type Writer struct {
 	w      io.Writer
 	layout Layout
 	buf    []byte
-	bufs   net.Buffers
+	bufs   net.Buffers // headers and data; its backing array is reused
+	vec    net.Buffers // what WriteTo consumes (it reslices its receiver)
 }
 
 // NewWriter returns a Writer that writes in the zero Layout (32-bit ids,
@@ -170,8 +171,9 @@ func (w *Writer) Send(id uint64, body Body) error {
 		return err
 	}
 	w.bufs = append(w.bufs[:0], b, data)
-	bufs := w.bufs // WriteTo consumes its receiver; keep w.bufs' backing array
-	_, err := bufs.WriteTo(w.w)
-	clear(w.bufs) // drop the reference to the caller's data
+	w.vec = w.bufs
+	_, err := w.vec.WriteTo(w.w) // writev on a net.Conn
+	clear(w.bufs)                // drop the reference to the caller's data
+	w.vec = nil
 	return err
 }
