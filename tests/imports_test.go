@@ -30,6 +30,7 @@ var layerRules = []struct {
 	{pkgs: "vfio", allow: []string{"vfio", "ring", "dma"}},
 	{pkgs: "ipc", allow: []string{"ipc", "ring", "dma"}},
 	{pkgs: "qemu", allow: []string{"qemu"}},
+	{pkgs: "usb", allow: []string{"usb"}},
 	{pkgs: "hostdriver", allow: []string{"hostdriver", "ycqdev", "vfio", "ring", "dma"}, deny: []string{"devicemodel"}},
 	{pkgs: "devicemodel", allow: []string{"devicemodel", "ycqdev", "vfio", "ring", "dma"}, deny: []string{"hostdriver"}},
 }
