@@ -259,11 +259,19 @@ func armFutex(line ring.WakeLine, maxSleep time.Duration) Sleep {
 		// A cancelled context bumps the word and wakes every sleeper on
 		// it, so this one returns at once; the others see a spurious
 		// wakeup and sleep again.
+		woke := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
+			defer close(woke)
 			futex.Add(1)
 			futexWake(futex, math.MaxInt32)
 		})
-		defer stop()
+		defer func() {
+			if !stop() {
+				// The wake has started: let it finish before the
+				// caller may unmap the word it touches.
+				<-woke
+			}
+		}()
 		timeout := maxSleep
 		if d, ok := ctx.Deadline(); ok {
 			left := time.Until(d)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
@@ -332,4 +334,34 @@ func TestWaitingHotPathDoesNotAllocate(t *testing.T) {
 		_ = r.ReleaseAll()
 	})
 	require.Zero(t, allocs)
+}
+
+// TestCancelledSleepLeavesTheWordAlone: the wake a cancelled context sends
+// (bumping the futex word) has finished when the reserve returns, so the
+// caller may unmap the queue's memory at once, as a session does when its
+// peer goes. The fault this guards against (the bump landing after the
+// unmap, when another wake ended the sleep first) showed up once in the ipc
+// process tests under -race; this runs the cancel-then-unmap sequence many
+// times but cannot force that interleaving.
+func TestCancelledSleepLeavesTheWordAlone(t *testing.T) {
+	cfg := ring.Config{Slots: 8, SlotSize: 8}
+	for range 300 {
+		mem, err := unix.Mmap(-1, 0, cfg.MetaSize()+cfg.DataSize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		require.NoError(t, err)
+		q, err := ring.Format(mem[:cfg.MetaSize()], mem[cfg.MetaSize():], cfg)
+		require.NoError(t, err)
+		w := wait.New(q, &wait.Options{Spin: 0})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := w.Consumer().ReserveUpTo(ctx, 1)
+			done <- err
+		}()
+		for q.ItemsWake().Waiters().Load() == 0 {
+			runtime.Gosched()
+		}
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		require.NoError(t, unix.Munmap(mem)) // a late wake would fault here
+	}
 }
