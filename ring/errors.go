@@ -32,6 +32,10 @@ var (
 	// ReserveUpTo, which returns the records before the holes and then
 	// passes the holes over, or ask for fewer.
 	ErrFragmented = errors.New("ring: records split by more aborted slots than one run holds; use ReserveUpTo")
+	// ErrSealed: a producer reserved on a generation of a Resizable that a
+	// resize has sealed (only possible on the queue ProducerQueue returned
+	// earlier); reserve through the Resizable's Producer, which moves on.
+	ErrSealed = errors.New("ring: generation sealed by a resize; reserve through the Resizable")
 	// ErrNotLast: a consumer tried to give records back, but another run
 	// was reserved after this one. The records are still held by the run:
 	// read and release them.

@@ -14,7 +14,7 @@ import (
 
 // knownErr reports whether err is one of the errors the API promises.
 func knownErr(err error) bool {
-	for _, e := range []error{ring.ErrFull, ring.ErrEmpty, ring.ErrCorrupt, ring.ErrInvalid, ring.ErrNotHeld, ring.ErrNotLast, ring.ErrIncompatible, ring.ErrFragmented} {
+	for _, e := range []error{ring.ErrFull, ring.ErrEmpty, ring.ErrCorrupt, ring.ErrInvalid, ring.ErrNotHeld, ring.ErrNotLast, ring.ErrIncompatible, ring.ErrFragmented, ring.ErrSealed} {
 		if errors.Is(err, e) {
 			return true
 		}

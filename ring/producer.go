@@ -46,7 +46,7 @@ func (q *Queue) reserveWrite(n int, exact bool) (WriteRun, error) {
 	pos := prod.cursor.Load()
 	for range maxAttempts {
 		if pos&sealed != 0 && q.gen != 0 {
-			return WriteRun{}, errSealed
+			return WriteRun{}, ErrSealed
 		}
 		// Count the free slots from pos. Slot p is free for this lap when
 		// its stamp is p: the consumer's release store (stamp p) pairs

@@ -1,7 +1,6 @@
 package ring
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +20,6 @@ import (
 // producer's compare-and-swap of the cursor then fails, and it reads the
 // bit instead of a position.
 const sealed = 1 << 63
-
-// errSealed tells a Resizable's producer that its generation was sealed.
-var errSealed = errors.New("ring: generation sealed by a resize")
 
 // generation is one link of the chain.
 type generation struct {
@@ -153,7 +149,7 @@ func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
 	for {
 		g := p.r.write.Load()
 		w, err := g.q.reserveWrite(clamp(n, g.q, exact), exact)
-		if err != errSealed {
+		if err != ErrSealed {
 			return w, err
 		}
 		// A resize sealed g after it made the next generation current:

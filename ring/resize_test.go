@@ -269,3 +269,19 @@ func TestSealedBitMeansNothingElsewhere(t *testing.T) {
 	require.ErrorIs(t, err, ring.ErrCorrupt)
 	require.Contains(t, err.Error(), "within one lap")
 }
+
+// TestReserveOnASealedGeneration: a producer that reserves on a generation
+// directly, after a resize sealed it, gets ErrSealed and no slots.
+func TestReserveOnASealedGeneration(t *testing.T) {
+	r, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8})
+	require.NoError(t, err)
+	old := r.ProducerQueue()
+	require.NoError(t, r.Resize(16))
+	_, err = old.Producer().Reserve(1)
+	require.ErrorIs(t, err, ring.ErrSealed)
+	w, err := r.Producer().Reserve(1)
+	require.NoError(t, err, "through the Resizable it reserves in the new generation")
+	require.NotSame(t, old, w.Queue())
+	require.Same(t, r.ProducerQueue(), w.Queue())
+	require.NoError(t, w.PublishAll(0))
+}
