@@ -39,29 +39,30 @@ type generation struct {
 // consumed in the order it reserved them, and a run reserved before a
 // resize is published or released as usual after it.
 type Resizable struct {
-	slotSize int
-	write    atomic.Pointer[generation] // where producers reserve
-	read     atomic.Pointer[generation] // where consumers reserve
-	mu       sync.Mutex                 // serializes Resize
+	slotSize       int
+	singleConsumer bool
+	write          atomic.Pointer[generation] // where producers reserve
+	read           atomic.Pointer[generation] // where consumers reserve
+	mu             sync.Mutex                 // serializes Resize
 
 	resizes  atomic.Uint64
 	draining atomic.Int64 // ns generations took from sealed to drained
 }
 
 // NewResizable makes a resizable queue of cfg.Slots slots of cfg.SlotSize
-// bytes on the Go heap. Both sides are shared: SingleProducer and
-// SingleConsumer must be false (a single agent stores its cursor without
-// the compare-and-swap a seal relies on).
+// bytes on the Go heap. Producers are shared: SingleProducer must be false
+// (a single producer stores its cursor without the compare-and-swap a seal
+// relies on). SingleConsumer may be set; every generation then has it.
 func NewResizable(cfg Config) (*Resizable, error) {
-	if cfg.SingleProducer || cfg.SingleConsumer {
-		return nil, invalidf("a resizable queue has shared producers and consumers: SingleProducer and SingleConsumer must be false")
+	if cfg.SingleProducer {
+		return nil, invalidf("a resizable queue has shared producers: SingleProducer must be false")
 	}
 	q, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	q.gen = 1
-	r := &Resizable{slotSize: cfg.SlotSize}
+	r := &Resizable{slotSize: cfg.SlotSize, singleConsumer: cfg.SingleConsumer}
 	g := &generation{q: q}
 	r.write.Store(g)
 	r.read.Store(g)
@@ -73,7 +74,7 @@ func NewResizable(cfg Config) (*Resizable, error) {
 // until consumed, so a shrink below what is in flight loses nothing and
 // waits for nothing. It is safe to call while producers and consumers run.
 func (r *Resizable) Resize(slots int) error {
-	cfg := Config{Slots: slots, SlotSize: r.slotSize}
+	cfg := Config{Slots: slots, SlotSize: r.slotSize, SingleConsumer: r.singleConsumer}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package ring_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -23,13 +24,21 @@ import (
 // batches, out-of-order publishing and aborts; consumers mix batches and
 // release in any order.
 func TestResizeUnderLoad(t *testing.T) {
+	for _, consumers := range []int{4, 1} {
+		t.Run(fmt.Sprintf("%d consumers", consumers), func(t *testing.T) { resizeUnderLoad(t, consumers) })
+	}
+}
+
+// resizeUnderLoad is TestResizeUnderLoad with that many consumers; with
+// one, the queue is formatted SingleConsumer.
+func resizeUnderLoad(t *testing.T, consumers int) {
 	const (
-		producers, consumers = 4, 4
-		perProducer          = 20000
-		resizes              = 200
-		slotSize             = 64
+		producers   = 4
+		perProducer = 20000
+		resizes     = 200
+		slotSize    = 64
 	)
-	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize})
+	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize, SingleConsumer: consumers == 1})
 	require.NoError(t, err)
 	var produced atomic.Int32
 	var consumed atomic.Int64
@@ -136,7 +145,7 @@ func TestResizeUnderLoad(t *testing.T) {
 		const total = producers * perProducer
 		for i := range resizes {
 			for consumed.Load() < int64(i*total/(resizes+1)) {
-				if failed.Load() || consumersDone.Load() == consumers {
+				if failed.Load() || consumersDone.Load() == int32(consumers) {
 					return // the log below says what went wrong
 				}
 				runtime.Gosched()
@@ -219,10 +228,10 @@ func TestResizeKeepsHeldRuns(t *testing.T) {
 }
 
 // TestResizeEdges: an empty queue and a full one resize; a bad size is
-// refused and changes nothing; single-agent sides cannot be resizable.
+// refused and changes nothing; a single producer cannot be resizable.
 func TestResizeEdges(t *testing.T) {
 	_, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8, SingleProducer: true})
-	require.ErrorIs(t, err, ring.ErrInvalid)
+	require.ErrorIs(t, err, ring.ErrInvalid, "a single producer cannot be sealed out")
 	r, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8})
 	require.NoError(t, err)
 	require.NoError(t, r.Resize(32), "empty")
