@@ -39,34 +39,59 @@ type generation struct {
 // consumed in the order it reserved them, and a run reserved before a
 // resize is published or released as usual after it.
 type Resizable struct {
-	slotSize       int
-	singleConsumer bool
-	write          atomic.Pointer[generation] // where producers reserve
-	read           atomic.Pointer[generation] // where consumers reserve
-	mu             sync.Mutex                 // serializes Resize
+	slotSize int
+	single   Config                     // SingleProducer, SingleConsumer
+	write    atomic.Pointer[generation] // where producers reserve
+	read     atomic.Pointer[generation] // where consumers reserve
+	mu       sync.Mutex                 // serializes Resize
+	onSeal   func(*Queue)               // set by OnSeal before use
+	// last is where a single producer reserved last; only it reads or
+	// writes this.
+	last *generation
 
 	resizes  atomic.Uint64
 	draining atomic.Int64 // ns generations took from sealed to drained
 }
 
 // NewResizable makes a resizable queue of cfg.Slots slots of cfg.SlotSize
-// bytes on the Go heap. Producers are shared: SingleProducer must be false
-// (a single producer stores its cursor without the compare-and-swap a seal
-// relies on). SingleConsumer may be set; every generation then has it.
+// bytes on the Go heap; every generation has cfg's SingleProducer and
+// SingleConsumer. Shared producers are sealed out of a generation by
+// Resize itself; a single producer, which stores its cursor without the
+// compare-and-swap that relies on, seals the generation it leaves on its
+// first reserve after a Resize (until then it cannot have published
+// anything newer, so consumers lose nothing by waiting there).
 func NewResizable(cfg Config) (*Resizable, error) {
-	if cfg.SingleProducer {
-		return nil, invalidf("a resizable queue has shared producers: SingleProducer must be false")
-	}
 	q, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	q.gen = 1
-	r := &Resizable{slotSize: cfg.SlotSize, singleConsumer: cfg.SingleConsumer}
+	r := &Resizable{slotSize: cfg.SlotSize,
+		single: Config{SingleProducer: cfg.SingleProducer, SingleConsumer: cfg.SingleConsumer}}
 	g := &generation{q: q}
 	r.write.Store(g)
 	r.read.Store(g)
+	r.last = g
 	return r, nil
+}
+
+// OnSeal sets f to be called with a generation's queue whenever agents
+// asleep on its lines may have to move on: when it is sealed (no producer
+// can reserve there any more), and, for a single producer, which seals it
+// later itself, also when a Resize makes the next generation current. A
+// waiting wrapper (ring/wait) wakes the sleepers there; one woken for
+// nothing looks and sleeps again. Set it before the queue is used; there is
+// one.
+func (r *Resizable) OnSeal(f func(*Queue)) { r.onSeal = f }
+
+// seal records that g takes no more reservations: its final position is c.
+func (r *Resizable) seal(g *generation, c uint64) {
+	g.final.Store(c)
+	g.sealedAt = time.Now()
+	g.closed.Store(true)
+	if r.onSeal != nil {
+		r.onSeal(g.q)
+	}
 }
 
 // Resize makes the queue hold slots slots from now on. Producers reserve in
@@ -74,7 +99,7 @@ func NewResizable(cfg Config) (*Resizable, error) {
 // until consumed, so a shrink below what is in flight loses nothing and
 // waits for nothing. It is safe to call while producers and consumers run.
 func (r *Resizable) Resize(slots int) error {
-	cfg := Config{Slots: slots, SlotSize: r.slotSize, SingleConsumer: r.singleConsumer}
+	cfg := Config{Slots: slots, SlotSize: r.slotSize, SingleProducer: r.single.SingleProducer, SingleConsumer: r.single.SingleConsumer}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -91,18 +116,38 @@ func (r *Resizable) Resize(slots int) error {
 	// Producers go to g from now on; one that still tries old finds it
 	// sealed below and comes back here.
 	r.write.Store(g)
+	r.resizes.Add(1)
+	if r.single.SingleProducer {
+		// The producer seals old when it moves on; wake it, should it
+		// sleep there for room.
+		if r.onSeal != nil {
+			r.onSeal(old.q)
+		}
+		return nil
+	}
 	cur := &old.q.m.prod.cursor
 	for {
 		c := cur.Load()
 		if cur.CompareAndSwap(c, c|sealed) {
-			old.final.Store(c)
-			break
+			r.seal(old, c)
+			return nil
 		}
 	}
-	old.sealedAt = time.Now()
-	old.closed.Store(true)
-	r.resizes.Add(1)
-	return nil
+}
+
+// moveOn is a single producer's first step in generation g: it seals every
+// generation from the one it reserved in last up to g. It is the only
+// writer of their cursors, so a plain store of the sealed bit is the seal;
+// a rollback of a run it still holds there then fails, and the run's
+// unpublished slots become holes.
+func (r *Resizable) moveOn(g *generation) {
+	for x := r.last; x != g; x = x.next.Load() {
+		cur := &x.q.m.prod.cursor
+		c := cur.Load()
+		StoreRelease64(cur, c|sealed)
+		r.seal(x, c)
+	}
+	r.last = g
 }
 
 // Cap is the slot count producers reserve in now.
@@ -149,6 +194,9 @@ func (p ResizableProducer) ReserveUpTo(n int) (WriteRun, error) { return p.reser
 func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
 	for {
 		g := p.r.write.Load()
+		if p.r.single.SingleProducer && g != p.r.last {
+			p.r.moveOn(g)
+		}
 		w, err := g.q.reserveWrite(clamp(n, g.q, exact), exact)
 		if err != ErrSealed {
 			return w, err

@@ -24,21 +24,22 @@ import (
 // batches, out-of-order publishing and aborts; consumers mix batches and
 // release in any order.
 func TestResizeUnderLoad(t *testing.T) {
-	for _, consumers := range []int{4, 1} {
-		t.Run(fmt.Sprintf("%d consumers", consumers), func(t *testing.T) { resizeUnderLoad(t, consumers) })
+	for _, c := range [][2]int{{4, 4}, {4, 1}, {1, 4}, {1, 1}} {
+		t.Run(fmt.Sprintf("%dx%d", c[0], c[1]), func(t *testing.T) { resizeUnderLoad(t, c[0], c[1]) })
 	}
 }
 
-// resizeUnderLoad is TestResizeUnderLoad with that many consumers; with
-// one, the queue is formatted SingleConsumer.
-func resizeUnderLoad(t *testing.T, consumers int) {
+// resizeUnderLoad is TestResizeUnderLoad with that many producers and
+// consumers; a side of one is formatted single (SingleProducer,
+// SingleConsumer), so a single producer seals the generations it leaves.
+func resizeUnderLoad(t *testing.T, producers, consumers int) {
 	const (
-		producers   = 4
 		perProducer = 20000
 		resizes     = 200
 		slotSize    = 64
 	)
-	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize, SingleConsumer: consumers == 1})
+	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize,
+		SingleProducer: producers == 1, SingleConsumer: consumers == 1})
 	require.NoError(t, err)
 	var produced atomic.Int32
 	var consumed atomic.Int64
@@ -100,7 +101,7 @@ func resizeUnderLoad(t *testing.T, consumers int) {
 			for !failed.Load() {
 				run, err := cons.ReserveUpTo(1 + rng.IntN(8))
 				if errors.Is(err, ring.ErrEmpty) {
-					if produced.Load() == producers {
+					if produced.Load() == int32(producers) {
 						// Producers are done; one more look decides.
 						if run, err = cons.ReserveUpTo(8); errors.Is(err, ring.ErrEmpty) {
 							return
@@ -142,7 +143,7 @@ func resizeUnderLoad(t *testing.T, consumers int) {
 		// Resize i waits until consumers have taken i/(resizes+1) of all
 		// the records, so the resizes spread over the whole run.
 		rng := rand.New(rand.NewPCG(3, 5))
-		const total = producers * perProducer
+		total := producers * perProducer
 		for i := range resizes {
 			for consumed.Load() < int64(i*total/(resizes+1)) {
 				if failed.Load() || consumersDone.Load() == int32(consumers) {
@@ -166,8 +167,14 @@ func resizeUnderLoad(t *testing.T, consumers int) {
 		all = append(all, l...)
 	}
 	require.NoError(t, record.VerifyLog(all, producers, perProducer))
-	// Resizes after the last record leave empty sealed generations that
-	// no consumer has looked at yet; one look passes them all.
+	// Resizes after the last record leave empty generations: a single
+	// producer seals them when it next reserves (it takes a slot and
+	// gives it back here), and one look of a consumer passes them all.
+	if producers == 1 {
+		w, err := r.Producer().ReserveUpTo(1)
+		require.NoError(t, err)
+		require.NoError(t, w.AbortAll())
+	}
 	_, err = r.Consumer().ReserveUpTo(1)
 	require.ErrorIs(t, err, ring.ErrEmpty)
 	st := r.Stats()
@@ -228,10 +235,8 @@ func TestResizeKeepsHeldRuns(t *testing.T) {
 }
 
 // TestResizeEdges: an empty queue and a full one resize; a bad size is
-// refused and changes nothing; a single producer cannot be resizable.
+// refused and changes nothing.
 func TestResizeEdges(t *testing.T) {
-	_, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8, SingleProducer: true})
-	require.ErrorIs(t, err, ring.ErrInvalid, "a single producer cannot be sealed out")
 	r, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8})
 	require.NoError(t, err)
 	require.NoError(t, r.Resize(32), "empty")

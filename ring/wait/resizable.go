@@ -9,11 +9,9 @@ import (
 
 // Resizable is a ring.Resizable whose reserves can wait, as Queue is for a
 // ring.Queue. Producers sleep on the space line of the generation they
-// reserve in, consumers on the items line of the one they read; Resize, done
-// through this type, wakes the sleepers of the generation that stops taking
-// records, which then move on to the next. Resize the queue only through
-// it: a resize of the ring.Resizable underneath would leave them asleep
-// until MaxSleep.
+// reserve in, consumers on the items line of the one they read; when a
+// generation is sealed (ring.Resizable.OnSeal, which NewResizable takes) its
+// sleepers are woken, and move on to the next.
 type Resizable struct {
 	r      *ring.Resizable
 	opt    Options
@@ -28,32 +26,30 @@ func NewResizable(r *ring.Resizable, opt *Options) *Resizable {
 	}
 	w := &Resizable{r: r, opt: o}
 	w.waiter = Waiter{Spin: o.Spin, Arm: func(line ring.WakeLine) Sleep { return armFutex(line, o.MaxSleep) }}
+	r.OnSeal(wakeSealed)
 	return w
 }
 
-// Resizable returns the wrapped queue.
-func (w *Resizable) Resizable() *ring.Resizable { return w.r }
-
-// Resize resizes the queue (ring.Resizable.Resize) and wakes every
-// producer and consumer asleep on the generation producers used until now:
-// its producers find room in the new one, and its consumers, once they
-// have drained it, records there.
-func (w *Resizable) Resize(slots int) error {
-	old := w.r.ProducerQueue()
-	if err := w.r.Resize(slots); err != nil {
-		return err
-	}
-	// Resize ended with a sequentially consistent store (the sealed
-	// generation's closed flag): the barrier between what a sleeper's
-	// last look reads and the loads of the waiters words here.
-	for _, line := range []ring.WakeLine{old.ItemsWake(), old.SpaceWake()} {
+// wakeSealed wakes every producer and consumer asleep on a generation that
+// was just sealed: its producers find room in the next one, and its
+// consumers, once they have drained it, records there. The seal ended with
+// a sequentially consistent store (the generation's closed flag), the
+// barrier between what a sleeper's last look reads and the loads of the
+// waiters words here.
+func wakeSealed(q *ring.Queue) {
+	for _, line := range []ring.WakeLine{q.ItemsWake(), q.SpaceWake()} {
 		if line.Waiters().Load() != 0 {
 			line.Futex().Add(1)
 			futexWake(line.Futex(), math.MaxInt32)
 		}
 	}
-	return nil
 }
+
+// Resizable returns the wrapped queue.
+func (w *Resizable) Resizable() *ring.Resizable { return w.r }
+
+// Resize resizes the queue: ring.Resizable.Resize.
+func (w *Resizable) Resize(slots int) error { return w.r.Resize(slots) }
 
 // ResizableProducer is the producing side of a waiting Resizable.
 type ResizableProducer struct{ w *Resizable }

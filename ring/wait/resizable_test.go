@@ -19,7 +19,12 @@ import (
 
 func newResizable(t *testing.T, slots int) *wait.Resizable {
 	t.Helper()
-	r, err := ring.NewResizable(ring.Config{Slots: slots, SlotSize: 16})
+	return newResizableOf(t, ring.Config{Slots: slots, SlotSize: 16})
+}
+
+func newResizableOf(t *testing.T, cfg ring.Config) *wait.Resizable {
+	t.Helper()
+	r, err := ring.NewResizable(cfg)
 	require.NoError(t, err)
 	return wait.NewResizable(r, &wait.Options{Spin: 2})
 }
@@ -192,4 +197,50 @@ func TestResizableBlockingUnderLoad(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, record.VerifyLog(append(logs[0], logs[1]...), producers, perProducer))
+}
+
+// TestResizableSingleProducer: with a single producer, which seals the
+// generation it leaves on its next reserve, a consumer asleep on the old
+// generation across the resize still gets the record published into the
+// new one, and a producer asleep for room is woken by the resize.
+func TestResizableSingleProducer(t *testing.T) {
+	w := newResizableOf(t, ring.Config{Slots: 4, SlotSize: 16, SingleProducer: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		run, err := w.Consumer().ReserveUpTo(ctx, 4)
+		if err == nil {
+			var b []byte
+			if b, err = run.Slot(0); err == nil && binary.LittleEndian.Uint64(b) != 7 {
+				err = errors.New("wrong record")
+			}
+			err = errors.Join(err, run.ReleaseAll())
+		}
+		got <- err
+	}()
+	asleep(t, w.Resizable().ConsumerQueue().ItemsWake(), 1)
+	require.NoError(t, w.Resize(16))
+	run, err := w.Producer().Reserve(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, 16, run.Queue().Cap(), "the producer moved to the new generation")
+	binary.LittleEndian.PutUint64(run.Slot(0), 7)
+	require.NoError(t, run.PublishAll(8))
+	require.NoError(t, <-got)
+
+	// Fill the new generation, sleep for room, and be woken by a resize.
+	full, err := w.Producer().Reserve(ctx, 16)
+	require.NoError(t, err)
+	require.NoError(t, full.PublishAll(0))
+	done := make(chan error, 1)
+	go func() {
+		run, err := w.Producer().Reserve(ctx, 1)
+		if err == nil {
+			err = run.PublishAll(0)
+		}
+		done <- err
+	}()
+	asleep(t, w.Resizable().ProducerQueue().SpaceWake(), 1)
+	require.NoError(t, w.Resize(8))
+	require.NoError(t, <-done)
 }
