@@ -210,7 +210,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		ringbench.Payload, ringbench.Capacity, *rounds, *items)
 	fmt.Fprintln(stdout, strings.Join([]string{
 		"ring: ycq ring, public API; a waiting side spins 1, 2, 4 ... 32 PAUSE steps, then yields",
-		fmt.Sprintf("ring-resize: the ring as a ring.Resizable (shared sides) resized between %d and %d slots every %v", ringbench.Capacity, ringbench.Capacity/2, ringbench.ResizeEvery),
+		fmt.Sprintf("ring-resize: the ring as a ring.Resizable, resized between %d and %d slots every %v", ringbench.Capacity, ringbench.Capacity/2, ringbench.ResizeEvery),
 		"chan: chan [64]byte; pool: pooled *[64]byte through a free-list and a data channel;",
 		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
 		"latency: from just before publish (send) to just after the consumer read the record; max: the longest of all rounds",

@@ -46,9 +46,8 @@ const (
 	// time.
 	SystemBatch = "chan-batch"
 	// SystemResize is the ring as a ring.Resizable whose slot count
-	// alternates between Capacity and half of it every ResizeEvery. Its
-	// sides are shared (a Resizable's always are), so in spsc it also
-	// pays the compare-and-swap a single side does without.
+	// alternates between Capacity and half of it every ResizeEvery, its
+	// sides formatted as the ring's are.
 	SystemResize = "ring-resize"
 )
 
@@ -194,11 +193,12 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 // ResizeEvery is how often the ring-resize system changes the slot count.
 const ResizeEvery = 10 * time.Millisecond
 
-// runRingResize is runRing over a ring.Resizable (shared sides, whatever
-// the scenario) that a goroutine grows to Capacity and shrinks to half of
-// it every ResizeEvery while the records flow.
+// runRingResize is runRing over a ring.Resizable, single sides formatted
+// single as newRing does, that a goroutine grows to Capacity and shrinks
+// to half of it every ResizeEvery while the records flow.
 func runRingResize(sc Scenario, per int) (written, read uint64, err error) {
-	r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload})
+	r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload,
+		SingleProducer: sc.Producers == 1, SingleConsumer: sc.Consumers == 1})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -508,7 +508,7 @@ func MeasureLatency(system string, rate float64, records int) (Latency, error) {
 		}
 		produce, consume = latencySides(records, now, q.Producer, q.Consumer)
 	case SystemResize:
-		r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload})
+		r, err := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload, SingleProducer: true, SingleConsumer: true})
 		if err != nil {
 			return Latency{}, err
 		}
