@@ -24,24 +24,6 @@ import (
 
 var le = binary.LittleEndian
 
-// grow extends b by n zero bytes and returns it with the new bytes.
-func grow(b []byte, n int) ([]byte, []byte) {
-	b = slices.Grow(b, n)
-	l := len(b)
-	b = b[:l+n]
-	clear(b[l:])
-	return b, b[l:]
-}
-
-// nilIfEmpty returns nil for an empty slice, so decoded values compare
-// equal to literals that leave Data unset.
-func nilIfEmpty(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // Limits. usbredirparser refuses bulk lengths and bytes_per_transfer above

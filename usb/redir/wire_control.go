@@ -5,7 +5,11 @@ package redir
 // filter_filter carries data after its fixed part, and the length of each
 // is exact: checkBody (wire.go) refuses anything else.
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/ycq-dev/ycq/internal/wirebuf"
+)
 
 // Body is a packet's body: everything after the header. Every packet type
 // of this package implements it.
@@ -41,7 +45,7 @@ type Hello struct {
 func (Hello) Type() Type { return TypeHello }
 
 func (h Hello) Encode(b []byte, _ Layout) []byte {
-	b, s := grow(b, sizeofHello+len(h.Caps)*sizeofCapWord)
+	b, s := wirebuf.Grow(b, sizeofHello+len(h.Caps)*sizeofCapWord)
 	copy(s[offHelloVersion:offHelloVersion+sizeofHelloVer-1], h.Version)
 	for i, w := range h.Caps {
 		le.PutUint32(s[offHelloCaps+i*sizeofCapWord:], w)
@@ -115,7 +119,7 @@ type DeviceConnect struct {
 func (DeviceConnect) Type() Type { return TypeDeviceConnect }
 
 func (d DeviceConnect) Encode(b []byte, l Layout) []byte {
-	b, s := grow(b, sizeofDeviceConnectIn(l))
+	b, s := wirebuf.Grow(b, sizeofDeviceConnectIn(l))
 	s[offConnectSpeed] = uint8(d.Speed)
 	s[offConnectClass] = d.Class
 	s[offConnectSubClass] = d.SubClass
@@ -173,7 +177,7 @@ type InterfaceInfo struct {
 func (InterfaceInfo) Type() Type { return TypeInterfaceInfo }
 
 func (f InterfaceInfo) Encode(b []byte, _ Layout) []byte {
-	b, s := grow(b, sizeofInterfaceInfo)
+	b, s := wirebuf.Grow(b, sizeofInterfaceInfo)
 	le.PutUint32(s[offIfaceCount:], f.Count)
 	copy(s[offIfaceNumber:][:sizeofInterfaceInfoArr], f.Number[:])
 	copy(s[offIfaceClass:][:sizeofInterfaceInfoArr], f.Class[:])
@@ -242,7 +246,7 @@ func (EPInfo) Type() Type { return TypeEPInfo }
 
 func (e EPInfo) Encode(b []byte, l Layout) []byte {
 	n := sizeofEPInfoIn(l)
-	b, s := grow(b, n)
+	b, s := wirebuf.Grow(b, n)
 	for i := range MaxEndpoints {
 		s[offEPType+i] = uint8(e.EPType[i])
 		s[offEPInterval+i] = e.Interval[i]
@@ -530,7 +534,7 @@ type AllocBulkStreams struct{ Endpoints, NoStreams uint32 }
 
 func (AllocBulkStreams) Type() Type { return TypeAllocBulkStreams }
 func (a AllocBulkStreams) Encode(b []byte, _ Layout) []byte {
-	b, s := grow(b, sizeofAllocBulkStreams)
+	b, s := wirebuf.Grow(b, sizeofAllocBulkStreams)
 	le.PutUint32(s[offStreamsEndpoints:], a.Endpoints)
 	le.PutUint32(s[offStreamsNoStreams:], a.NoStreams)
 	return b
@@ -570,7 +574,7 @@ type BulkStreamsStatus struct {
 
 func (BulkStreamsStatus) Type() Type { return TypeBulkStreamsStatus }
 func (s BulkStreamsStatus) Encode(b []byte, _ Layout) []byte {
-	b, d := grow(b, sizeofBulkStreamsStatus)
+	b, d := wirebuf.Grow(b, sizeofBulkStreamsStatus)
 	le.PutUint32(d[offStreamsEndpoints:], s.Endpoints)
 	le.PutUint32(d[offStreamsNoStreams:], s.NoStreams)
 	d[offStreamsStatus] = uint8(s.Status)
@@ -648,7 +652,7 @@ type StartBulkReceiving struct {
 
 func (StartBulkReceiving) Type() Type { return TypeStartBulkReceiving }
 func (s StartBulkReceiving) Encode(b []byte, _ Layout) []byte {
-	b, d := grow(b, sizeofStartBulkReceiving)
+	b, d := wirebuf.Grow(b, sizeofStartBulkReceiving)
 	le.PutUint32(d[offStartBulkStreamID:], s.StreamID)
 	le.PutUint32(d[offStartBulkBytes:], s.BytesPerTransfer)
 	d[offStartBulkEndpoint] = s.Endpoint
@@ -686,7 +690,7 @@ type StopBulkReceiving struct {
 
 func (StopBulkReceiving) Type() Type { return TypeStopBulkReceiving }
 func (s StopBulkReceiving) Encode(b []byte, _ Layout) []byte {
-	b, d := grow(b, sizeofStopBulkReceiving)
+	b, d := wirebuf.Grow(b, sizeofStopBulkReceiving)
 	le.PutUint32(d[offStopBulkStreamID:], s.StreamID)
 	d[offStopBulkEndpoint] = s.Endpoint
 	return b
@@ -716,7 +720,7 @@ type BulkReceivingStatus struct {
 
 func (BulkReceivingStatus) Type() Type { return TypeBulkReceivingStatus }
 func (s BulkReceivingStatus) Encode(b []byte, _ Layout) []byte {
-	b, d := grow(b, sizeofBulkReceivingStatus)
+	b, d := wirebuf.Grow(b, sizeofBulkReceivingStatus)
 	le.PutUint32(d[offBulkRecvStatusStreamID:], s.StreamID)
 	d[offBulkRecvStatusEndpoint] = s.Endpoint
 	d[offBulkRecvStatusStatus] = uint8(s.Status)

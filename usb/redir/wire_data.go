@@ -1,5 +1,7 @@
 package redir
 
+import "github.com/ycq-dev/ycq/internal/wirebuf"
+
 // The data packets (types 100-104): a type specific header, then the
 // transfer's data. The data goes one way only, the endpoint's: a guest
 // sends data to an OUT endpoint, the host returns data from an IN one.
@@ -126,7 +128,7 @@ func (c ControlPacket) Encode(b []byte, l Layout) []byte {
 }
 
 func (c ControlPacket) EncodeHeader(b []byte, _ Layout) []byte {
-	b, s := grow(b, sizeofControlPacket)
+	b, s := wirebuf.Grow(b, sizeofControlPacket)
 	s[offControlEndpoint] = c.Endpoint
 	s[offControlRequest] = c.Request
 	s[offControlRequestType] = c.RequestType
@@ -155,7 +157,7 @@ func DecodeControlPacket(p []byte, from Role) (ControlPacket, error) {
 		Value:       le.Uint16(p[offControlValue:]),
 		Index:       le.Uint16(p[offControlIndex:]),
 		Length:      le.Uint16(p[offControlLength:]),
-		Data:        nilIfEmpty(p[n:]),
+		Data:        wirebuf.NilIfEmpty(p[n:]),
 	}
 	if err := checkData(TypeControlPacket, c.Endpoint, uint64(c.Length), c.Data, from); err != nil {
 		return ControlPacket{}, err
@@ -182,7 +184,7 @@ func (c BulkPacket) Encode(b []byte, l Layout) []byte {
 }
 
 func (c BulkPacket) EncodeHeader(b []byte, l Layout) []byte {
-	b, s := grow(b, sizeofBulkPacketIn(l))
+	b, s := wirebuf.Grow(b, sizeofBulkPacketIn(l))
 	s[offBulkEndpoint] = c.Endpoint
 	s[offBulkStatus] = uint8(c.Status)
 	le.PutUint16(s[offBulkLength:], uint16(c.Length&bulkLength16Mask))
@@ -208,7 +210,7 @@ func DecodeBulkPacket(p []byte, l Layout, from Role) (BulkPacket, error) {
 		Status:   Status(p[offBulkStatus]),
 		Length:   uint32(le.Uint16(p[offBulkLength:])),
 		StreamID: le.Uint32(p[offBulkStreamID:]),
-		Data:     nilIfEmpty(p[n:]),
+		Data:     wirebuf.NilIfEmpty(p[n:]),
 	}
 	if l.BulkLength32 {
 		c.Length |= uint32(le.Uint16(p[offBulkLengthHigh:])) << bulkLengthHighShift
@@ -242,7 +244,7 @@ func (c ISOPacket) EncodeHeader(b []byte, _ Layout) []byte {
 }
 
 func encodeSmall(b []byte, ep uint8, st Status, length uint16) []byte {
-	b, s := grow(b, sizeofISOPacket)
+	b, s := wirebuf.Grow(b, sizeofISOPacket)
 	s[offSmallEndpoint] = ep
 	s[offSmallStatus] = uint8(st)
 	le.PutUint16(s[offSmallLength:], length)
@@ -263,7 +265,7 @@ func DecodeISOPacket(p []byte, from Role) (ISOPacket, error) {
 		Endpoint: p[offSmallEndpoint],
 		Status:   Status(p[offSmallStatus]),
 		Length:   le.Uint16(p[offSmallLength:]),
-		Data:     nilIfEmpty(p[n:]),
+		Data:     wirebuf.NilIfEmpty(p[n:]),
 	}
 	if err := checkData(TypeISOPacket, c.Endpoint, uint64(c.Length), c.Data, from); err != nil {
 		return ISOPacket{}, err
@@ -305,7 +307,7 @@ func DecodeInterruptPacket(p []byte, from Role) (InterruptPacket, error) {
 		Endpoint: p[offSmallEndpoint],
 		Status:   Status(p[offSmallStatus]),
 		Length:   le.Uint16(p[offSmallLength:]),
-		Data:     nilIfEmpty(p[n:]),
+		Data:     wirebuf.NilIfEmpty(p[n:]),
 	}
 	if err := checkData(TypeInterruptPacket, c.Endpoint, uint64(c.Length), c.Data, from); err != nil {
 		return InterruptPacket{}, err
@@ -330,7 +332,7 @@ func (c BufferedBulkPacket) Encode(b []byte, l Layout) []byte {
 }
 
 func (c BufferedBulkPacket) EncodeHeader(b []byte, _ Layout) []byte {
-	b, s := grow(b, sizeofBufferedBulkPacket)
+	b, s := wirebuf.Grow(b, sizeofBufferedBulkPacket)
 	le.PutUint32(s[offBufBulkStreamID:], c.StreamID)
 	le.PutUint32(s[offBufBulkLength:], c.Length)
 	s[offBufBulkEndpoint] = c.Endpoint
@@ -353,7 +355,7 @@ func DecodeBufferedBulkPacket(p []byte, from Role) (BufferedBulkPacket, error) {
 		Length:   le.Uint32(p[offBufBulkLength:]),
 		Endpoint: p[offBufBulkEndpoint],
 		Status:   Status(p[offBufBulkStatus]),
-		Data:     nilIfEmpty(p[n:]),
+		Data:     wirebuf.NilIfEmpty(p[n:]),
 	}
 	if c.Length > MaxBulkTransferSize {
 		return BufferedBulkPacket{}, malformed(TypeBufferedBulkPacket, "length", "%d exceeds %d", c.Length, MaxBulkTransferSize)

@@ -1,5 +1,7 @@
 package redir
 
+import "github.com/ycq-dev/ycq/internal/wirebuf"
+
 // The header that starts every packet (struct usb_redir_header). Its id is
 // 32 bits until both sides have advertised usb_redir_cap_64bits_ids in
 // their hellos, 64 bits from then on; the hellos themselves always have a
@@ -43,7 +45,7 @@ type Header struct {
 // Encode appends the header in layout l. In a 32-bit-id layout only the
 // low 32 bits of ID are written.
 func (h Header) Encode(b []byte, l Layout) []byte {
-	b, s := grow(b, HeaderSize(l))
+	b, s := wirebuf.Grow(b, HeaderSize(l))
 	le.PutUint32(s[offHeaderType:], uint32(h.Type))
 	le.PutUint32(s[offHeaderLength:], h.Length)
 	if l.IDs64 {

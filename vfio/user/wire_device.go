@@ -5,7 +5,11 @@ package user
 //
 // DEVICE_GET_INFO (4): request and reply have the same layout.
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/internal/wirebuf"
+)
 
 const (
 	sizeofDeviceInfo        = 16
@@ -34,7 +38,7 @@ type DeviceInfo struct {
 
 // Encode appends the 16-byte DEVICE_GET_INFO payload.
 func (d DeviceInfo) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofDeviceInfo)
+	b, s := wirebuf.Grow(b, sizeofDeviceInfo)
 	le.PutUint32(s[offDeviceInfoArgSz:], orSize(d.ArgSz, sizeofDeviceInfo))
 	le.PutUint32(s[offDeviceInfoFlags:], uint32(d.Flags))
 	le.PutUint32(s[offDeviceInfoNumRegions:], d.NumRegions)
@@ -105,7 +109,7 @@ func (f DeviceFeature) Encode(b []byte) ([]byte, error) {
 	if uint64(len(f.Data)) > math.MaxUint32-sizeofDeviceFeature {
 		return b, invalidf("feature data of %d bytes does not fit argsz", len(f.Data))
 	}
-	b, s := grow(b, sizeofDeviceFeature)
+	b, s := wirebuf.Grow(b, sizeofDeviceFeature)
 	le.PutUint32(s[offDeviceFeatureArgSz:], orSize(f.ArgSz, uint32(sizeofDeviceFeature+len(f.Data))))
 	le.PutUint32(s[offDeviceFeatureFlags:], uint32(f.Flags))
 	return append(b, f.Data...), nil

@@ -1,5 +1,7 @@
 package user
 
+import "github.com/ycq-dev/ycq/internal/wirebuf"
+
 // DMA_MAP (2) and DMA_UNMAP (3): the client's DMA mappings.
 //
 // DMA_MAP (2): request only; the reply has no payload.
@@ -34,7 +36,7 @@ type DMAMap struct {
 
 // Encode appends the 32-byte DMA_MAP payload.
 func (m DMAMap) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofDMAMap)
+	b, s := wirebuf.Grow(b, sizeofDMAMap)
 	le.PutUint32(s[offDMAMapArgSz:], orSize(m.ArgSz, sizeofDMAMap))
 	le.PutUint32(s[offDMAMapFlags:], uint32(m.Flags))
 	le.PutUint64(s[offDMAMapOffset:], m.Offset)
@@ -88,7 +90,7 @@ type DMAUnmap struct {
 
 // Encode appends the 24-byte DMA_UNMAP payload.
 func (m DMAUnmap) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofDMAUnmap)
+	b, s := wirebuf.Grow(b, sizeofDMAUnmap)
 	le.PutUint32(s[offDMAUnmapArgSz:], orSize(m.ArgSz, sizeofDMAUnmap))
 	le.PutUint32(s[offDMAUnmapFlags:], uint32(m.Flags))
 	le.PutUint64(s[offDMAUnmapAddress:], m.Address)

@@ -2,7 +2,11 @@ package user
 
 // DMA_READ (11) / DMA_WRITE (12), server to client, in two wire variants.
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/internal/wirebuf"
+)
 
 // DMAWire selects the layout of DMA_READ and DMA_WRITE bodies, which the
 // specification and QEMU disagree on. Pick it per connection: DMAWireQEMU
@@ -142,7 +146,7 @@ func DecodeDMAWriteReply(p []byte, w DMAWire) (DMAWriteReply, error) {
 func encodeDMA(b []byte, w DMAWire, addr, count uint64, data []byte, withData bool) ([]byte, error) {
 	switch w {
 	case DMAWireSpec:
-		b, s := grow(b, sizeofDMASpec)
+		b, s := wirebuf.Grow(b, sizeofDMASpec)
 		le.PutUint64(s[offDMASpecAddress:], addr)
 		le.PutUint64(s[offDMASpecCount:], count)
 		return append(b, data...), nil
@@ -154,7 +158,7 @@ func encodeDMA(b []byte, w DMAWire, addr, count uint64, data []byte, withData bo
 		if withData {
 			n = offDMAQEMUData + len(data) + dmaQEMUTail
 		}
-		b, s := grow(b, n)
+		b, s := wirebuf.Grow(b, n)
 		le.PutUint64(s[offDMAQEMUAddress:], addr)
 		le.PutUint32(s[offDMAQEMUCount:], uint32(count))
 		copy(s[offDMAQEMUData:], data)
@@ -174,7 +178,7 @@ func decodeDMA(cmd Command, p []byte, w DMAWire, withData bool) (addr, count uin
 			if have := uint64(len(p) - sizeofDMASpec); count != have {
 				return 0, 0, nil, malformed(cmd, "count", "%d data bytes claimed, %d present (spec layout)", count, have)
 			}
-			data = nilIfEmpty(p[offDMASpecData:])
+			data = wirebuf.NilIfEmpty(p[offDMASpecData:])
 		}
 		return addr, count, data, nil
 	case DMAWireQEMU:
@@ -186,7 +190,7 @@ func decodeDMA(cmd Command, p []byte, w DMAWire, withData bool) (addr, count uin
 			if have := uint64(len(p) - sizeofDMAQEMU); count != have {
 				return 0, 0, nil, malformed(cmd, "count", "%d data bytes claimed, room for %d (QEMU layout: data at 12, 4 tail bytes)", count, have)
 			}
-			data = nilIfEmpty(p[offDMAQEMUData : offDMAQEMUData+int(count)])
+			data = wirebuf.NilIfEmpty(p[offDMAQEMUData : offDMAQEMUData+int(count)])
 		}
 		return addr, count, data, nil
 	}

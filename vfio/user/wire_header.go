@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"syscall"
+
+	"github.com/ycq-dev/ycq/internal/wirebuf"
 )
 
 // Header layout (struct vfio_user_header).
@@ -143,7 +145,7 @@ func (h Header) Err() error {
 // Encode appends the 16 header bytes, writing every field as it is (Size
 // too; EncodeMessage and FinishMessage fill it in).
 func (h Header) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofHeader)
+	b, s := wirebuf.Grow(b, sizeofHeader)
 	le.PutUint16(s[offHeaderMsgID:], h.MsgID)
 	le.PutUint16(s[offHeaderCommand:], uint16(h.Command))
 	le.PutUint32(s[offHeaderMsgSize:], h.Size)

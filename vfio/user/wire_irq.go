@@ -7,6 +7,7 @@ package user
 import (
 	"math"
 
+	"github.com/ycq-dev/ycq/internal/wirebuf"
 	"github.com/ycq-dev/ycq/vfio"
 )
 
@@ -39,7 +40,7 @@ type IRQInfo struct {
 
 // Encode appends the 16-byte IRQ info payload.
 func (q IRQInfo) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofIRQInfo)
+	b, s := wirebuf.Grow(b, sizeofIRQInfo)
 	le.PutUint32(s[offIRQInfoArgSz:], orSize(q.ArgSz, sizeofIRQInfo))
 	le.PutUint32(s[offIRQInfoFlags:], uint32(q.Flags))
 	le.PutUint32(s[offIRQInfoIndex:], uint32(q.Index))
@@ -108,7 +109,7 @@ func (q IRQSet) Encode(b []byte) ([]byte, error) {
 	if uint64(len(q.Data)) > math.MaxUint32-sizeofIRQSet {
 		return b, invalidf("SET_IRQS data of %d bytes does not fit argsz", len(q.Data))
 	}
-	b, s := grow(b, sizeofIRQSet)
+	b, s := wirebuf.Grow(b, sizeofIRQSet)
 	le.PutUint32(s[offIRQSetArgSz:], orSize(q.ArgSz, uint32(sizeofIRQSet+len(q.Data))))
 	le.PutUint32(s[offIRQSetFlags:], uint32(q.Flags))
 	le.PutUint32(s[offIRQSetIndex:], uint32(q.Index))
@@ -147,7 +148,7 @@ func DecodeIRQSet(p []byte) (IRQSet, error) {
 		if avail := uint64(len(p) - sizeofIRQSet); uint64(q.Count) > avail {
 			return IRQSet{}, malformed(cmd, "count", "%d bools claimed, %d bytes present", q.Count, avail)
 		}
-		q.Data = nilIfEmpty(p[offIRQSetData : offIRQSetData+int(q.Count)])
+		q.Data = wirebuf.NilIfEmpty(p[offIRQSetData : offIRQSetData+int(q.Count)])
 	}
 	return q, nil
 }

@@ -5,7 +5,11 @@ package user
 // ENOSYS); like DEVICE_FEATURE, the codecs are here because this package is
 // the whole wire format, for a peer that does.
 
-import "math"
+import (
+	"math"
+
+	"github.com/ycq-dev/ycq/internal/wirebuf"
+)
 
 const (
 	sizeofMigData   = 8
@@ -29,7 +33,7 @@ type MigData struct {
 
 // Encode appends the 8-byte MIG_DATA_READ request.
 func (m MigDataRead) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofMigData)
+	b, s := wirebuf.Grow(b, sizeofMigData)
 	le.PutUint32(s[offMigDataArgSz:], orSize(m.ArgSz, uint32(min(uint64(sizeofMigData)+uint64(m.Size), math.MaxUint32))))
 	le.PutUint32(s[offMigDataSize:], m.Size)
 	return b
@@ -40,7 +44,7 @@ func (m MigData) Encode(b []byte) ([]byte, error) {
 	if uint64(len(m.Data)) > math.MaxUint32-sizeofMigData {
 		return b, invalidf("migration data of %d bytes does not fit size", len(m.Data))
 	}
-	b, s := grow(b, sizeofMigData)
+	b, s := wirebuf.Grow(b, sizeofMigData)
 	le.PutUint32(s[offMigDataArgSz:], orSize(m.ArgSz, uint32(sizeofMigData+len(m.Data))))
 	le.PutUint32(s[offMigDataSize:], uint32(len(m.Data)))
 	return append(b, m.Data...), nil

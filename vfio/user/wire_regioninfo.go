@@ -6,6 +6,7 @@ package user
 import (
 	"math"
 
+	"github.com/ycq-dev/ycq/internal/wirebuf"
 	"github.com/ycq-dev/ycq/vfio"
 )
 
@@ -202,7 +203,7 @@ func (r RegionInfo) Encode(b []byte) ([]byte, error) {
 		// buffer", so pad the payload out to argsz.
 		size = max(end, uint64(argsz))
 	}
-	b, s := grow(b, int(size))
+	b, s := wirebuf.Grow(b, int(size))
 	le.PutUint32(s[offRegionInfoArgSz:], argsz)
 	le.PutUint32(s[offRegionInfoFlags:], uint32(flags))
 	le.PutUint32(s[offRegionInfoIndex:], uint32(r.Index))
@@ -327,7 +328,7 @@ func DecodeRegionInfoReply(p []byte) (RegionInfo, error) {
 				}
 				end = min(next, bound)
 			}
-			r.Caps = append(r.Caps, RawRegionCap{ID: id, Version: ver, Data: nilIfEmpty(p[off+sizeofCapHeader : end])})
+			r.Caps = append(r.Caps, RawRegionCap{ID: id, Version: ver, Data: wirebuf.NilIfEmpty(p[off+sizeofCapHeader : end])})
 		}
 		if next != 0 && next < end {
 			return RegionInfo{}, malformed(cmd, "next", "capability at %d (ending at %d) points back to %d", off, end, next)

@@ -8,6 +8,7 @@ package user
 import (
 	"math"
 
+	"github.com/ycq-dev/ycq/internal/wirebuf"
 	"github.com/ycq-dev/ycq/vfio"
 )
 
@@ -38,7 +39,7 @@ type RegionData struct {
 
 // Encode appends the 16-byte head.
 func (a RegionAccess) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofRegionAccess)
+	b, s := wirebuf.Grow(b, sizeofRegionAccess)
 	le.PutUint64(s[offRegionAccessOffset:], a.Offset)
 	le.PutUint32(s[offRegionAccessRegion:], uint32(a.Region))
 	le.PutUint32(s[offRegionAccessCount:], a.Count)
@@ -98,7 +99,7 @@ func decodeRegionData(cmd Command, p []byte) (RegionData, error) {
 	if have := uint64(len(p) - sizeofRegionAccess); uint64(a.Count) != have {
 		return RegionData{}, malformed(cmd, "count", "%d data bytes claimed, %d present", a.Count, have)
 	}
-	return RegionData{Offset: a.Offset, Region: a.Region, Data: nilIfEmpty(p[offRegionAccessData:])}, nil
+	return RegionData{Offset: a.Offset, Region: a.Region, Data: wirebuf.NilIfEmpty(p[offRegionAccessData:])}, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -144,7 +145,7 @@ type RegionWriteMulti struct {
 // Encode appends wr_cnt and the entries as given (a Count over 8 is written
 // as is; DecodeRegionWriteMulti refuses it).
 func (m RegionWriteMulti) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofWriteMulti+len(m.Writes)*sizeofWriteMultiEntry)
+	b, s := wirebuf.Grow(b, sizeofWriteMulti+len(m.Writes)*sizeofWriteMultiEntry)
 	le.PutUint64(s[offWriteMultiCount:], uint64(len(m.Writes)))
 	for i := range m.Writes {
 		w := &m.Writes[i]
@@ -194,7 +195,7 @@ type RegionWriteMultiReply struct {
 
 // Encode appends the 8-byte reply.
 func (r RegionWriteMultiReply) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofWriteMultiReply)
+	b, s := wirebuf.Grow(b, sizeofWriteMultiReply)
 	le.PutUint64(s[offWriteMultiReplyCount:], r.Count)
 	return b
 }

@@ -1,5 +1,7 @@
 package user
 
+import "github.com/ycq-dev/ycq/internal/wirebuf"
+
 // VERSION (1): request and reply have the same layout. The JSON
 // capabilities it carries are modelled in capabilities.go.
 
@@ -25,7 +27,7 @@ type Version struct {
 // Encode appends the VERSION payload: major, minor and, if Caps is set,
 // {"capabilities":{...}} followed by a NUL.
 func (v Version) Encode(b []byte) []byte {
-	b, s := grow(b, sizeofVersion)
+	b, s := wirebuf.Grow(b, sizeofVersion)
 	le.PutUint16(s[offVersionMajor:], v.Major)
 	le.PutUint16(s[offVersionMinor:], v.Minor)
 	if v.Caps != nil {
