@@ -70,17 +70,7 @@ func (p ResizableProducer) ReserveUpTo(ctx context.Context, n int) (WriteRun, er
 
 func (p ResizableProducer) reserve(ctx context.Context, n int, exact bool) (WriteRun, error) {
 	r := p.w.r
-	rp := r.Producer()
-	var run ring.WriteRun
-	err := p.w.waiter.WaitOn(ctx, func() ring.WakeLine { return r.ProducerQueue().SpaceWake() }, ring.ErrFull, func() (err error) {
-		if exact {
-			run, err = rp.Reserve(n)
-		} else {
-			run, err = rp.ReserveUpTo(n)
-		}
-		return err
-	})
-	return WriteRun{WriteRun: run}, err
+	return waitWrite(ctx, &p.w.waiter, func() ring.WakeLine { return r.ProducerQueue().SpaceWake() }, r.Producer(), n, exact)
 }
 
 // ResizableConsumer is the consuming side of a waiting Resizable.
@@ -103,22 +93,5 @@ func (c ResizableConsumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, err
 
 func (c ResizableConsumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
 	r := c.w.r
-	rc := r.Consumer()
-	var run ring.ReadRun
-	err := c.w.waiter.WaitOn(ctx, func() ring.WakeLine { return r.ConsumerQueue().ItemsWake() }, ring.ErrEmpty, func() (err error) {
-		q := r.ConsumerQueue()
-		holes := q.HolesPassed()
-		if exact {
-			run, err = rc.Reserve(n)
-		} else {
-			run, err = rc.ReserveUpTo(n)
-		}
-		if q.HolesPassed() != holes {
-			// Passing holes handed their slots back: producers may be
-			// asleep for exactly that room.
-			wakeSpace(q, byConsumer)
-		}
-		return err
-	})
-	return ReadRun{ReadRun: run}, err
+	return waitRead(ctx, &c.w.waiter, func() ring.WakeLine { return r.ConsumerQueue().ItemsWake() }, r.ConsumerQueue, r.Consumer(), n, exact)
 }

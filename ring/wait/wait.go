@@ -95,17 +95,51 @@ func (p Producer) ReserveUpTo(ctx context.Context, n int) (WriteRun, error) {
 }
 
 func (p Producer) reserve(ctx context.Context, n int, exact bool) (WriteRun, error) {
-	rp := p.w.q.Producer()
+	space := p.w.space
+	return waitWrite(ctx, &p.w.waiter, func() ring.WakeLine { return space }, p.w.q.Producer(), n, exact)
+}
+
+// reserver is a ring side that reserves: a Queue's, or a Resizable's.
+type reserver[R any] interface {
+	Reserve(n int) (R, error)
+	ReserveUpTo(n int) (R, error)
+}
+
+// waitWrite reserves n slots (exactly, or up to n) on p, waiting on the
+// space line line gives.
+func waitWrite[P reserver[ring.WriteRun]](ctx context.Context, w *Waiter, line func() ring.WakeLine, p P, n int, exact bool) (WriteRun, error) {
 	var run ring.WriteRun
-	err := p.w.waiter.Wait(ctx, p.w.space, ring.ErrFull, func() (err error) {
+	err := w.WaitOn(ctx, line, ring.ErrFull, func() (err error) {
 		if exact {
-			run, err = rp.Reserve(n)
+			run, err = p.Reserve(n)
 		} else {
-			run, err = rp.ReserveUpTo(n)
+			run, err = p.ReserveUpTo(n)
 		}
 		return err
 	})
 	return WriteRun{WriteRun: run}, err
+}
+
+// waitRead reserves n records (exactly, or up to n) on c, waiting on the
+// items line line gives. Passing holes hands their slots back, so it
+// wakes the producers of the queue it read (queue gives it) when it did.
+func waitRead[C reserver[ring.ReadRun]](ctx context.Context, w *Waiter, line func() ring.WakeLine, queue func() *ring.Queue, c C, n int, exact bool) (ReadRun, error) {
+	var run ring.ReadRun
+	err := w.WaitOn(ctx, line, ring.ErrEmpty, func() (err error) {
+		q := queue()
+		holes := q.HolesPassed()
+		if exact {
+			run, err = c.Reserve(n)
+		} else {
+			run, err = c.ReserveUpTo(n)
+		}
+		if q.HolesPassed() != holes {
+			// Producers may be asleep for exactly that room.
+			wakeSpace(q, byConsumer)
+		}
+		return err
+	})
+	return ReadRun{ReadRun: run}, err
 }
 
 // Consumer is the consuming side of a waiting queue.
@@ -123,24 +157,8 @@ func (c Consumer) ReserveUpTo(ctx context.Context, n int) (ReadRun, error) {
 }
 
 func (c Consumer) reserve(ctx context.Context, n int, exact bool) (ReadRun, error) {
-	q := c.w.q
-	rc := q.Consumer()
-	var run ring.ReadRun
-	err := c.w.waiter.Wait(ctx, c.w.items, ring.ErrEmpty, func() (err error) {
-		holes := q.HolesPassed()
-		if exact {
-			run, err = rc.Reserve(n)
-		} else {
-			run, err = rc.ReserveUpTo(n)
-		}
-		if q.HolesPassed() != holes {
-			// Passing holes handed their slots back: producers may be
-			// asleep for exactly that room.
-			wake(c.w.space, q.CountConsumerWake)
-		}
-		return err
-	})
-	return ReadRun{ReadRun: run}, err
+	q, items := c.w.q, c.w.items
+	return waitRead(ctx, &c.w.waiter, func() ring.WakeLine { return items }, func() *ring.Queue { return q }, q.Consumer(), n, exact)
 }
 
 // Waiter is the one loop of a reserve that may have to wait, for this
