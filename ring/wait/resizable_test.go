@@ -29,6 +29,24 @@ func newResizableOf(t *testing.T, cfg ring.Config) *wait.Resizable {
 	return wait.NewResizable(r, &wait.Options{Spin: 2})
 }
 
+// sleepForRoomThenResize has a producer reserve n slots of the full queue w,
+// waits until it sleeps for room, resizes w to slots, and requires the
+// producer to get its slots and publish them.
+func sleepForRoomThenResize(ctx context.Context, t *testing.T, w *wait.Resizable, n, slots int) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		run, err := w.Producer().Reserve(ctx, n)
+		if err == nil {
+			err = run.PublishAll(0)
+		}
+		done <- err
+	}()
+	asleep(t, w.Resizable().ProducerQueue().SpaceWake(), 1)
+	require.NoError(t, w.Resize(slots))
+	require.NoError(t, <-done)
+}
+
 // asleep waits until n sides sleep on line.
 func asleep(t *testing.T, line ring.WakeLine, n uint32) {
 	t.Helper()
@@ -89,17 +107,7 @@ func TestResizableWakesProducerAcrossResize(t *testing.T) {
 	run, err := w.Producer().Reserve(ctx, 4)
 	require.NoError(t, err)
 	require.NoError(t, run.PublishAll(0))
-	done := make(chan error, 1)
-	go func() {
-		run, err := w.Producer().Reserve(ctx, 2)
-		if err == nil {
-			err = run.PublishAll(0)
-		}
-		done <- err
-	}()
-	asleep(t, w.Resizable().ProducerQueue().SpaceWake(), 1)
-	require.NoError(t, w.Resize(8))
-	require.NoError(t, <-done)
+	sleepForRoomThenResize(ctx, t, w, 2, 8)
 	n := 0
 	for {
 		r, err := w.Consumer().ReserveUpTo(ctx, 8)
@@ -232,15 +240,5 @@ func TestResizableSingleProducer(t *testing.T) {
 	full, err := w.Producer().Reserve(ctx, 16)
 	require.NoError(t, err)
 	require.NoError(t, full.PublishAll(0))
-	done := make(chan error, 1)
-	go func() {
-		run, err := w.Producer().Reserve(ctx, 1)
-		if err == nil {
-			err = run.PublishAll(0)
-		}
-		done <- err
-	}()
-	asleep(t, w.Resizable().ProducerQueue().SpaceWake(), 1)
-	require.NoError(t, w.Resize(8))
-	require.NoError(t, <-done)
+	sleepForRoomThenResize(ctx, t, w, 1, 8)
 }
