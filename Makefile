@@ -40,10 +40,15 @@ provision:
 	bash qemu/provision.sh
 
 ## tools: the C compiler the tests build with (ring's header check, the C
-## reference and its sanitizer run), installed once from Debian's packages
+## reference and its sanitizer run), and libusb's headers and pkg-config for
+## the cgo USB host driver (hostdriver/usbhost, gousb), installed once from
+## Debian's packages
 tools:
 	@command -v gcc >/dev/null 2>&1 || { echo "installing gcc"; apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
+	@{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libusb-1.0; } || { \
+		echo "installing libusb-1.0-0-dev and pkg-config"; apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libusb-1.0-0-dev pkg-config; }
 
 ## e2e: the end-to-end tier alone (QEMU guest)
 e2e: provision
