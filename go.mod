@@ -3,6 +3,7 @@ module github.com/ycq-dev/ycq
 go 1.26.0
 
 require (
+	github.com/google/gousb v1.1.3
 	github.com/stretchr/testify v1.12.1
 	github.com/u-root/u-root v0.16.0
 	golang.org/x/sys v0.50.0

@@ -284,6 +284,7 @@ func (e *Env) RunUSBVM(ctx context.Context, cfg USBVMConfig) (*VMResult, error) 
 }
 
 // guestResult decodes the console's last YCQ-RESULT line and its table.
+// (RunVM's guest prints lines before its result; this one may not.)
 func guestResult(res *Result) *VMResult {
 	vr := &VMResult{Result: res}
 	sc := bufio.NewScanner(strings.NewReader(res.Console))
@@ -292,10 +293,13 @@ func guestResult(res *Result) *VMResult {
 	var table strings.Builder
 	for sc.Scan() {
 		line := sc.Text()
+		// The first line the guest prints may follow the firmware's
+		// terminal escapes, without a newline between them.
+		_, after, isResult := strings.Cut(line, "YCQ-RESULT ")
 		switch {
-		case strings.HasPrefix(line, "YCQ-RESULT "):
+		case isResult:
 			var m map[string]any
-			if json.Unmarshal([]byte(strings.TrimPrefix(line, "YCQ-RESULT ")), &m) == nil {
+			if json.Unmarshal([]byte(after), &m) == nil {
 				vr.Line = m
 			}
 		case line == "YCQ-TABLE-BEGIN":

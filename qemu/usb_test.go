@@ -107,3 +107,14 @@ func TestEnvQEMUHasUSBRedir(t *testing.T) {
 		require.True(t, ok, "QEMU lacks %s", dev)
 	}
 }
+
+// TestGuestResultAfterEscapes: a result line that follows the firmware's
+// terminal escapes on the same console line is found; a later one wins.
+func TestGuestResultAfterEscapes(t *testing.T) {
+	res := &Result{Console: "\x1b[2J\x1b[0mSeaBIOS\n\x1bc\x1b[?7l\x1b[2JYCQ-RESULT {\"mode\":\"probe\"}\n" +
+		"YCQ-TABLE-BEGIN\nrow\nYCQ-TABLE-END\nYCQ-RESULT {\"mode\":\"usb\",\"n\":2}\nYCQ-GUEST-EXIT ok\n"}
+	vr := guestResult(res)
+	require.Equal(t, map[string]any{"mode": "usb", "n": float64(2)}, vr.Line)
+	require.Equal(t, "row\n", vr.Table)
+	require.Nil(t, guestResult(&Result{Console: "YCQ-RESULT {not json\n"}).Line)
+}
