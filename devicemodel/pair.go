@@ -160,12 +160,12 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 // responses and released consumed requests.
 func (p *queuePair) sync(produced, consumed int) error {
 	if produced > 0 {
-		if err := p.d2h.Sync(uint64(produced)); err != nil {
+		if err := p.d2h.Sync(); err != nil {
 			return err
 		}
 	}
 	if consumed > 0 {
-		return p.h2d.Sync(uint64(consumed))
+		return p.h2d.Sync()
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func TestStat(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, uint32(ring.Magic), binary.LittleEndian.Uint32(b[ring.OffMagic:]))
 		if want == QueueDown {
-			require.Equal(t, uint64(64), binary.LittleEndian.Uint64(b[ring.OffProdPublished:]), "the live queue's counters")
+			require.Equal(t, uint64(64), binary.LittleEndian.Uint64(b[ring.OffProdCursor:]), "the live queue's cursor")
 			require.NotZero(t, binary.LittleEndian.Uint64(b[ring.OffProdFull:]), "the server waits on a full queue")
 		}
 		require.NoError(t, unix.Munmap(b))

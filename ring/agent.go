@@ -218,15 +218,6 @@ func (a *agent) add(off, n uint64) error {
 	return a.store64(off, v+n)
 }
 
-// sync stores the cursor at cursorOff and adds n to the counter at
-// counterOff.
-func (a *agent) sync(cursorOff, counterOff, n uint64) error {
-	if err := a.store64(cursorOff, a.pos); err != nil {
-		return err
-	}
-	return a.add(counterOff, n)
-}
-
 // wake wakes the agents of the other side asleep on the wake line at
 // futexOff (with its waiters word at waitersOff), if any: it bumps the futex
 // word, as a waker must before it signals, and counts the wakeup as sent
@@ -313,7 +304,10 @@ func (c *AgentConsumer) Peek() (length uint32, ok bool, err error) {
 			if err := c.Release(); err != nil {
 				return 0, false, err
 			}
-			if err := c.sync(OffConsCursor, OffConsSkipped, 1); err != nil {
+			if err := c.Sync(); err != nil {
+				return 0, false, err
+			}
+			if err := c.add(OffConsSkipped, 1); err != nil {
 				return 0, false, err
 			}
 			c.holes++
@@ -344,12 +338,10 @@ func (c *AgentConsumer) Release() error {
 	return nil
 }
 
-// Sync stores the consumer cursor and counts released records: call it
-// after a batch of Release calls and before the agent stops, so that
-// whenever it is stopped the cursor agrees with the stamps.
-func (c *AgentConsumer) Sync(released uint64) error {
-	return c.sync(OffConsCursor, OffConsReleased, released)
-}
+// Sync stores the consumer cursor: call it after a batch of Release calls
+// and before the agent stops, so that whenever it is stopped the cursor
+// agrees with the stamps.
+func (c *AgentConsumer) Sync() error { return c.store64(OffConsCursor, c.pos) }
 
 // WakeProducers wakes producers asleep for space, if any (see the space
 // wake line in LAYOUT.md), and counts the wakeup on the consumer line. It
@@ -411,11 +403,8 @@ func (p *AgentProducer) Publish(length uint32) error {
 	return nil
 }
 
-// Sync stores the producer cursor and counts published records, as
-// AgentConsumer.Sync does for its side.
-func (p *AgentProducer) Sync(published uint64) error {
-	return p.sync(OffProdCursor, OffProdPublished, published)
-}
+// Sync stores the producer cursor, as AgentConsumer.Sync does for its side.
+func (p *AgentProducer) Sync() error { return p.store64(OffProdCursor, p.pos) }
 
 // WakeConsumers wakes consumers asleep for records, if any, and counts the
 // wakeup on the producer line. It reports whether any sleep.

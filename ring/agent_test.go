@@ -144,9 +144,9 @@ func echo(cons *ring.AgentConsumer, prod *ring.AgentProducer, inData, outData []
 		}
 		echoed += n
 		for _, f := range []func() error{
-			func() error { return prod.Sync(uint64(n)) },
+			func() error { return prod.Sync() },
 			func() error { _, err := prod.WakeConsumers(); return err },
-			func() error { return cons.Sync(uint64(n)) },
+			func() error { return cons.Sync() },
 			func() error { _, err := cons.WakeProducers(); return err },
 		} {
 			if err := f(); err != nil {
@@ -322,7 +322,7 @@ func FuzzAgent(f *testing.F) {
 					typed(cons.Release())
 				}
 			case cons != nil && op%4 == 1:
-				typed(cons.Sync(1))
+				typed(cons.Sync())
 				_, err := cons.WakeProducers()
 				typed(err)
 			case prod != nil && op%4 == 2:
@@ -337,7 +337,7 @@ func FuzzAgent(f *testing.F) {
 					}
 				}
 			case prod != nil:
-				typed(prod.Sync(1))
+				typed(prod.Sync())
 				typed(prod.Sleeping(op&4 != 0))
 			}
 		}
@@ -364,7 +364,7 @@ func TestLateSingleAgentCursor(t *testing.T) {
 		require.NoError(t, r.ReleaseAll())
 		require.NoError(t, q.Check(), "consumers ahead of a late single producer's cursor")
 		require.Equal(t, 1, q.Len())
-		require.NoError(t, prod.Sync(3))
+		require.NoError(t, prod.Sync())
 		require.NoError(t, q.Check())
 		require.Equal(t, 1, q.Len())
 	})
@@ -387,7 +387,7 @@ func TestLateSingleAgentCursor(t *testing.T) {
 		require.NoError(t, w.PublishAll(16))
 		require.NoError(t, q.Check(), "producers more than a lap past a late single consumer's cursor")
 		require.Equal(t, 8, q.Ready(), "the stamps past what the consumer released")
-		require.NoError(t, cons.Sync(7))
+		require.NoError(t, cons.Sync())
 		require.NoError(t, q.Check())
 		require.Equal(t, 8, q.Ready())
 		require.Equal(t, 8, q.Len())

@@ -293,11 +293,7 @@ func (r *ReadRun) Release(i int) error {
 	if uint(i) >= uint(r.n) {
 		return invalidf("release record %d of a run of %d", i, r.n)
 	}
-	if err := r.release(i); err != nil {
-		return err
-	}
-	r.q.bumpCons(&r.q.m.cons.released, 1)
-	return nil
+	return r.release(i)
 }
 
 // ReleaseAll releases every record of the run not yet released.
@@ -312,17 +308,13 @@ func (r *ReadRun) ReleaseAll() error {
 // the given holes that this consumer still holds.
 func (q *Queue) releaseRun(start uint64, n int, holes uint64) error {
 	var first error
-	done := 0
 	if holes != 0 {
 		r := ReadRun{q: q, start: start, n: n, holes: holes}
 		for i := n - 1; i >= 0; i-- {
-			if err := r.release(i); err == nil {
-				done++
-			} else if err != ErrNotHeld && first == nil {
+			if err := r.release(i); err != nil && err != ErrNotHeld && first == nil {
 				first = err
 			}
 		}
-		q.bumpCons(&q.m.cons.released, uint64(done))
 		return first
 	}
 	descs, mask := q.m.descs, q.mask
@@ -337,9 +329,7 @@ func (q *Queue) releaseRun(start uint64, n int, holes uint64) error {
 			continue
 		}
 		StoreRelease64(&d.word, packDesc(uint32(p+q.slots), 0, 0))
-		done++
 	}
-	q.bumpCons(&q.m.cons.released, uint64(done))
 	return first
 }
 

@@ -124,8 +124,6 @@ func startAt(meta []byte, slots int, start uint64) {
 	}
 	word64(meta, ring.OffProdCursor).Store(start)
 	word64(meta, ring.OffConsCursor).Store(start)
-	word64(meta, ring.OffProdPublished).Store(start)
-	word64(meta, ring.OffConsReleased).Store(start)
 }
 
 // device is the C driver running as a child process.

@@ -43,7 +43,7 @@ const (
 	// Producer line. Written only by producers.
 	OffProdCursor         = 64  // u64 next position a producer reserves
 	OffProdRolledBack     = 72  // u64 counter: slots given back by moving the cursor back
-	OffProdPublished      = 80  // u64 counter: records published
+	OffProdSpare          = 80  // u64 zero; ignored on read (records published follow from the stamps)
 	OffProdAborted        = 88  // u64 counter: slots aborted (holes and rolled back)
 	OffProdFull           = 96  // u64 counter: reserve attempts refused as full
 	OffProdCorrupt        = 104 // u64 counter: corruption detected by producers
@@ -53,7 +53,7 @@ const (
 	// Consumer line. Written only by consumers.
 	OffConsCursor         = 128 // u64 next position a consumer reserves
 	OffConsReturned       = 136 // u64 counter: records given back unread
-	OffConsReleased       = 144 // u64 counter: records released
+	OffConsSpare          = 144 // u64 zero; ignored on read (records released follow from the stamps)
 	OffConsSkipped        = 152 // u64 counter: aborted slots passed over (net of given back)
 	OffConsEmpty          = 160 // u64 counter: reserve attempts refused as empty
 	OffConsCorrupt        = 168 // u64 counter: corruption detected by consumers

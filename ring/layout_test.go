@@ -58,7 +58,8 @@ func TestLayoutBytes(t *testing.T) {
 	}, meta[OffDescs:][:8], "slot 0 after publish")
 	require.Equal(t, le64(1), meta[OffProdCursor:][:8], "producer cursor")
 	require.Equal(t, le64(0), meta[OffProdRolledBack:][:8], "producer rolled back")
-	require.Equal(t, le64(1), meta[OffProdPublished:][:8], "producer published")
+	require.Equal(t, le64(0), meta[OffProdSpare:][:8], "the spare word: no counter per record")
+	require.Equal(t, uint64(1), q.Stats().Published, "published, from the cursor and the stamp")
 
 	// Consume and release it.
 	r, err := q.Consumer().Reserve(1)
@@ -70,7 +71,8 @@ func TestLayoutBytes(t *testing.T) {
 	}, meta[OffDescs:][:8], "slot 0 after release")
 	require.Equal(t, le64(1), meta[OffConsCursor:][:8], "consumer cursor")
 	require.Equal(t, le64(0), meta[OffConsReturned:][:8], "consumer returned")
-	require.Equal(t, le64(1), meta[OffConsReleased:][:8], "consumer released")
+	require.Equal(t, le64(0), meta[OffConsSpare:][:8], "the spare word")
+	require.Equal(t, uint64(1), q.Stats().Released, "released, from the cursor and the stamp")
 
 	// Abort position 1: a hole.
 	w, err = q.Producer().Reserve(1)
@@ -106,11 +108,11 @@ func TestLayoutOffsets(t *testing.T) {
 		{"meta_size", OffMetaSize, 24}, {"data_size", OffDataSize, 32}, {"desc_size", OffDescSize, 40},
 		{"generation", OffGeneration, 44},
 		{"prod_cursor", OffProdCursor, 64}, {"prod_rolled_back", OffProdRolledBack, 72},
-		{"prod_published", OffProdPublished, 80}, {"prod_aborted", OffProdAborted, 88},
+		{"prod_spare", OffProdSpare, 80}, {"prod_aborted", OffProdAborted, 88},
 		{"prod_full", OffProdFull, 96}, {"prod_corrupt", OffProdCorrupt, 104},
 		{"prod_wake_sent", OffProdWakeSent, 112}, {"prod_wake_suppressed", OffProdWakeSuppressed, 120},
 		{"cons_cursor", OffConsCursor, 128}, {"cons_returned", OffConsReturned, 136},
-		{"cons_released", OffConsReleased, 144}, {"cons_skipped", OffConsSkipped, 152},
+		{"cons_spare", OffConsSpare, 144}, {"cons_skipped", OffConsSkipped, 152},
 		{"cons_empty", OffConsEmpty, 160}, {"cons_corrupt", OffConsCorrupt, 168},
 		{"cons_wake_sent", OffConsWakeSent, 176}, {"cons_wake_suppressed", OffConsWakeSuppressed, 184},
 		{"items_futex", OffItemsFutex, 192}, {"items_waiters", OffItemsWaiters, 196},

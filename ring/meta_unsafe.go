@@ -27,7 +27,7 @@ type header struct {
 type prodLine struct {
 	cursor         atomic.Uint64
 	rolledBack     atomic.Uint64
-	published      atomic.Uint64
+	spare          atomic.Uint64 // OffProdSpare
 	aborted        atomic.Uint64
 	full           atomic.Uint64
 	corrupt        atomic.Uint64
@@ -39,7 +39,7 @@ type prodLine struct {
 type consLine struct {
 	cursor         atomic.Uint64
 	returned       atomic.Uint64
-	released       atomic.Uint64
+	spare          atomic.Uint64 // OffConsSpare
 	skipped        atomic.Uint64
 	empty          atomic.Uint64
 	corrupt        atomic.Uint64
@@ -132,7 +132,7 @@ var (
 
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.cursor) - OffProdCursor]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.rolledBack) - OffProdRolledBack]struct{}{}
-	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.published) - OffProdPublished]struct{}{}
+	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.spare) - OffProdSpare]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.aborted) - OffProdAborted]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.full) - OffProdFull]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.corrupt) - OffProdCorrupt]struct{}{}
@@ -141,7 +141,7 @@ var (
 
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.cursor) - OffConsCursor]struct{}{}
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.returned) - OffConsReturned]struct{}{}
-	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.released) - OffConsReleased]struct{}{}
+	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.spare) - OffConsSpare]struct{}{}
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.skipped) - OffConsSkipped]struct{}{}
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.empty) - OffConsEmpty]struct{}{}
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.corrupt) - OffConsCorrupt]struct{}{}

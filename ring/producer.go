@@ -142,11 +142,7 @@ func (w *WriteRun) Publish(i, length int) error {
 	if uint(length) > uint(w.q.slotSize) {
 		return invalidf("publish %d bytes into a %d-byte slot", length, w.q.slotSize)
 	}
-	if err := w.q.publish(w.start+uint64(i), uint32(length), 0); err != nil {
-		return err
-	}
-	w.q.bumpProd(&w.q.m.prod.published, 1)
-	return nil
+	return w.q.publish(w.start+uint64(i), uint32(length), 0)
 }
 
 // PublishAll publishes every slot of the run not yet published or aborted,
@@ -166,7 +162,6 @@ func (q *Queue) publishRun(start uint64, n, length int, lengths []int) error {
 		return invalidf("publish %d bytes into a %d-byte slot", length, q.slotSize)
 	}
 	var first error
-	done := 0
 	descs, mask := q.m.descs, q.mask
 	// Last slot first: a consumer waiting at the first slot then finds the
 	// whole run ready at once instead of chasing it slot by slot.
@@ -184,9 +179,7 @@ func (q *Queue) publishRun(start uint64, n, length int, lengths []int) error {
 		}
 		// Pairs with the consumer's load of the stamp in reserveRead.
 		StoreRelease64(&d.word, packDesc(uint32(p)+1, uint32(length), 0))
-		done++
 	}
-	q.bumpProd(&q.m.prod.published, uint64(done))
 	return first
 }
 

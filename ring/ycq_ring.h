@@ -28,7 +28,7 @@ extern "C" {
 #define YCQ_OFF_GENERATION             44         /* u32 written 0, ignored in version 1 */
 #define YCQ_OFF_PROD_CURSOR            64         /* u64 next position a producer reserves */
 #define YCQ_OFF_PROD_ROLLED_BACK       72         /* u64 counter: slots given back by moving the cursor back */
-#define YCQ_OFF_PROD_PUBLISHED         80         /* u64 counter: records published */
+#define YCQ_OFF_PROD_SPARE             80         /* u64 zero, ignored on read */
 #define YCQ_OFF_PROD_ABORTED           88         /* u64 counter: slots aborted, holes and rolled back */
 #define YCQ_OFF_PROD_FULL              96         /* u64 counter: reserves refused as full */
 #define YCQ_OFF_PROD_CORRUPT           104        /* u64 counter: corruption seen by producers */
@@ -36,7 +36,7 @@ extern "C" {
 #define YCQ_OFF_PROD_WAKE_SUPPRESSED   120        /* u64 counter: wakeups not needed */
 #define YCQ_OFF_CONS_CURSOR            128        /* u64 next position a consumer reserves */
 #define YCQ_OFF_CONS_RETURNED          136        /* u64 counter: records given back unread */
-#define YCQ_OFF_CONS_RELEASED          144        /* u64 counter: records released */
+#define YCQ_OFF_CONS_SPARE             144        /* u64 zero, ignored on read */
 #define YCQ_OFF_CONS_SKIPPED           152        /* u64 counter: aborted slots passed over, net */
 #define YCQ_OFF_CONS_EMPTY             160        /* u64 counter: reserves refused as empty */
 #define YCQ_OFF_CONS_CORRUPT           168        /* u64 counter: corruption seen by consumers */

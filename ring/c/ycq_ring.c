@@ -24,15 +24,13 @@
 #include "ycq_port.h"
 
 /* The words of an agent's own line, as indices into line[]. The producer's
- * and the consumer's lines have the same shape: cursor, four counters of
- * their own, then corrupt, wake sent, wake suppressed. */
+ * and the consumer's lines have the same shape: cursor, three counters of
+ * their own and a spare word, then corrupt, wake sent, wake suppressed. */
 #define W_CURSOR          0
 #define W_PROD_ROLLED_BACK ((YCQ_OFF_PROD_ROLLED_BACK - YCQ_OFF_PROD_CURSOR) / 8)
-#define W_PROD_PUBLISHED   ((YCQ_OFF_PROD_PUBLISHED - YCQ_OFF_PROD_CURSOR) / 8)
 #define W_PROD_ABORTED     ((YCQ_OFF_PROD_ABORTED - YCQ_OFF_PROD_CURSOR) / 8)
 #define W_PROD_FULL        ((YCQ_OFF_PROD_FULL - YCQ_OFF_PROD_CURSOR) / 8)
 #define W_CONS_RETURNED    ((YCQ_OFF_CONS_RETURNED - YCQ_OFF_CONS_CURSOR) / 8)
-#define W_CONS_RELEASED    ((YCQ_OFF_CONS_RELEASED - YCQ_OFF_CONS_CURSOR) / 8)
 #define W_CONS_SKIPPED     ((YCQ_OFF_CONS_SKIPPED - YCQ_OFF_CONS_CURSOR) / 8)
 #define W_CONS_EMPTY       ((YCQ_OFF_CONS_EMPTY - YCQ_OFF_CONS_CURSOR) / 8)
 #define W_CORRUPT          ((YCQ_OFF_PROD_CORRUPT - YCQ_OFF_PROD_CURSOR) / 8)
@@ -480,7 +478,6 @@ int ycq_consumer_release(struct ycq_consumer *c, const struct ycq_read_run *r, u
 	rc = release_at(a, r, record_offset(r->holes, i));
 	if (rc != YCQ_OK)
 		return rc;
-	count(a, W_CONS_RELEASED, 1);
 	a->pending |= PENDING(YCQ_LINE_SPACE);
 	return YCQ_OK;
 }
@@ -502,7 +499,6 @@ int ycq_consumer_release_all(struct ycq_consumer *c, const struct ycq_read_run *
 		else if (rc != YCQ_ENOTHELD && first == YCQ_OK)
 			first = rc;
 	}
-	count(a, W_CONS_RELEASED, done);
 	if (done > 0)
 		a->pending |= PENDING(YCQ_LINE_SPACE);
 	return first;
@@ -615,7 +611,6 @@ int ycq_producer_publish(struct ycq_producer *pr, const struct ycq_write_run *w,
 	rc = finish(a, w->start + i, length);
 	if (rc != YCQ_OK)
 		return rc;
-	count(a, W_PROD_PUBLISHED, 1);
 	a->pending |= PENDING(YCQ_LINE_ITEMS);
 	return YCQ_OK;
 }
@@ -639,7 +634,6 @@ int ycq_producer_publish_all(struct ycq_producer *pr, const struct ycq_write_run
 		else if (rc != YCQ_ENOTHELD && first == YCQ_OK)
 			first = rc;
 	}
-	count(a, W_PROD_PUBLISHED, done);
 	if (done > 0)
 		a->pending |= PENDING(YCQ_LINE_ITEMS);
 	return first;
