@@ -1,0 +1,19 @@
+package usbdev
+
+import "errors"
+
+// Sentinel errors. Check them with errors.Is; the errors returned wrap them
+// with detail.
+var (
+	// ErrHandshake: the peer's first packet was not a usbredir hello.
+	ErrHandshake = errors.New("usbdev: no usbredir hello")
+	// ErrClosed: the device was closed.
+	ErrClosed = errors.New("usbdev: device closed")
+	// ErrInvalid: a caller passed an argument out of range (Options, or
+	// Plug on a plugged device, Unplug on an unplugged one).
+	ErrInvalid = errors.New("usbdev: invalid argument")
+	// ErrLayout: a vendor request's data has the wrong size for its layout.
+	ErrLayout = errors.New("usbdev: bad vendor request layout")
+	// ErrRequest: a control request the device refuses (it answers STALL).
+	ErrRequest = errors.New("usbdev: request refused")
+)
