@@ -66,7 +66,7 @@ func ReadHeader(m Memory, base uint64) (Config, error) {
 		magic: load32(OffMagic), version: load32(OffVersion), features: load32(OffFeatures),
 		descOffset: load32(OffDescOffset), descSize: load32(OffDescSize),
 		slots: load32(OffSlots), slotSize: load32(OffSlotSize),
-		metaSize: load64(OffMetaSize), dataSize: load64(OffDataSize),
+		metaSize: load64(OffMetaSize), dataSize: load64(OffDataSize), generation: load32(OffGeneration),
 	}
 	if failed != nil {
 		return Config{}, failed
@@ -77,7 +77,7 @@ func ReadHeader(m Memory, base uint64) (Config, error) {
 // headerWords are the header fields as read, before any check.
 type headerWords struct {
 	magic, version, features, descOffset, descSize, slots, slotSize uint64
-	metaSize, dataSize                                              uint64
+	metaSize, dataSize, generation                                  uint64
 }
 
 // check validates a header as read and returns the queue it describes: the
@@ -107,6 +107,14 @@ func (h headerWords) check() (Config, error) {
 		SlotSize:       int(h.slotSize),
 		SingleProducer: features&FeatureSingleProducer != 0,
 		SingleConsumer: features&FeatureSingleConsumer != 0,
+		Resizable:      features&FeatureResizable != 0,
+		Generation:     uint32(h.generation),
+	}
+	if cfg.Resizable && h.generation == 0 {
+		return Config{}, bad("generation", OffGeneration, h.generation, ErrCorrupt, "a resizable queue's generation counts from 1")
+	}
+	if !cfg.Resizable {
+		cfg.Generation = 0 // ignored on read
 	}
 	if n := cfg.Slots; n < MinSlots || n > MaxSlots || bits.OnesCount(uint(n)) != 1 {
 		return Config{}, bad("slots", OffSlots, uint64(n), ErrCorrupt, "want a power of two in [%d, %d]", MinSlots, MaxSlots)
@@ -153,6 +161,10 @@ func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff u
 	}
 	if got.SlotSize != want.SlotSize {
 		return agent{}, &HeaderError{Field: "slot_size", Off: OffSlotSize, Value: uint64(got.SlotSize), Reason: fmt.Sprintf("the agent was told %d", want.SlotSize), Err: ErrIncompatible}
+	}
+	if got.Resizable {
+		return agent{}, &HeaderError{Field: "features", Off: OffFeatures, Value: uint64(got.features()),
+			Reason: "a resizable queue: this agent does not follow resizes", Err: ErrIncompatible}
 	}
 	if got.features()&feature == 0 {
 		side := "single producer"

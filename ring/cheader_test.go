@@ -48,7 +48,8 @@ func cHeader() []byte {
 	hex("YCQ_FEATURE_SINGLE_PRODUCER", FeatureSingleProducer, "one agent produces")
 	hex("YCQ_FEATURE_SINGLE_CONSUMER", FeatureSingleConsumer, "one agent consumes")
 	hex("YCQ_FEATURES_INCOMPAT_MASK", FeaturesIncompatMask, "bits an agent must understand")
-	hex("YCQ_FEATURES_KNOWN", featuresKnown, "the required bits version 1 knows")
+	hex("YCQ_FEATURE_RESIZABLE", FeatureResizable, "one generation of a resizable queue")
+	hex("YCQ_FEATURES_KNOWN", featuresKnown&^FeatureResizable, "the required bits an agent that does not follow resizes knows")
 	hex("YCQ_FLAG_ABORTED", FlagAborted, "flags: slot given up by its producer")
 	hex("YCQ_INFO_ABORTED", FlagAborted<<InfoFlagsShift, "YCQ_FLAG_ABORTED as it sits in the info word")
 	def("YCQ_MIN_SLOTS", MinSlots, "fewest slots; the count is a power of two")
@@ -117,7 +118,7 @@ var cFields = []struct {
 	{"META_SIZE", "meta_size", "uint64_t", OffMetaSize, "u64 YCQ_META_SIZE(N)"},
 	{"DATA_SIZE", "data_size", "uint64_t", OffDataSize, "u64 N * slot_size"},
 	{"DESC_SIZE", "desc_size", "uint32_t", OffDescSize, "u32 YCQ_DESC_SIZE"},
-	{"GENERATION", "generation", "uint32_t", OffGeneration, "u32 written 0, ignored in version 1"},
+	{"GENERATION", "generation", "uint32_t", OffGeneration, "u32 generation of a RESIZABLE queue, from 1"},
 	{"PROD_CURSOR", "", "", OffProdCursor, "u64 next position a producer reserves"},
 	{"PROD_ROLLED_BACK", "", "", OffProdRolledBack, "u64 counter: slots given back by moving the cursor back"},
 	{"PROD_SPARE", "", "", OffProdSpare, "u64 zero, ignored on read"},
@@ -138,5 +139,10 @@ var cFields = []struct {
 	{"ITEMS_WAITERS", "", "", OffItemsWaiters, "u32 consumers asleep"},
 	{"SPACE_FUTEX", "", "", OffSpaceFutex, "u32 producers sleep here for space"},
 	{"SPACE_WAITERS", "", "", OffSpaceWaiters, "u32 producers asleep"},
-	{"LINK", "", "", OffLink, "64 bytes reserved for grow/shrink: written 0, ignored in version 1"},
+	{"LINK", "", "", OffLink, "the link line of a RESIZABLE queue; zero otherwise"},
+	{"LINK_NEXT", "", "", OffLinkNext, "u32 generation of the next queue, 0 until named"},
+	{"LINK_SLOTS", "", "", OffLinkSlots, "u32 slot count of the next queue"},
+	{"LINK_LEFT", "", "", OffLinkLeft, "u32 link_next once consumers moved on"},
+	{"LINK_META_ADDR", "", "", OffLinkMetaAddr, "u64 address of the next queue's metadata, or 0"},
+	{"LINK_DATA_ADDR", "", "", OffLinkDataAddr, "u64 address of the next queue's data, or 0"},
 }

@@ -36,6 +36,11 @@ var (
 	// resize has sealed (only possible on the queue ProducerQueue returned
 	// earlier); reserve through the Resizable's Producer, which moves on.
 	ErrSealed = errors.New("ring: generation sealed by a resize; reserve through the Resizable")
+	// ErrResizing: a Resize or ResizeTo found the previous one not yet
+	// followed: a single producer has not reserved since and so has not
+	// sealed the generation it is leaving. Nothing changed; try again
+	// once it has (ResizePending says), or give up after a deadline.
+	ErrResizing = errors.New("ring: the previous resize is not yet followed by the single producer")
 	// ErrNotLast: a consumer tried to give records back, but another run
 	// was reserved after this one. The records are still held by the run:
 	// read and release them.
@@ -78,4 +83,10 @@ func (e *HeaderError) Unwrap() error { return e.Err }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// corruptf is corruption of the link between generations of a Resizable,
+// which no side's counter owns.
+func corruptf(format string, args ...any) error {
+	return &CorruptError{Side: "link", Reason: fmt.Sprintf(format, args...)}
 }

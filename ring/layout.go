@@ -37,7 +37,7 @@ const (
 	OffMetaSize   = 24 // u64 bytes of metadata the layout uses: MetaSize(N)
 	OffDataSize   = 32 // u64 bytes of data region used: N * slot size
 	OffDescSize   = 40 // u32 bytes per descriptor (DescSize)
-	OffGeneration = 44 // u32 generation of this queue (0 until grow/shrink exists)
+	OffGeneration = 44 // u32 generation of a RESIZABLE queue, from 1; 0 otherwise
 	// 48..63 reserved: written as zero, ignored on read.
 
 	// Producer line. Written only by producers.
@@ -67,9 +67,16 @@ const (
 	OffSpaceFutex   = 256 // u32 bumped after a release when someone sleeps
 	OffSpaceWaiters = 260 // u32 number of producers asleep on the futex word
 
-	// Link line: reserved for the generation/link record of a future grow
-	// or shrink; zero in version 1.
-	OffLink = 320
+	// Link line: how a RESIZABLE queue names the generation that follows
+	// it (LAYOUT.md, "Resizing"); zero in any other queue. Written by the
+	// agent that resizes, but for link_left.
+	OffLink         = 320
+	OffLinkNext     = 320 // u32 generation of the next queue; 0 until a resize names it
+	OffLinkSlots    = 324 // u32 slot count of the next queue
+	OffLinkLeft     = 328 // u32 written by consumers: link_next once they drained this queue and moved on
+	OffLinkMetaAddr = 336 // u64 the next queue's metadata, for agents that reach memory by address (a device: an IOVA); 0 if passed otherwise
+	OffLinkDataAddr = 344 // u64 the next queue's data region, likewise
+	// 332..335 and 352..383 reserved: written as zero, ignored on read.
 
 	// Descriptor table: one 8-byte descriptor per slot, 8 to a cache line.
 	OffDescs = 384
@@ -92,10 +99,21 @@ const (
 	// FeatureSingleConsumer: exactly one agent consumes, likewise.
 	FeatureSingleConsumer = 1 << 1
 
-	featuresKnown = FeatureSingleProducer | FeatureSingleConsumer
+	// FeatureResizable: the queue is one generation of a resizable queue.
+	// Its producer cursor may carry the sealed bit (Sealed), and its link
+	// line may name the next generation. An agent that does not follow
+	// resizes must not attach.
+	FeatureResizable = 1 << 2
+
+	featuresKnown = FeatureSingleProducer | FeatureSingleConsumer | FeatureResizable
 	// FeaturesIncompatMask covers the bits an agent must understand.
 	FeaturesIncompatMask = 0xffff
 )
+
+// Sealed is the bit a resize sets in a RESIZABLE queue's producer cursor:
+// no producer reserves there any more, and the cursor without it is the
+// generation's final position.
+const Sealed = 1 << 63
 
 // Descriptor flag bits, stored in bits 24-31 of the info word.
 const (

@@ -153,7 +153,7 @@ YCQ_STATIC_ASSERT(YCQ_FEATURES_KNOWN == %du, check_features_known);
 YCQ_STATIC_ASSERT(YCQ_MIN_SLOT_SIZE == %d, check_min_slot_size);
 YCQ_STATIC_ASSERT(YCQ_META_SIZE(1024) == %d, check_meta_size);
 int ycq_check(void) { return 0; }
-`, FlagAborted<<InfoFlagsShift, featuresKnown, slotAlign, MetaSize(1024))
+`, FlagAborted<<InfoFlagsShift, featuresKnown&^FeatureResizable, slotAlign, MetaSize(1024))
 	dir := t.TempDir()
 	for _, c := range []struct {
 		tool, file string

@@ -71,6 +71,23 @@ func unpackDesc(v uint64) (seq, length, flags uint32) {
 	return uint32(v), info & InfoLenMask, info >> InfoFlagsShift
 }
 
+// linkLine overlays the link line.
+type linkLine struct {
+	next     atomic.Uint32
+	slots    atomic.Uint32
+	left     atomic.Uint32
+	_        uint32
+	metaAddr atomic.Uint64
+	dataAddr atomic.Uint64
+}
+
+// link is the link line, two lines past the items wake line (view checked
+// the region holds the whole layout; a Queue keeps no pointer of its own
+// for it, to stay 128 bytes).
+func (m metaView) link() *linkLine {
+	return (*linkLine)(unsafe.Add(unsafe.Pointer(m.items), OffLink-OffItemsFutex))
+}
+
 // metaView holds typed pointers into a metadata region. Every pointer is
 // taken from a bounds-checked reslice, so a bad offset panics here at
 // construction instead of touching stray memory later.
@@ -138,6 +155,12 @@ var (
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.corrupt) - OffProdCorrupt]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.wakeSent) - OffProdWakeSent]struct{}{}
 	_ [0]struct{} = [OffProdCursor + unsafe.Offsetof(prodLine{}.wakeSuppressed) - OffProdWakeSuppressed]struct{}{}
+
+	_ [0]struct{} = [OffLink + unsafe.Offsetof(linkLine{}.next) - OffLinkNext]struct{}{}
+	_ [0]struct{} = [OffLink + unsafe.Offsetof(linkLine{}.slots) - OffLinkSlots]struct{}{}
+	_ [0]struct{} = [OffLink + unsafe.Offsetof(linkLine{}.left) - OffLinkLeft]struct{}{}
+	_ [0]struct{} = [OffLink + unsafe.Offsetof(linkLine{}.metaAddr) - OffLinkMetaAddr]struct{}{}
+	_ [0]struct{} = [OffLink + unsafe.Offsetof(linkLine{}.dataAddr) - OffLinkDataAddr]struct{}{}
 
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.cursor) - OffConsCursor]struct{}{}
 	_ [0]struct{} = [OffConsCursor + unsafe.Offsetof(consLine{}.returned) - OffConsReturned]struct{}{}

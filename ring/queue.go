@@ -18,6 +18,10 @@ type Config struct {
 	SingleProducer bool
 	// SingleConsumer records that exactly one agent consumes.
 	SingleConsumer bool
+	// Resizable makes the queue generation Generation (1 if 0) of a
+	// resizable queue (FeatureResizable); a Resizable drives it.
+	Resizable  bool
+	Generation uint32
 }
 
 // MetaSize is the number of metadata bytes the queue needs.
@@ -34,7 +38,19 @@ func (c Config) features() uint32 {
 	if c.SingleConsumer {
 		f |= FeatureSingleConsumer
 	}
+	if c.Resizable {
+		f |= FeatureResizable
+	}
 	return f
+}
+
+// generation is the header's generation word: 0 for a queue that is not
+// resizable.
+func (c Config) generation() uint32 {
+	if !c.Resizable {
+		return 0
+	}
+	return max(c.Generation, 1)
 }
 
 // Validate reports whether the configuration describes a valid queue.
@@ -47,6 +63,9 @@ func (c Config) Validate() error {
 	}
 	if uint64(c.Slots)*uint64(c.SlotSize) > math.MaxInt {
 		return invalidf("%d slots of %d bytes do not fit in this address space", c.Slots, c.SlotSize)
+	}
+	if c.Generation != 0 && !c.Resizable {
+		return invalidf("generation %d of a queue that is not resizable", c.Generation)
 	}
 	return nil
 }
@@ -64,7 +83,7 @@ type Queue struct {
 	negSlots uint32 // -N modulo 2^32
 	slotSize int
 	features uint32
-	// gen is 0 for a queue, and 1 + the generation for one of a
+	// gen is 0 for a queue, and its generation (from 1) for one of a
 	// Resizable's, whose producer cursor may carry the sealed bit (in any
 	// other queue that bit is corruption). It fills the word features
 	// leaves: a Queue stays 128 bytes, a size class the allocator aligns
@@ -95,6 +114,7 @@ func Format(meta, data []byte, cfg Config) (*Queue, error) {
 	h.metaSize.Store(uint64(cfg.MetaSize()))
 	h.dataSize.Store(uint64(cfg.DataSize()))
 	h.descSize.Store(DescSize)
+	h.generation.Store(cfg.generation())
 	for i := range q.m.descs {
 		q.m.descs[i].word.Store(packDesc(uint32(i), 0, 0))
 	}
@@ -121,7 +141,7 @@ func Attach(meta, data []byte) (*Queue, error) {
 		magic: uint64(h.magic.Load()), version: uint64(h.version.Load()), features: uint64(h.features.Load()),
 		descOffset: uint64(h.descOffset.Load()), descSize: uint64(h.descSize.Load()),
 		slots: uint64(h.slots.Load()), slotSize: uint64(h.slotSize.Load()),
-		metaSize: h.metaSize.Load(), dataSize: h.dataSize.Load(),
+		metaSize: h.metaSize.Load(), dataSize: h.dataSize.Load(), generation: uint64(h.generation.Load()),
 	}.check()
 	if err != nil {
 		return nil, err
@@ -157,6 +177,7 @@ func newQueue(meta, data []byte, cfg Config) *Queue {
 		negSlots: -uint32(cfg.Slots),
 		slotSize: cfg.SlotSize,
 		features: cfg.features(),
+		gen:      cfg.generation(),
 	}
 }
 
@@ -190,6 +211,8 @@ func (q *Queue) Config() Config {
 		SlotSize:       q.slotSize,
 		SingleProducer: q.singleProducer(),
 		SingleConsumer: q.singleConsumer(),
+		Resizable:      q.gen != 0,
+		Generation:     q.gen,
 	}
 }
 

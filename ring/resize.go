@@ -16,38 +16,62 @@ import (
 // in-process start of; across processes and under a device it is not yet
 // built.
 
-// sealed is the bit a resize sets in a generation's producer cursor: a
-// producer's compare-and-swap of the cursor then fails, and it reads the
-// bit instead of a position.
-const sealed = 1 << 63
+// sealed is Sealed: a producer's compare-and-swap of the cursor fails once
+// it is set, and it reads the bit instead of a position.
+const sealed = Sealed
 
-// generation is one link of the chain.
+// generation is one link of the chain, as this process sees it. What every
+// agent must agree on lives in the queue's metadata: the sealed bit and the
+// final position in its producer cursor, the next generation's number and
+// size in its link line. The pointers here only cache what this process
+// has mapped.
 type generation struct {
 	q     *Queue
-	index uint64                     // 0 for the first, counting up
-	next  atomic.Pointer[generation] // set before the generation is sealed
-	// final is the first position not in this generation: its producer
-	// cursor when it was sealed. Valid once closed is true.
-	final    atomic.Uint64
-	sealedAt time.Time // written before closed is set
-	closed   atomic.Bool
+	index uint64                     // 0 for the first this process knew, counting up
+	next  atomic.Pointer[generation] // once this process has linked the next one
+	// sealedAt is when this process saw the generation sealed, in
+	// nanoseconds since the Resizable was made (0: not seen), for
+	// ResizeStats.Draining.
+	sealedAt atomic.Int64
+}
+
+// final reports whether g is sealed, and its final position: the first
+// position not in it, which is its producer cursor without the bit.
+func (g *generation) final() (uint64, bool) {
+	c := g.q.m.prod.cursor.Load()
+	return c &^ sealed, c&sealed != 0
 }
 
 // Resizable is a queue shared by any number of producing and consuming
-// goroutines whose slot count can change while they run (Resize). Nothing is
-// lost, duplicated or reordered across a resize: each producer's records are
-// consumed in the order it reserved them, and a run reserved before a
-// resize is published or released as usual after it.
+// goroutines, in one process or several, whose slot count can change while
+// they run (Resize). Nothing is lost, duplicated or reordered across a
+// resize: each producer's records are consumed in the order it reserved
+// them, and a run reserved before a resize is published or released as
+// usual after it.
+//
+// Each generation is an ordinary Queue formatted RESIZABLE (Config.Resizable).
+// One agent resizes: it formats the next generation, names it in the
+// current one's link line, and seals the current one (LAYOUT.md,
+// "Resizing"). In one process that is Resize. Across processes the agent
+// that resizes calls ResizeTo with a queue in regions it shares, and every
+// other process must have been given those regions and called Add with
+// its own view of them before that: an agent that finds a generation
+// named that it has not been given takes it as full or empty until Add.
 type Resizable struct {
 	slotSize int
 	single   Config                     // SingleProducer, SingleConsumer
 	write    atomic.Pointer[generation] // where producers reserve
 	read     atomic.Pointer[generation] // where consumers reserve
-	mu       sync.Mutex                 // serializes Resize
 	onSeal   func(*Queue)               // set by OnSeal before use
-	// last is where a single producer reserved last; only it reads or
-	// writes this.
-	last *generation
+	born     time.Time
+
+	mu sync.Mutex // Resize, ResizeTo, Add, Retire, and linking
+	// tail is the newest generation this process linked or made; oldest
+	// the oldest not yet retired.
+	tail, oldest *generation
+	// given are generations Add was given that the chain does not name yet,
+	// by generation number.
+	given map[uint32]*generation
 
 	resizes  atomic.Uint64
 	draining atomic.Int64 // ns generations took from sealed to drained
@@ -61,93 +85,299 @@ type Resizable struct {
 // first reserve after a Resize (until then it cannot have published
 // anything newer, so consumers lose nothing by waiting there).
 func NewResizable(cfg Config) (*Resizable, error) {
+	cfg.Resizable, cfg.Generation = true, 1
 	q, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	q.gen = 1
-	r := &Resizable{slotSize: cfg.SlotSize,
-		single: Config{SingleProducer: cfg.SingleProducer, SingleConsumer: cfg.SingleConsumer}}
+	return NewResizableOn(q)
+}
+
+// NewResizableOn makes a Resizable whose current generation is q, a queue
+// formatted or attached with FeatureResizable: in another process's
+// regions, say, or in a BAR. Later generations keep its slot size and
+// features.
+func NewResizableOn(q *Queue) (*Resizable, error) {
+	if q.gen == 0 {
+		return nil, invalidf("a queue that is not resizable (format it with Config.Resizable)")
+	}
+	r := &Resizable{slotSize: q.slotSize, born: time.Now(), given: map[uint32]*generation{},
+		single: Config{SingleProducer: q.singleProducer(), SingleConsumer: q.singleConsumer()}}
 	g := &generation{q: q}
 	r.write.Store(g)
 	r.read.Store(g)
-	r.last = g
+	r.tail, r.oldest = g, g
 	return r, nil
 }
 
 // OnSeal sets f to be called with a generation's queue whenever agents
-// asleep on its lines may have to move on: when it is sealed (no producer
-// can reserve there any more), and, for a single producer, which seals it
-// later itself, also when a Resize makes the next generation current. A
-// waiting wrapper (ring/wait) wakes the sleepers there; one woken for
+// asleep on its lines may have to move on: when this process seals it or
+// a single producer here leaves it, and when a resize names the next one.
+// A waiting wrapper (ring/wait) wakes the sleepers there; one woken for
 // nothing looks and sleeps again. Set it before the queue is used; there is
 // one.
 func (r *Resizable) OnSeal(f func(*Queue)) { r.onSeal = f }
 
-// seal records that g takes no more reservations: its final position is c.
-func (r *Resizable) seal(g *generation, c uint64) {
-	g.final.Store(c)
-	g.sealedAt = time.Now()
-	g.closed.Store(true)
+func (r *Resizable) sealed(q *Queue) {
 	if r.onSeal != nil {
-		r.onSeal(g.q)
+		r.onSeal(q)
 	}
 }
 
-// Resize makes the queue hold slots slots from now on. Producers reserve in
-// the new size at once; records already in the queue stay where they are
-// until consumed, so a shrink below what is in flight loses nothing and
-// waits for nothing. It is safe to call while producers and consumers run.
+// nextGeneration is the number of the generation after gen: counting up,
+// never 0, which would mean not resizable.
+func nextGeneration(gen uint32) uint32 {
+	if gen == 1<<32-1 {
+		return 1
+	}
+	return gen + 1
+}
+
+// NextGeneration is the generation number the next resize must format its
+// queue with (Config.Generation) for ResizeTo.
+func (r *Resizable) NextGeneration() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return nextGeneration(r.tail.q.gen)
+}
+
+// Resize makes the queue hold slots slots from now on, in a new generation
+// on the Go heap. Producers reserve in the new size at once; records
+// already in the queue stay where they are until consumed, so a shrink
+// below what is in flight loses nothing and waits for nothing. It is safe
+// to call while producers and consumers run.
 func (r *Resizable) Resize(slots int) error {
-	cfg := Config{Slots: slots, SlotSize: r.slotSize, SingleProducer: r.single.SingleProducer, SingleConsumer: r.single.SingleConsumer}
+	cfg := Config{Slots: slots, SlotSize: r.slotSize, SingleProducer: r.single.SingleProducer,
+		SingleConsumer: r.single.SingleConsumer, Resizable: true}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	cfg.Generation = nextGeneration(r.tail.q.gen)
 	q, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	old := r.write.Load()
+	return r.resizeTo(q, 0, 0)
+}
+
+// ResizeTo makes q, an empty queue formatted with Config.Resizable, the
+// generation NextGeneration() names, the same slot size and features,
+// the next generation: it names q in the current generation's link line
+// (with metaAddr and dataAddr, where an agent that reaches memory by
+// address finds it; 0 if none does) and, for shared producers, seals the
+// current generation. Every other process that uses the queue must have
+// Added its view of q's regions first.
+func (r *Resizable) ResizeTo(q *Queue, metaAddr, dataAddr uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resizeTo(q, metaAddr, dataAddr)
+}
+
+func (r *Resizable) resizeTo(q *Queue, metaAddr, dataAddr uint64) error {
+	old := r.tail
+	if err := r.fits(q, nextGeneration(old.q.gen)); err != nil {
+		return err
+	}
+	if r.pending() {
+		return ErrResizing
+	}
+	if c := q.m.prod.cursor.Load(); c != 0 {
+		return invalidf("generation %d is not empty: producer cursor %#x", q.gen, c)
+	}
 	g := &generation{q: q, index: old.index + 1}
-	q.gen = uint32(g.index%(1<<32-1)) + 1 // never 0, which would mean not resizable
+	link := old.q.m.link()
+	if link.next.Load() != 0 {
+		return corruptf("generation %d already names generation %d: another agent resized it", old.q.gen, link.next.Load())
+	}
+	link.metaAddr.Store(metaAddr)
+	link.dataAddr.Store(dataAddr)
+	link.slots.Store(uint32(q.slots))
+	// Pairs with the load in link: an agent that reads the number reads
+	// the rest of the line.
+	link.next.Store(q.gen)
 	old.next.Store(g)
-	// Producers go to g from now on; one that still tries old finds it
-	// sealed below and comes back here.
-	r.write.Store(g)
+	r.tail = g
 	r.resizes.Add(1)
 	if r.single.SingleProducer {
 		// The producer seals old when it moves on; wake it, should it
 		// sleep there for room.
-		if r.onSeal != nil {
-			r.onSeal(old.q)
-		}
+		r.sealed(old.q)
 		return nil
 	}
+	// Producers here go to g from now on; one that still tries old (here
+	// or in another process) finds it sealed and follows the link.
+	r.write.Store(g)
 	cur := &old.q.m.prod.cursor
 	for {
 		c := cur.Load()
+		if c&sealed != 0 {
+			return corruptf("generation %d was sealed by another agent", old.q.gen)
+		}
 		if cur.CompareAndSwap(c, c|sealed) {
-			r.seal(old, c)
+			old.sealedAt.Store(r.now())
+			r.sealed(old.q)
 			return nil
 		}
 	}
 }
 
-// moveOn is a single producer's first step in generation g: it seals every
-// generation from the one it reserved in last up to g. It is the only
-// writer of their cursors, so a plain store of the sealed bit is the seal;
-// a rollback of a run it still holds there then fails, and the run's
-// unpublished slots become holes.
-func (r *Resizable) moveOn(g *generation) {
-	for x := r.last; x != g; x = x.next.Load() {
-		cur := &x.q.m.prod.cursor
-		c := cur.Load()
-		StoreRelease64(cur, c|sealed)
-		r.seal(x, c)
+// ResizePending reports whether a single producer has yet to follow the
+// last resize: it seals the generation it leaves when it next reserves,
+// and until then another resize is refused (ErrResizing), so that at most
+// one generation waits for it. Shared producers are sealed out at once,
+// and never leave one pending.
+func (r *Resizable) ResizePending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pending()
+}
+
+// pending is ResizePending with r.mu held: the generation before the
+// newest is named but not sealed.
+func (r *Resizable) pending() bool {
+	if !r.single.SingleProducer {
+		return false
 	}
-	r.last = g
+	for g := r.oldest; g != r.tail; g = g.next.Load() {
+		if g.next.Load() == r.tail {
+			_, done := g.final()
+			return !done
+		}
+	}
+	return false
+}
+
+// fits checks that q can be generation gen of r.
+func (r *Resizable) fits(q *Queue, gen uint32) error {
+	switch {
+	case q.gen != gen:
+		return invalidf("a queue of generation %d where generation %d comes next", q.gen, gen)
+	case q.slotSize != r.slotSize:
+		return invalidf("a generation of %d-byte slots in a queue of %d-byte slots", q.slotSize, r.slotSize)
+	case q.singleProducer() != r.single.SingleProducer || q.singleConsumer() != r.single.SingleConsumer:
+		return invalidf("a generation with features %#x in a queue with %#x", q.features, r.single.features()|FeatureResizable)
+	}
+	return nil
+}
+
+// Add gives this process its view of a generation another agent made (and
+// will name with ResizeTo), before that agent names it: agents here follow
+// the link to it once they find it named. q is attached (Attach) to the
+// regions that agent passed over.
+func (r *Resizable) Add(q *Queue) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q.gen == 0 {
+		return invalidf("a queue that is not resizable")
+	}
+	if err := r.fits(q, q.gen); err != nil {
+		return err
+	}
+	if _, dup := r.given[q.gen]; dup || r.known(q.gen) {
+		return invalidf("generation %d given twice", q.gen)
+	}
+	if len(r.given) >= maxGiven {
+		return invalidf("%d generations given and not yet named", len(r.given))
+	}
+	r.given[q.gen] = &generation{q: q}
+	// Agents here may be asleep on a generation that names this one.
+	r.sealed(r.tail.q)
+	return nil
+}
+
+// maxGiven bounds the generations Add holds before the chain names them.
+const maxGiven = 16
+
+// known reports whether the chain from oldest holds generation gen.
+func (r *Resizable) known(gen uint32) bool {
+	for g := r.oldest; g != nil; g = g.next.Load() {
+		if g.q.gen == gen {
+			return true
+		}
+	}
+	return false
+}
+
+// successor is the generation after g, once g's link line names it and
+// this process has it; nil if not yet. A link line that names anything
+// but the next number, or a size other than the queue given for it, is
+// corruption.
+func (r *Resizable) successor(g *generation) (*generation, error) {
+	if n := g.next.Load(); n != nil {
+		return n, nil
+	}
+	link := g.q.m.link()
+	want := link.next.Load()
+	if want == 0 {
+		return nil, nil
+	}
+	if gen := nextGeneration(g.q.gen); want != gen {
+		return nil, corruptf("generation %d links to generation %d: want %d", g.q.gen, want, gen)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := g.next.Load(); n != nil {
+		return n, nil
+	}
+	n := r.given[want]
+	if n == nil {
+		return nil, nil
+	}
+	if slots := link.slots.Load(); uint64(slots) != n.q.slots {
+		return nil, corruptf("generation %d names generation %d of %d slots: the one given has %d", g.q.gen, want, slots, n.q.slots)
+	}
+	delete(r.given, want)
+	n.index = g.index + 1
+	g.next.Store(n)
+	if r.tail == g {
+		r.tail = n
+	}
+	return n, nil
+}
+
+// moveOn is a single producer's step from g, which names n: it seals g.
+// It is the only writer of g's cursor, so a plain store of the sealed bit
+// is the seal; a rollback of a run it still holds there then fails, and
+// the run's unpublished slots become holes.
+func (r *Resizable) moveOn(g, n *generation) {
+	cur := &g.q.m.prod.cursor
+	StoreRelease64(cur, cur.Load()|sealed)
+	g.sealedAt.Store(r.now())
+	r.write.Store(n)
+	r.sealed(g.q)
+}
+
+func (r *Resizable) now() int64 { return max(int64(time.Since(r.born)), 1) }
+
+// Retire drops from the chain the generations every agent is done with:
+// sealed, drained, every record in them released, and older than the
+// ones this process's producers and consumers use. It returns their
+// queues, oldest first, so that the caller can give back their regions
+// (for a device: unmap them once the device's link_left says it left).
+// The caller must know that no goroutine of its own is still inside a call
+// on an older generation: a single agent of each side calling it between
+// its own calls knows that, and so does any caller once the agents have
+// stopped.
+func (r *Resizable) Retire() []*Queue {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*Queue
+	for g := r.oldest; g != r.read.Load() && g != r.write.Load(); {
+		n := g.next.Load()
+		final, done := g.final()
+		if n == nil || !done || g.q.m.cons.cursor.Load() != final {
+			break
+		}
+		if _, held := g.q.heldSlots(final, final); held != 0 {
+			break
+		}
+		out = append(out, g.q)
+		g = n
+		r.oldest = g
+	}
+	return out
 }
 
 // Cap is the slot count producers reserve in now.
@@ -166,14 +396,16 @@ func (r *Resizable) ConsumerQueue() *Queue { return r.read.Load().q }
 
 // ResizeStats counts a Resizable's resizes.
 type ResizeStats struct {
-	Resizes     uint64        // Resize calls that made a new generation
-	Generations uint64        // generations not yet drained and left, the current one included
-	Draining    time.Duration // time sealed generations took to drain, in all
+	Resizes     uint64        // resizes this process made (Resize, ResizeTo)
+	Generations uint64        // generations from the one consumers read to the newest, both included
+	Draining    time.Duration // time sealed generations took to drain, in all, as this process saw it
 }
 
 // Stats reads the resize counters.
 func (r *Resizable) Stats() ResizeStats {
-	live := r.write.Load().index - r.read.Load().index + 1
+	r.mu.Lock()
+	live := r.tail.index - r.read.Load().index + 1
+	r.mu.Unlock()
 	return ResizeStats{Resizes: r.resizes.Load(), Generations: live, Draining: time.Duration(r.draining.Load())}
 }
 
@@ -192,17 +424,38 @@ func (p ResizableProducer) Reserve(n int) (WriteRun, error) { return p.reserve(n
 func (p ResizableProducer) ReserveUpTo(n int) (WriteRun, error) { return p.reserve(n, false) }
 
 func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
+	r := p.r
 	for {
-		g := p.r.write.Load()
-		if p.r.single.SingleProducer && g != p.r.last {
-			p.r.moveOn(g)
+		g := r.write.Load()
+		if r.single.SingleProducer {
+			// A single producer leaves a generation once it is named:
+			// that seals it.
+			next, err := r.successor(g)
+			if err != nil {
+				return WriteRun{}, err
+			}
+			if next != nil {
+				r.moveOn(g, next)
+				continue
+			}
 		}
 		w, err := g.q.reserveWrite(clamp(n, g.q, exact), exact)
 		if err != ErrSealed {
 			return w, err
 		}
-		// A resize sealed g after it made the next generation current:
-		// the next load finds that one.
+		if _, ok := g.final(); !ok {
+			return WriteRun{}, err // the queue was used apart from its Resizable
+		}
+		next, err := r.successor(g)
+		if err != nil {
+			return WriteRun{}, err
+		}
+		if next == nil {
+			// Sealed before this process was given the next
+			// generation: full until Add.
+			return WriteRun{}, ErrFull
+		}
+		r.write.CompareAndSwap(g, next)
 	}
 }
 
@@ -230,20 +483,34 @@ func (c ResizableConsumer) Reserve(n int) (ReadRun, error) { return c.reserve(n,
 func (c ResizableConsumer) ReserveUpTo(n int) (ReadRun, error) { return c.reserve(n, false) }
 
 func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
+	r := c.r
 	for {
-		g := c.r.read.Load()
+		g := r.read.Load()
 		run, err := g.q.reserveRead(clamp(n, g.q, exact), exact)
-		if err != ErrEmpty || !g.closed.Load() {
+		if err != ErrEmpty {
 			return run, err
 		}
 		// Sealed: once consumers have taken every position below final
 		// the generation is drained and its successor is next. Records
 		// still held there are released into it as usual.
-		if g.q.m.cons.cursor.Load() != g.final.Load() {
+		final, done := g.final()
+		if !done || g.q.m.cons.cursor.Load() != final {
 			return run, err
 		}
-		if c.r.read.CompareAndSwap(g, g.next.Load()) {
-			c.r.draining.Add(int64(time.Since(g.sealedAt)))
+		next, lerr := r.successor(g)
+		if lerr != nil {
+			return ReadRun{}, lerr
+		}
+		if next == nil {
+			return run, err
+		}
+		if r.read.CompareAndSwap(g, next) {
+			// The consumers' word: the agent that resized may give the
+			// generation back once every record is released.
+			g.q.m.link().left.Store(next.q.gen)
+			if at := g.sealedAt.Load(); at != 0 {
+				r.draining.Add(r.now() - at)
+			}
 		}
 	}
 }

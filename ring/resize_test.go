@@ -25,25 +25,79 @@ import (
 // release in any order.
 func TestResizeUnderLoad(t *testing.T) {
 	for _, c := range [][2]int{{4, 4}, {4, 1}, {1, 4}, {1, 1}} {
-		t.Run(fmt.Sprintf("%dx%d", c[0], c[1]), func(t *testing.T) { resizeUnderLoad(t, c[0], c[1]) })
+		t.Run(fmt.Sprintf("%dx%d", c[0], c[1]), func(t *testing.T) { resizeUnderLoad(t, c[0], c[1], false) })
+	}
+}
+
+// TestResizeAcrossViews is TestResizeUnderLoad with the producers and the
+// consumers each on a Resizable of their own over the same memory, as two
+// processes have: the consumers' side resizes with ResizeTo into regions it
+// formats, after the producers' side was given its own view of them (Add);
+// everything they agree on goes through the metadata.
+func TestResizeAcrossViews(t *testing.T) {
+	for _, c := range [][2]int{{4, 4}, {1, 1}, {4, 1}} {
+		t.Run(fmt.Sprintf("%dx%d", c[0], c[1]), func(t *testing.T) { resizeUnderLoad(t, c[0], c[1], true) })
+	}
+}
+
+// twoViews formats a resizable queue in regions of its own and returns two
+// Resizables over it, and a resize that the second (the owner) makes into
+// fresh regions once the first has them.
+func twoViews(t *testing.T, cfg ring.Config) (peer, owner *ring.Resizable, resize func(slots int) error) {
+	cfg.Resizable = true
+	views := func(cfg ring.Config) (mine, theirs *ring.Queue, err error) {
+		meta, data := ring.AlignedBytes(cfg.MetaSize()), make([]byte, cfg.DataSize())
+		if mine, err = ring.Format(meta, data, cfg); err != nil {
+			return nil, nil, err
+		}
+		theirs, err = ring.Attach(meta, data)
+		return mine, theirs, err
+	}
+	mine, theirs, err := views(cfg)
+	require.NoError(t, err)
+	owner, err = ring.NewResizableOn(mine)
+	require.NoError(t, err)
+	peer, err = ring.NewResizableOn(theirs)
+	require.NoError(t, err)
+	return peer, owner, func(slots int) error {
+		if owner.ResizePending() {
+			return ring.ErrResizing // before the peer is given anything
+		}
+		next := cfg
+		next.Slots, next.Generation = slots, owner.NextGeneration()
+		mine, theirs, err := views(next)
+		if err != nil {
+			return err
+		}
+		if err := peer.Add(theirs); err != nil {
+			return err
+		}
+		return owner.ResizeTo(mine, 0, 0)
 	}
 }
 
 // resizeUnderLoad is TestResizeUnderLoad with that many producers and
 // consumers; a side of one is formatted single (SingleProducer,
 // SingleConsumer), so a single producer seals the generations it leaves.
-func resizeUnderLoad(t *testing.T, producers, consumers int) {
+// With views, the sides are on two Resizables (twoViews).
+func resizeUnderLoad(t *testing.T, producers, consumers int, views bool) {
 	const (
 		perProducer = 20000
 		resizes     = 200
 		slotSize    = 64
 	)
-	r, err := ring.NewResizable(ring.Config{Slots: 64, SlotSize: slotSize,
-		SingleProducer: producers == 1, SingleConsumer: consumers == 1})
+	cfg := ring.Config{Slots: 64, SlotSize: slotSize, SingleProducer: producers == 1, SingleConsumer: consumers == 1}
+	r, err := ring.NewResizable(cfg)
 	require.NoError(t, err)
+	pr, cr, resize := r, r, r.Resize
+	if views {
+		pr, cr, resize = twoViews(t, cfg)
+	}
 	var produced atomic.Int32
 	var consumed atomic.Int64
 	var consumersDone atomic.Int32
+	var made atomic.Int32 // resizes made
+	var resizing atomic.Bool
 	var failed atomic.Bool
 	errs := make(chan error, producers+consumers+1)
 	fail := func(err error) {
@@ -56,7 +110,7 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 		wg.Go(func() {
 			defer produced.Add(1)
 			rng := rand.New(rand.NewPCG(uint64(id), 7))
-			p := r.Producer()
+			p := pr.Producer()
 			for seq := uint64(0); seq < perProducer && !failed.Load(); {
 				w, err := p.ReserveUpTo(1 + rng.IntN(8))
 				if errors.Is(err, ring.ErrFull) {
@@ -90,6 +144,17 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 				}
 				seq += uint64(n)
 			}
+			// Done, but alive while resizes go on: a single producer
+			// follows them when it reserves.
+			for resizing.Load() && !failed.Load() {
+				if w, err := p.ReserveUpTo(1); err == nil {
+					if err := w.AbortAll(); err != nil {
+						fail(err)
+						return
+					}
+				}
+				runtime.Gosched()
+			}
 		})
 	}
 	logs := make([][]record.Seen, consumers)
@@ -97,7 +162,7 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 		wg.Go(func() {
 			defer consumersDone.Add(1)
 			rng := rand.New(rand.NewPCG(uint64(c), 11))
-			cons := r.Consumer()
+			cons := cr.Consumer()
 			for !failed.Load() {
 				run, err := cons.ReserveUpTo(1 + rng.IntN(8))
 				if errors.Is(err, ring.ErrEmpty) {
@@ -139,7 +204,9 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 			}
 		})
 	}
+	resizing.Store(true)
 	wg.Go(func() {
+		defer resizing.Store(false)
 		// Resize i waits until consumers have taken i/(resizes+1) of all
 		// the records, so the resizes spread over the whole run.
 		rng := rand.New(rand.NewPCG(3, 5))
@@ -151,10 +218,21 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 				}
 				runtime.Gosched()
 			}
-			if err := r.Resize(1 << (1 + rng.IntN(10))); err != nil {
+			slots := 1 << (1 + rng.IntN(10))
+			err := resize(slots)
+			for errors.Is(err, ring.ErrResizing) && produced.Load() != int32(producers) {
+				// A single producer has not followed the last one yet.
+				runtime.Gosched()
+				err = resize(slots)
+			}
+			if errors.Is(err, ring.ErrResizing) {
+				return // the producer is done: it will not follow again
+			}
+			if err != nil {
 				fail(err)
 				return
 			}
+			made.Add(1)
 		}
 	})
 	wg.Wait()
@@ -171,13 +249,14 @@ func resizeUnderLoad(t *testing.T, producers, consumers int) {
 	// producer seals them when it next reserves (it takes a slot and
 	// gives it back here), and one look of a consumer passes them all.
 	if producers == 1 {
-		w, err := r.Producer().ReserveUpTo(1)
+		w, err := pr.Producer().ReserveUpTo(1)
 		require.NoError(t, err)
 		require.NoError(t, w.AbortAll())
 	}
-	_, err = r.Consumer().ReserveUpTo(1)
+	_, err = cr.Consumer().ReserveUpTo(1)
 	require.ErrorIs(t, err, ring.ErrEmpty)
-	st := r.Stats()
+	st := cr.Stats()
+	require.Equal(t, uint64(made.Load()), st.Resizes)
 	require.Equal(t, uint64(resizes), st.Resizes)
 	require.Equal(t, uint64(1), st.Generations, "every sealed generation drained and left")
 	t.Logf("%d records through %d resizes; sealed generations took %v to drain in all", len(all), st.Resizes, st.Draining)

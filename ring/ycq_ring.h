@@ -25,7 +25,7 @@ extern "C" {
 #define YCQ_OFF_META_SIZE              24         /* u64 YCQ_META_SIZE(N) */
 #define YCQ_OFF_DATA_SIZE              32         /* u64 N * slot_size */
 #define YCQ_OFF_DESC_SIZE              40         /* u32 YCQ_DESC_SIZE */
-#define YCQ_OFF_GENERATION             44         /* u32 written 0, ignored in version 1 */
+#define YCQ_OFF_GENERATION             44         /* u32 generation of a RESIZABLE queue, from 1 */
 #define YCQ_OFF_PROD_CURSOR            64         /* u64 next position a producer reserves */
 #define YCQ_OFF_PROD_ROLLED_BACK       72         /* u64 counter: slots given back by moving the cursor back */
 #define YCQ_OFF_PROD_SPARE             80         /* u64 zero, ignored on read */
@@ -46,7 +46,12 @@ extern "C" {
 #define YCQ_OFF_ITEMS_WAITERS          196        /* u32 consumers asleep */
 #define YCQ_OFF_SPACE_FUTEX            256        /* u32 producers sleep here for space */
 #define YCQ_OFF_SPACE_WAITERS          260        /* u32 producers asleep */
-#define YCQ_OFF_LINK                   320        /* 64 bytes reserved for grow/shrink: written 0, ignored in version 1 */
+#define YCQ_OFF_LINK                   320        /* the link line of a RESIZABLE queue; zero otherwise */
+#define YCQ_OFF_LINK_NEXT              320        /* u32 generation of the next queue, 0 until named */
+#define YCQ_OFF_LINK_SLOTS             324        /* u32 slot count of the next queue */
+#define YCQ_OFF_LINK_LEFT              328        /* u32 link_next once consumers moved on */
+#define YCQ_OFF_LINK_META_ADDR         336        /* u64 address of the next queue's metadata, or 0 */
+#define YCQ_OFF_LINK_DATA_ADDR         344        /* u64 address of the next queue's data, or 0 */
 #define YCQ_OFF_DESCS                  384        /* descriptor 0 */
 #define YCQ_DESC_SIZE                  8          /* bytes per descriptor */
 #define YCQ_DESC_OFF_SEQ               0          /* u32 stamp, within a descriptor */
@@ -57,7 +62,8 @@ extern "C" {
 #define YCQ_FEATURE_SINGLE_PRODUCER    0x1u       /* one agent produces */
 #define YCQ_FEATURE_SINGLE_CONSUMER    0x2u       /* one agent consumes */
 #define YCQ_FEATURES_INCOMPAT_MASK     0xffffu    /* bits an agent must understand */
-#define YCQ_FEATURES_KNOWN             0x3u       /* the required bits version 1 knows */
+#define YCQ_FEATURE_RESIZABLE          0x4u       /* one generation of a resizable queue */
+#define YCQ_FEATURES_KNOWN             0x3u       /* the required bits an agent that does not follow resizes knows */
 #define YCQ_FLAG_ABORTED               0x1u       /* flags: slot given up by its producer */
 #define YCQ_INFO_ABORTED               0x1000000u /* YCQ_FLAG_ABORTED as it sits in the info word */
 #define YCQ_MIN_SLOTS                  2          /* fewest slots; the count is a power of two */
