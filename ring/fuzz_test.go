@@ -14,7 +14,7 @@ import (
 
 // knownErr reports whether err is one of the errors the API promises.
 func knownErr(err error) bool {
-	for _, e := range []error{ring.ErrFull, ring.ErrEmpty, ring.ErrCorrupt, ring.ErrInvalid, ring.ErrNotHeld, ring.ErrNotLast, ring.ErrIncompatible, ring.ErrFragmented, ring.ErrSealed} {
+	for _, e := range []error{ring.ErrFull, ring.ErrEmpty, ring.ErrCorrupt, ring.ErrInvalid, ring.ErrNotHeld, ring.ErrNotLast, ring.ErrIncompatible, ring.ErrFragmented, ring.ErrSealed, ring.ErrResizing} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -375,4 +375,97 @@ func (m *model) drain(t *testing.T) {
 	if !m.hostile && len(m.written) != 0 {
 		t.Fatalf("%d published records never read: %v", len(m.written), m.written)
 	}
+}
+
+// FuzzResizeLink plays a peer that writes what it likes into the words a
+// Resizable's agents read to follow a resize (link_next, link_slots,
+// link_left, the sealed bit and the cursors of the current generation)
+// between operations of a producer, a consumer and the agent that resizes.
+// Every operation returns or fails with a promised error, nothing panics,
+// and every record read is one that was written, once.
+func FuzzResizeLink(f *testing.F) {
+	f.Add([]byte{0, 3, 1, 2, 2, 8, 0, 2, 1, 8})
+	f.Add([]byte{3, 2, 8, 0, 1, 0, 9, 1, 2, 0, 1, 1, 8})
+	f.Add([]byte{4, 0, 0, 0, 128, 0, 3, 1, 4, 0, 4, 4, 2, 0, 1, 8})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		cfg := ring.Config{Slots: 8, SlotSize: 8, Resizable: true}
+		meta, data := ring.AlignedBytes(cfg.MetaSize()), make([]byte, cfg.DataSize())
+		q, err := ring.Format(meta, data, cfg)
+		require.NoError(t, err)
+		r, err := ring.NewResizableOn(q)
+		require.NoError(t, err)
+		metas := [][]byte{meta} // every generation's metadata, by generation - 1
+		written, read := map[uint64]bool{}, map[uint64]bool{}
+		next := uint64(1)
+		check := func(err error) {
+			if err != nil && !knownErr(err) {
+				t.Fatalf("unpromised error %T: %v", err, err)
+			}
+		}
+		for len(ops) >= 2 {
+			op, arg := ops[0], ops[1]
+			ops = ops[2:]
+			m := metas[len(metas)-1]
+			switch op % 8 {
+			case 0:
+				w, err := r.Producer().ReserveUpTo(1 + int(arg%8))
+				check(err)
+				if err == nil {
+					for i := range w.Len() {
+						le.PutUint64(w.Slot(i), next)
+						written[next] = true
+						next++
+					}
+					check(w.PublishAll(8))
+				}
+			case 1:
+				run, err := r.Consumer().ReserveUpTo(1 + int(arg%8))
+				check(err)
+				if err == nil {
+					for i := range run.Len() {
+						b, err := run.Slot(i)
+						check(err)
+						if err != nil {
+							continue
+						}
+						v := le.Uint64(b)
+						if !written[v] || read[v] {
+							// A peer may rewrite stamps only through the
+							// words below, so payload is ours: a record
+							// read is one written, once.
+							t.Fatalf("record %d read but not written, or twice", v)
+						}
+						read[v] = true
+					}
+					check(run.ReleaseAll())
+				}
+			case 2:
+				check(r.Resize(2 << (arg % 4)))
+				if g := r.ProducerQueue().Config().Generation; int(g) > len(metas) {
+					metas = append(metas, nil) // heap generation: not poked
+				}
+			case 3:
+				word32(m, ring.OffLinkNext).Store(uint32(arg % 4))
+			case 4:
+				word32(m, ring.OffLinkSlots).Store(uint32(arg))
+			case 5:
+				word32(m, ring.OffLinkLeft).Store(uint32(arg))
+			case 6:
+				c := word64(m, ring.OffProdCursor)
+				c.Store(c.Load() ^ ring.Sealed)
+			case 7:
+				g := cfg
+				g.Slots, g.Generation = 2<<(arg%4), uint32(arg%4)
+				if nq, err := ring.New(g); err == nil {
+					check(r.Add(nq))
+				} else {
+					check(err)
+				}
+			}
+			if metas[len(metas)-1] == nil {
+				metas = metas[:len(metas)-1]
+			}
+		}
+		check(r.ProducerQueue().Check())
+	})
 }

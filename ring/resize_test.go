@@ -378,3 +378,113 @@ func TestReserveOnASealedGeneration(t *testing.T) {
 	require.Same(t, r.ProducerQueue(), w.Queue())
 	require.NoError(t, w.PublishAll(0))
 }
+
+// TestResizeHostileLink: a peer that writes garbage into the link line or
+// the generation words gets typed errors from every side, never a crash,
+// and the queue it did not touch is unharmed.
+func TestResizeHostileLink(t *testing.T) {
+	cfg := ring.Config{Slots: 8, SlotSize: 8, Resizable: true}
+	setup := func(t *testing.T) (*ring.Resizable, []byte) {
+		meta, data := ring.AlignedBytes(cfg.MetaSize()), make([]byte, cfg.DataSize())
+		q, err := ring.Format(meta, data, cfg)
+		require.NoError(t, err)
+		r, err := ring.NewResizableOn(q)
+		require.NoError(t, err)
+		w, err := r.Producer().Reserve(2)
+		require.NoError(t, err)
+		require.NoError(t, w.PublishAll(8))
+		return r, meta
+	}
+	drain := func(r *ring.Resizable) error {
+		for {
+			run, err := r.Consumer().ReserveUpTo(8)
+			if err != nil {
+				return err
+			}
+			if err := run.ReleaseAll(); err != nil {
+				return err
+			}
+		}
+	}
+	t.Run("names the wrong generation", func(t *testing.T) {
+		r, meta := setup(t)
+		word32(meta, ring.OffLinkNext).Store(7)
+		word64(meta, ring.OffProdCursor).Store(2 | ring.Sealed)
+		require.ErrorIs(t, drain(r), ring.ErrCorrupt, "links to 7 from 1")
+		_, err := r.Producer().Reserve(1)
+		require.ErrorIs(t, err, ring.ErrCorrupt)
+	})
+	t.Run("names a size other than the one given", func(t *testing.T) {
+		r, meta := setup(t)
+		next := cfg
+		next.Slots, next.Generation = 16, 2
+		q, err := ring.New(next)
+		require.NoError(t, err)
+		require.NoError(t, r.Add(q))
+		word32(meta, ring.OffLinkSlots).Store(4)
+		word32(meta, ring.OffLinkNext).Store(2)
+		word64(meta, ring.OffProdCursor).Store(2 | ring.Sealed)
+		require.ErrorIs(t, drain(r), ring.ErrCorrupt)
+	})
+	t.Run("seals without naming", func(t *testing.T) {
+		r, meta := setup(t)
+		word64(meta, ring.OffProdCursor).Store(2 | ring.Sealed)
+		_, err := r.Producer().Reserve(1)
+		require.ErrorIs(t, err, ring.ErrFull, "nowhere to go: full, until a next generation comes")
+		require.ErrorIs(t, drain(r), ring.ErrEmpty, "the two records, then nothing")
+	})
+	t.Run("names before the agent that resizes", func(t *testing.T) {
+		r, meta := setup(t)
+		word32(meta, ring.OffLinkNext).Store(2)
+		next := cfg
+		next.Generation = 2
+		q, err := ring.New(next)
+		require.NoError(t, err)
+		require.ErrorIs(t, r.ResizeTo(q, 0, 0), ring.ErrCorrupt, "someone else resized it")
+		require.Equal(t, 8, r.Cap(), "a refused resize changes nothing")
+	})
+	t.Run("generation word", func(t *testing.T) {
+		_, meta := setup(t)
+		word32(meta, ring.OffGeneration).Store(0)
+		_, err := ring.Attach(meta, make([]byte, cfg.DataSize()))
+		var he *ring.HeaderError
+		require.ErrorAs(t, err, &he)
+		require.Equal(t, "generation", he.Field)
+		require.ErrorIs(t, err, ring.ErrCorrupt)
+	})
+	t.Run("refused gifts", func(t *testing.T) {
+		r, _ := setup(t)
+		plain, err := ring.New(ring.Config{Slots: 8, SlotSize: 8})
+		require.NoError(t, err)
+		require.ErrorIs(t, r.Add(plain), ring.ErrInvalid, "not resizable")
+		other, err := ring.New(ring.Config{Slots: 8, SlotSize: 16, Resizable: true, Generation: 2})
+		require.NoError(t, err)
+		require.ErrorIs(t, r.Add(other), ring.ErrInvalid, "another slot size")
+		_, err = ring.NewResizableOn(plain)
+		require.ErrorIs(t, err, ring.ErrInvalid)
+		require.ErrorIs(t, r.ResizeTo(other, 0, 0), ring.ErrInvalid)
+	})
+}
+
+// TestResizeRetire: generations come back to their owner only once every
+// record in them is released and both sides have moved on.
+func TestResizeRetire(t *testing.T) {
+	r, err := ring.NewResizable(ring.Config{Slots: 8, SlotSize: 8})
+	require.NoError(t, err)
+	first := r.ProducerQueue()
+	w, err := r.Producer().Reserve(2)
+	require.NoError(t, err)
+	require.NoError(t, w.PublishAll(8))
+	require.NoError(t, r.Resize(16))
+	require.Empty(t, r.Retire(), "records still in it")
+	held, err := r.Consumer().Reserve(2)
+	require.NoError(t, err)
+	_, err = r.Consumer().Reserve(1)
+	require.ErrorIs(t, err, ring.ErrEmpty, "and the consumers move on")
+	require.Equal(t, r.ConsumerQueue(), r.ProducerQueue())
+	require.Empty(t, r.Retire(), "a run still held there")
+	require.NoError(t, held.ReleaseAll())
+	require.Equal(t, []*ring.Queue{first}, r.Retire())
+	require.Empty(t, r.Retire())
+	require.Equal(t, uint64(1), r.Stats().Generations)
+}
