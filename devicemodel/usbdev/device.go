@@ -79,6 +79,9 @@ type Device struct {
 	served chan struct{} // closed when Serve has returned
 	wg     sync.WaitGroup
 
+	waiting atomic.Int32 // readers waiting for staging room (0 or 1)
+	onWait  func()       // tests: called when the reader starts to wait
+
 	started   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error

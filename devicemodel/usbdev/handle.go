@@ -332,11 +332,15 @@ func (d *Device) bulkOut(id uint64, p *pair, data []byte) error {
 		if done || err != nil {
 			return err
 		}
+		d.waiting.Add(1)
+		if d.onWait != nil {
+			d.onWait()
+		}
 		select {
 		case <-d.room:
+			d.waiting.Add(-1)
 		case <-d.done:
-			return ErrClosed
-		case <-d.stop:
+			d.waiting.Add(-1)
 			return ErrClosed
 		}
 	}

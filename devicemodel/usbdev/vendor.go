@@ -21,7 +21,7 @@ const (
 	ReqGetCounters = 0x04 // IN: Counters
 	ReqGetQueue    = 0x05 // IN, wIndex = pair: QueueState
 
-	VendorOut = reqTypeVendor | reqRecipDevice          // 0x40
+	VendorOut = reqTypeVendor | reqRecipDevice            // 0x40
 	VendorIn  = reqDirIn | reqTypeVendor | reqRecipDevice // 0xC0
 )
 
