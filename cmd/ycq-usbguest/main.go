@@ -6,6 +6,12 @@
 //
 //	probe  list the USB devices libusb enumerates (the xHCI root hubs, and
 //	       the usbredir device if one is attached)
+//	test   open the ycq USB device with the gousb host driver
+//	       (hostdriver/usbhost) and stream checked records through every
+//	       queue pair with the echo engine: a device reset a third of the
+//	       way, and at two thirds a request to be unplugged and replugged
+//	       ("YCQ-USB-UNPLUG" on the console: the host side's device model
+//	       does it), recovering; then measure 64-byte and 16 KiB records
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
 // powers off. It is built with cgo (gousb, libusb): qemu.GoBuildCgo puts
@@ -13,23 +19,50 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/gousb"
 
+	"github.com/ycq-dev/ycq/hostdriver/usbhost"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/qemu/guest"
+	"github.com/ycq-dev/ycq/ycqdev"
 )
 
 // result is the YCQ-RESULT line.
 type result struct {
-	Mode    string   `json:"mode"`
-	Modules int      `json:"modules"`
-	Devices []string `json:"devices"`
-	Error   string   `json:"error,omitempty"`
+	Mode       string   `json:"mode"`
+	Modules    int      `json:"modules"`
+	Devices    []string `json:"devices,omitempty"`
+	Pairs      int      `json:"pairs,omitempty"`
+	Records    int64    `json:"records"` // checked records of the test stream, all pairs
+	PerPair    []int64  `json:"per_pair,omitempty"`
+	Errors     int      `json:"errors"`
+	Resets     uint64   `json:"resets"`
+	Recoveries uint64   `json:"recoveries"`
+	Unplugs    int      `json:"unplugs"`
+	Resent     uint64   `json:"resent"`
+	Copies     uint64   `json:"copies"`
+	Transfers  uint64   `json:"transfers"`
+	Bench      []bench  `json:"bench,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// bench is one measured stream.
+type bench struct {
+	RecordSize int     `json:"record_size"`
+	Records    int64   `json:"records"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"records_per_s"`
+	MBps       float64 `json:"mb_per_s"` // request bytes a second (the echoes double it on the bus)
+	Copies     uint64  `json:"copies"`
 }
 
 func main() {
@@ -54,6 +87,8 @@ func run(res *result) error {
 	switch res.Mode {
 	case "probe":
 		return probe(res)
+	case "test":
+		return test(res)
 	default:
 		return fmt.Errorf("unknown ycq.mode %q", res.Mode)
 	}
@@ -97,4 +132,214 @@ func param(name, def string) string {
 		}
 	}
 	return def
+}
+
+// format is the records' layout: (queue, sequence) in the header, a
+// CRC-32C over all of it.
+var format = record.Format{Sum: true}
+
+// test is the guest tier's run; see the package comment.
+func test(res *result) error {
+	if err := waitUSB(30 * time.Second); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	n := int64(paramInt("ycq.records", 12000))
+	var errs []error
+	st, err := streamAll(ctx, 64, n, true, res)
+	if err != nil {
+		return err
+	}
+	res.Resets += st.Resets
+	res.Recoveries += st.Recoveries
+	for _, size := range []struct{ r, n int }{{64, paramInt("ycq.bench64", 20000)}, {16384, paramInt("ycq.bench16k", 1500)}} {
+		b, err := measure(ctx, size.r, int64(size.n), res)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bench %d B: %w", size.r, err))
+			continue
+		}
+		res.Bench = append(res.Bench, b)
+		fmt.Printf("YCQ-USB bench %6d-byte records: %8.0f records/s %7.2f MB/s (%d records, %.2f s, %d copies)\n",
+			b.RecordSize, b.PerSecond, b.MBps, b.Records, b.Seconds, b.Copies)
+	}
+	return errors.Join(errs...)
+}
+
+// measure streams n records of r bytes through every pair, undisturbed.
+func measure(ctx context.Context, r int, n int64, res *result) (bench, error) {
+	start := time.Now()
+	st, err := streamAll(ctx, r, n, false, res)
+	if err != nil {
+		return bench{}, err
+	}
+	el := time.Since(start).Seconds()
+	total := n * int64(len(st.Pairs))
+	var copies uint64
+	for _, p := range st.Pairs {
+		copies += p.Copies
+	}
+	return bench{RecordSize: r, Records: total, Seconds: el, PerSecond: float64(total) / el,
+		MBps: float64(total) * float64(r) / el / 1e6, Copies: copies}, nil
+}
+
+// streamAll opens the driver for r-byte records and streams n checked records
+// through every pair; with disturb, pair 0 resets the device a third of
+// the way and asks to be unplugged at two thirds. It adds what it checked
+// to res and returns the driver's stats.
+func streamAll(ctx context.Context, r int, n int64, disturb bool, res *result) (usbhost.Stats, error) {
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: ycqdev.EngineEcho, RecordSize: r, Slots: 1024})
+	cancel()
+	if err != nil {
+		return usbhost.Stats{}, err
+	}
+	defer drv.Close()
+	pairs := drv.Pairs()
+	res.Pairs = len(pairs)
+	rec := &recoverer{drv: drv}
+	var resetOnce, unplugOnce sync.Once
+	hook := func(p *usbhost.Pair, got int64) error {
+		if !disturb || p.Index() != 0 {
+			return nil
+		}
+		var err error
+		if got >= n/3 {
+			resetOnce.Do(func() {
+				fmt.Printf("YCQ-USB reset after %d responses on pair 0\n", got)
+				err = drv.Reset(ctx)
+			})
+		}
+		if got >= 2*n/3 {
+			unplugOnce.Do(func() {
+				fmt.Printf("YCQ-USB-UNPLUG after %d responses on pair 0\n", got)
+				res.Unplugs++
+				// Hold pair 0 here until the driver sees the device go.
+				deadline := time.Now().Add(2 * time.Minute)
+				for drv.Err() == nil && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				fmt.Printf("YCQ-USB driver stopped: %v\n", drv.Err())
+			})
+		}
+		return err
+	}
+	counts := make([]int64, len(pairs))
+	errs := make([]error, len(pairs))
+	var wg sync.WaitGroup
+	for i, p := range pairs {
+		wg.Go(func() { counts[i], errs[i] = stream(ctx, p, n, rec, hook) })
+	}
+	wg.Wait()
+	st := drv.Stats()
+	for i, p := range st.Pairs {
+		res.Records += counts[i]
+		res.PerPair = append(res.PerPair, counts[i])
+		res.Resent += p.Resent
+		res.Copies += p.Copies
+		res.Transfers += p.OutTransfers + p.InTransfers
+		fmt.Printf("YCQ-USB %d-byte records, pair %d: %d checked; %d OUT and %d IN transfers, %d short IN, %d resent, %d copies\n",
+			r, i, counts[i], p.OutTransfers, p.InTransfers, p.ShortIn, p.Resent, p.Copies)
+	}
+	if err := errors.Join(errs...); err != nil {
+		res.Errors++
+		return st, err
+	}
+	return st, drv.Close()
+}
+
+// recoverer brings the driver back once for everyone who saw it stop.
+type recoverer struct {
+	mu  sync.Mutex
+	drv *usbhost.Driver
+}
+
+// handle recovers from err if it stopped the driver; it returns an error
+// that is not the driver's to recover from.
+func (r *recoverer) handle(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, usbhost.ErrClosed) {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	derr := r.drv.Err()
+	if derr == nil {
+		return nil // recovered by another goroutine meanwhile
+	}
+	if !errors.Is(err, derr) && !errors.Is(derr, usbhost.ErrGone) && !errors.Is(derr, usbhost.ErrIO) && !errors.Is(derr, usbhost.ErrStall) && !errors.Is(derr, usbhost.ErrTimeout) {
+		return err
+	}
+	fmt.Printf("YCQ-USB recovering from: %v\n", derr)
+	if rerr := r.drv.Recover(ctx); rerr != nil {
+		return fmt.Errorf("recover: %w (after %w)", rerr, derr)
+	}
+	fmt.Println("YCQ-USB recovered")
+	return nil
+}
+
+// stream sends n records on p and checks every echo, in order.
+func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error) (int64, error) {
+	size := p.SlotSize()
+	var sendErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for seq := int64(0); seq < n; {
+			r, err := p.ReserveUpTo(ctx, int(min(32, n-seq)))
+			if err != nil {
+				if err = rec.handle(ctx, err); err != nil {
+					sendErr = err
+					return
+				}
+				continue
+			}
+			for i := range r.Len() {
+				format.Fill(r.Slot(i)[:size], record.Header{Seq: uint64(seq) + uint64(i), Producer: uint32(p.Index())})
+			}
+			if err := r.PublishAll(size); err != nil {
+				sendErr = err
+				return
+			}
+			seq += int64(r.Len())
+		}
+	})
+	defer wg.Wait()
+	var got int64
+	for got < n {
+		r, err := p.Receive(ctx, 64)
+		if err != nil {
+			if err = rec.handle(ctx, err); err != nil {
+				wg.Wait()
+				return got, errors.Join(fmt.Errorf("pair %d after %d: %w", p.Index(), got, err), sendErr)
+			}
+			continue
+		}
+		for i := range r.Len() {
+			b, err := r.Slot(i)
+			if err != nil {
+				return got, err
+			}
+			h, err := format.Check(b)
+			if err != nil || h.Producer != uint32(p.Index()) || h.Seq != uint64(got) {
+				wg.Wait()
+				return got, fmt.Errorf("pair %d: response %d is record (queue %d, seq %d): %v", p.Index(), got, h.Producer, h.Seq, err)
+			}
+			got++
+		}
+		if err := r.ReleaseAll(); err != nil {
+			return got, err
+		}
+		if err := hook(p, got); err != nil {
+			return got, err
+		}
+	}
+	wg.Wait()
+	return got, sendErr
+}
+
+func paramInt(name string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(param(name, ""), &v); err != nil || v <= 0 {
+		return def
+	}
+	return v
 }

@@ -1,0 +1,141 @@
+package usbhost
+
+import (
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"time"
+)
+
+// Config says which device to drive and how.
+type Config struct {
+	// Vendor and Product find the device; DefaultVendor and
+	// DefaultProduct if 0.
+	Vendor, Product uint16
+	// Pairs is the number of queue pairs; all the device has if 0.
+	Pairs int
+	// Engine is the device's engine for every pair (ycqdev.Engine*);
+	// echo if 0.
+	Engine uint32
+	// RecordSize is R, the bytes of every request (a multiple of 8): each
+	// request slot holds one record, and records travel whole, R bytes
+	// each, in OUT transfers issued on the slots. 4096 if 0.
+	RecordSize int
+	// Slots is the number of slots of each of a pair's two queues, a power
+	// of two; 1024 if 0.
+	Slots int
+	// RecordsPerTransfer is the most records one OUT transfer carries;
+	// the device's limit for R if 0 (and never above it).
+	RecordsPerTransfer int
+	// ResponsesPerTransfer is the most responses one IN transfer asks for;
+	// what fits the device's transfer limit, and a share of the response
+	// queue, if 0.
+	ResponsesPerTransfer int
+	// OutTransfers and InTransfers are the bulk transfers a pair keeps in
+	// flight each way: the device's OUT window (4) and 8 if 0, never above
+	// the device's windows.
+	OutTransfers, InTransfers int
+	// Timeout bounds a control request and an OUT transfer (an OUT
+	// transfer waits while the device is backpressured: give the
+	// application's consumers at least that long); 10 s if 0, none if
+	// negative. IN transfers wait for responses and have no timeout.
+	Timeout time.Duration
+	// Poll is how often Open and Recover look for the device while it is
+	// not there; 50 ms if 0.
+	Poll time.Duration
+	Log  *slog.Logger
+}
+
+// withDefaults fills in the zero fields that need no device.
+func (c Config) withDefaults() Config {
+	if c.Vendor == 0 && c.Product == 0 {
+		c.Vendor, c.Product = DefaultVendor, DefaultProduct
+	}
+	if c.Engine == 0 {
+		c.Engine = engineEcho
+	}
+	if c.RecordSize == 0 {
+		c.RecordSize = 4096
+	}
+	if c.Slots == 0 {
+		c.Slots = 1024
+	}
+	switch {
+	case c.Timeout == 0:
+		c.Timeout = 10 * time.Second
+	case c.Timeout < 0:
+		c.Timeout = 0
+	}
+	if c.Poll <= 0 {
+		c.Poll = 50 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// pairShape is what a pair runs with, from the Config and the device's
+// Info.
+type pairShape struct {
+	engine       uint32
+	r, s         int // record and response sizes
+	slots        int
+	outRecords   int // most records an OUT transfer carries
+	inResponses  int // most responses an IN transfer asks for
+	outTransfers int
+	inTransfers  int
+}
+
+// shape checks c against the device's info and works out the pairs'
+// shape.
+func (c Config) shape(info Info) (pairShape, error) {
+	bad := func(format string, args ...any) (pairShape, error) {
+		return pairShape{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if c.Pairs < 0 || c.Pairs > info.Pairs {
+		return bad("%d pairs, the device has %d", c.Pairs, info.Pairs)
+	}
+	if c.Engine > 31 || info.Engines&(1<<c.Engine) == 0 {
+		return bad("engine %d: the device's engines are %#x", c.Engine, info.Engines)
+	}
+	r := c.RecordSize
+	if r < minRecordSize || r%recordAlign != 0 || r > info.MaxRecordSize {
+		return bad("record size %d: want a multiple of %d from %d to %d", r, recordAlign, minRecordSize, info.MaxRecordSize)
+	}
+	if c.Slots < 2 || bits.OnesCount(uint(c.Slots)) != 1 {
+		return bad("%d slots: want a power of two", c.Slots)
+	}
+	sh := pairShape{engine: c.Engine, r: r, s: responseSize(c.Engine, r), slots: c.Slots}
+	kmax := min(info.MaxRecordsPerTransfer, info.MaxTransferBytes/r)
+	if kmax < 1 {
+		return bad("record size %d: above the device's %d-byte transfers", r, info.MaxTransferBytes)
+	}
+	sh.outRecords = kmax
+	if c.RecordsPerTransfer > 0 {
+		sh.outRecords = min(c.RecordsPerTransfer, kmax)
+	}
+	sh.outTransfers = info.OutWindow
+	if c.OutTransfers > 0 {
+		sh.outTransfers = min(c.OutTransfers, info.OutWindow)
+	}
+	sh.inTransfers = min(8, info.InWindow)
+	if c.InTransfers > 0 {
+		sh.inTransfers = min(c.InTransfers, info.InWindow)
+	}
+	if sh.s > 0 {
+		// Every IN transfer in flight holds its slots: leave the
+		// application half the queue.
+		sh.inResponses = max(1, min(info.MaxTransferBytes/sh.s, c.Slots/2/sh.inTransfers))
+		if c.ResponsesPerTransfer > 0 {
+			sh.inResponses = min(c.ResponsesPerTransfer, info.MaxTransferBytes/sh.s)
+		}
+		if sh.inResponses < 1 {
+			return bad("response size %d: above the device's %d-byte transfers", sh.s, info.MaxTransferBytes)
+		}
+	}
+	if sh.outRecords > c.Slots {
+		sh.outRecords = c.Slots
+	}
+	return sh, nil
+}

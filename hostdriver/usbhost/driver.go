@@ -1,0 +1,449 @@
+package usbhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/ring"
+)
+
+// Driver drives one ycq USB device: its queue pairs, their bulk transfers,
+// its vendor requests, and bringing it back after a reset or a replug.
+type Driver struct {
+	cfg   Config
+	open  opener
+	shape pairShape
+	pairs []*Pair
+
+	// ctl serializes what changes the device's state: control requests,
+	// Reset, Recover, Close.
+	ctl sync.Mutex
+	dev device // nil while gone
+
+	mu      sync.Mutex
+	closed  bool
+	err     error         // why the driver stopped; nil while it runs
+	failed  chan struct{} // closed when err is set
+	engines *engines      // the pairs' transport goroutines, nil while stopped
+	info    Info
+
+	resets, recoveries atomic.Uint64
+}
+
+// Open finds the device by Config.Vendor and Config.Product, waiting for it
+// until ctx ends (give ctx a deadline), claims its interface, reads its
+// info, resets it, sets up every queue pair (SET_QUEUE) and starts their
+// transfers.
+func Open(ctx context.Context, cfg Config) (*Driver, error) {
+	cfg = cfg.withDefaults()
+	return openWith(ctx, cfg, usbOpener(cfg))
+}
+
+func openWith(ctx context.Context, cfg Config, open opener) (_ *Driver, err error) {
+	cfg = cfg.withDefaults()
+	d := &Driver{cfg: cfg, open: open, failed: make(chan struct{})}
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if d.dev, err = d.find(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.release())
+		}
+	}()
+	if d.info, err = d.getInfo(); err != nil {
+		return nil, err
+	}
+	if d.shape, err = cfg.shape(d.info); err != nil {
+		return nil, err
+	}
+	// Whatever ran before (another driver's queues) stops: SET_QUEUE
+	// takes only stopped pairs.
+	if err := d.vendorOut(reqReset, 0, nil); err != nil {
+		return nil, fmt.Errorf("usbhost: RESET: %w", err)
+	}
+	n := cfg.Pairs
+	if n == 0 {
+		n = d.info.Pairs
+	}
+	for i := range n {
+		p, err := newPair(d, i)
+		if err != nil {
+			return nil, err
+		}
+		d.pairs = append(d.pairs, p)
+	}
+	if err := d.setQueues(); err != nil {
+		return nil, err
+	}
+	d.start()
+	cfg.Log.Info("usbhost: device open", "pairs", n, "record", d.shape.r, "response", d.shape.s,
+		"out", fmt.Sprintf("%dx%d", d.shape.outTransfers, d.shape.outRecords),
+		"in", fmt.Sprintf("%dx%d", d.shape.inTransfers, d.shape.inResponses))
+	return d, nil
+}
+
+// find opens the device, trying every Poll until ctx ends.
+func (d *Driver) find(ctx context.Context) (device, error) {
+	for {
+		dev, err := d.open()
+		if err == nil {
+			return dev, nil
+		}
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrGone) {
+			return nil, err
+		}
+		t := time.NewTimer(d.cfg.Poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (%04x:%04x): %w", ErrNotFound, d.cfg.Vendor, d.cfg.Product, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Pairs are the queue pairs, in order.
+func (d *Driver) Pairs() []*Pair { return d.pairs }
+
+// Info is the device's GET_INFO answer from when it was last opened.
+func (d *Driver) Info() Info {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.info
+}
+
+// Err is why the driver stopped (an *IncompleteError wrapping a sentinel),
+// or nil while it runs.
+func (d *Driver) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return d.err
+}
+
+// failedChan is closed once the driver stops on an error.
+func (d *Driver) failedChan() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failed
+}
+
+// fail stops the driver on err, once: the pairs' transfers are cancelled
+// (in the background: fail runs on their goroutines), and every waiter
+// wakes up to the error.
+func (d *Driver) fail(err error) {
+	d.mu.Lock()
+	if d.err != nil || d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.err = d.withPending(err)
+	close(d.failed)
+	e := d.engines
+	d.mu.Unlock()
+	d.cfg.Log.Warn("usbhost: stopped", "err", err)
+	if e != nil {
+		e.stopAsync()
+	}
+	d.wakeAll()
+}
+
+// withPending adds what each pair had unanswered to err.
+func (d *Driver) withPending(err error) error {
+	ie := &IncompleteError{Err: err}
+	for _, p := range d.pairs {
+		ie.Pairs = append(ie.Pairs, p.pending())
+	}
+	return ie
+}
+
+func (d *Driver) wakeAll() {
+	for _, p := range d.pairs {
+		p.wakeApp()
+	}
+}
+
+// start runs the pairs' transfers.
+func (d *Driver) start() {
+	e := newEngines(d)
+	d.mu.Lock()
+	d.engines = e
+	d.mu.Unlock()
+	e.start()
+}
+
+// stop ends the pairs' transfers and waits until every one completed.
+func (d *Driver) stop() {
+	d.mu.Lock()
+	e := d.engines
+	d.engines = nil
+	d.mu.Unlock()
+	if e != nil {
+		e.stopWait()
+	}
+}
+
+// Reset resets the device (the RESET vendor request) while records may be
+// in flight, and brings it back with the same queues: the transfers are
+// cancelled, the device drops what it held, every pair is set up again, and
+// the requests not answered before the reset are sent again, in order.
+// Nothing is lost; a source request answered in part is answered again from
+// its first response.
+func (d *Driver) Reset(ctx context.Context) error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return err
+	}
+	d.stop()
+	if d.dev == nil {
+		return d.recoverLocked(ctx)
+	}
+	if err := d.vendorOut(reqReset, 0, nil); err != nil {
+		d.fail(fmt.Errorf("reset: %w", err))
+		return d.Err()
+	}
+	d.resets.Add(1)
+	return d.restart()
+}
+
+// Recover brings the driver back after it stopped on an error: a device
+// that vanished is looked for (every Poll, until ctx ends) and opened
+// again; one that is still there is reset. Then every pair is set up again
+// and what was not answered is sent again, as Reset does. On a running
+// driver it does nothing.
+func (d *Driver) Recover(ctx context.Context) error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return err
+	}
+	if d.Err() == nil {
+		return nil
+	}
+	d.stop()
+	return d.recoverLocked(ctx)
+}
+
+func (d *Driver) recoverLocked(ctx context.Context) error {
+	if d.dev != nil {
+		// Still there? A reset then clears whatever stopped it.
+		if err := d.vendorOut(reqReset, 0, nil); err == nil {
+			d.resets.Add(1)
+			d.recoveries.Add(1)
+			return d.restart()
+		}
+		d.closeDev()
+	}
+	dev, err := d.find(ctx)
+	if err != nil {
+		return err
+	}
+	d.dev = dev
+	info, err := d.getInfo()
+	if err == nil && info.Pairs < len(d.pairs) {
+		err = fmt.Errorf("%w: the device came back with %d pairs, the driver runs %d", ErrProtocol, info.Pairs, len(d.pairs))
+	}
+	if err == nil {
+		_, err = d.cfg.shape(info)
+	}
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.info = info
+	d.mu.Unlock()
+	d.recoveries.Add(1)
+	return d.restart()
+}
+
+// restart sets the queues up again, rewinds each pair to its first
+// unanswered request, clears the error and starts the transfers.
+func (d *Driver) restart() error {
+	if err := d.setQueues(); err != nil {
+		d.fail(err)
+		return d.Err()
+	}
+	for _, p := range d.pairs {
+		p.rewind()
+	}
+	d.mu.Lock()
+	if d.err != nil {
+		d.err = nil
+		d.failed = make(chan struct{})
+	}
+	d.mu.Unlock()
+	d.start()
+	d.wakeAll()
+	return nil
+}
+
+func (d *Driver) checkOpen() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close stops the transfers, releases the interface and the device, and
+// frees the queues' memory. It returns what failed, joined.
+func (d *Driver) Close() error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	if d.err == nil {
+		close(d.failed) // wake every waiter: Err is ErrClosed now
+	}
+	d.mu.Unlock()
+	d.wakeAll()
+	return d.release()
+}
+
+// release stops the transfers and frees everything the driver holds.
+func (d *Driver) release() error {
+	d.stop()
+	var errs []error
+	for _, p := range d.pairs {
+		errs = append(errs, p.free())
+	}
+	errs = append(errs, d.closeDev())
+	return errors.Join(errs...)
+}
+
+func (d *Driver) closeDev() error {
+	if d.dev == nil {
+		return nil
+	}
+	err := d.dev.close()
+	d.dev = nil
+	return err
+}
+
+// --- vendor requests (USB.md section 3); d.ctl held ---
+
+func (d *Driver) vendorIn(req uint8, index uint16, n int) ([]byte, error) {
+	if d.dev == nil {
+		return nil, ErrGone
+	}
+	b := make([]byte, n)
+	got, err := d.dev.control(vendorIn, req, 0, index, b, d.cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("usbhost: vendor request %#02x: %w", req, err)
+	}
+	if got < 0 || got > n {
+		return nil, fmt.Errorf("%w: vendor request %#02x moved %d bytes of %d", ErrProtocol, req, got, n)
+	}
+	return b[:got], nil
+}
+
+func (d *Driver) vendorOut(req uint8, index uint16, data []byte) error {
+	if d.dev == nil {
+		return ErrGone
+	}
+	got, err := d.dev.control(vendorOut, req, 0, index, data, d.cfg.Timeout)
+	if err != nil {
+		return fmt.Errorf("usbhost: vendor request %#02x: %w", req, err)
+	}
+	if got != len(data) {
+		return fmt.Errorf("%w: vendor request %#02x took %d bytes of %d", ErrProtocol, req, got, len(data))
+	}
+	return nil
+}
+
+func (d *Driver) getInfo() (Info, error) {
+	b, err := d.vendorIn(reqGetInfo, 0, sizeofInfo)
+	if err != nil {
+		return Info{}, fmt.Errorf("usbhost: GET_INFO: %w", err)
+	}
+	return decodeInfo(b)
+}
+
+// setQueues sends SET_QUEUE for every pair and checks with GET_QUEUE that
+// each runs as asked.
+func (d *Driver) setQueues() error {
+	for _, p := range d.pairs {
+		if err := d.vendorOut(reqSetQueue, uint16(p.index), encodeQueueSetup(d.shape.engine, d.shape.r)); err != nil {
+			return fmt.Errorf("usbhost: SET_QUEUE pair %d: %w", p.index, err)
+		}
+		q, err := d.queueState(p.index)
+		if err != nil {
+			return err
+		}
+		if !q.Running() || q.Engine != d.shape.engine || q.RecordSize != d.shape.r || q.ResponseSize != d.shape.s {
+			return fmt.Errorf("%w: pair %d after SET_QUEUE: %+v, want engine %d, R %d, S %d running",
+				ErrProtocol, p.index, q, d.shape.engine, d.shape.r, d.shape.s)
+		}
+		if q.RecordsPerTransfer < d.shape.outRecords && q.RecordsPerTransfer > 0 {
+			return fmt.Errorf("%w: pair %d takes %d records a transfer, the driver sends %d", ErrProtocol, p.index, q.RecordsPerTransfer, d.shape.outRecords)
+		}
+	}
+	return nil
+}
+
+func (d *Driver) queueState(pair int) (QueueState, error) {
+	b, err := d.vendorIn(reqGetQueue, uint16(pair), sizeofQueueState)
+	if err != nil {
+		return QueueState{}, fmt.Errorf("usbhost: GET_QUEUE pair %d: %w", pair, err)
+	}
+	return decodeQueueState(b)
+}
+
+// Counters reads the device's counters (GET_COUNTERS).
+func (d *Driver) Counters() (Counters, error) {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return Counters{}, err
+	}
+	b, err := d.vendorIn(reqGetCounters, 0, countersSize(maxPairs))
+	if err != nil {
+		return Counters{}, fmt.Errorf("usbhost: GET_COUNTERS: %w", err)
+	}
+	return decodeCounters(b)
+}
+
+// Stats count what the driver did.
+type Stats struct {
+	Resets     uint64 // device resets the driver made (Reset, and Recover's)
+	Recoveries uint64 // times Recover brought the device back
+	Pairs      []PairStats
+}
+
+// Stats reads the driver's counters.
+func (d *Driver) Stats() Stats {
+	st := Stats{Resets: d.resets.Load(), Recoveries: d.recoveries.Load()}
+	for _, p := range d.pairs {
+		st.Pairs = append(st.Pairs, p.Stats())
+	}
+	return st
+}
+
+// newRing lays out a queue over anonymous memory (not the Go heap: libusb
+// keeps pointers into it while a transfer is in flight).
+func newRing(cfg ring.Config) (*ring.Queue, *dma.Region, error) {
+	reg, err := dma.Anonymous(cfg.DataSize(), dma.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := ring.Format(ring.AlignedBytes(cfg.MetaSize()), reg.Bytes()[:cfg.DataSize()], cfg)
+	if err != nil {
+		return nil, nil, errors.Join(err, reg.Close())
+	}
+	return q, reg, nil
+}
