@@ -345,26 +345,30 @@ func (r *Resizable) moveOn(g, n *generation) {
 	cur := &g.q.m.prod.cursor
 	StoreRelease64(cur, cur.Load()|sealed)
 	g.sealedAt.Store(r.now())
+	r.sealed(g.q) // before the move: the last touch of g's memory here
 	r.write.Store(n)
-	r.sealed(g.q)
 }
 
 func (r *Resizable) now() int64 { return max(int64(time.Since(r.born)), 1) }
 
-// Retire drops from the chain the generations every agent is done with:
-// sealed, drained, every record in them released, and older than the
-// ones this process's producers and consumers use. It returns their
-// queues, oldest first, so that the caller can give back their regions
-// (for a device: unmap them once the device's link_left says it left).
-// The caller must know that no goroutine of its own is still inside a call
-// on an older generation: a single agent of each side calling it between
-// its own calls knows that, and so does any caller once the agents have
-// stopped.
+// Retire drops from the chain the generations every agent is done with,
+// as the metadata shows it: sealed, drained, every record in them released,
+// and followed by one this process has. It returns their queues, oldest
+// first, so that the caller can give back their regions (for a device:
+// once the device's link_left says it left too). Producers and consumers
+// here that have not moved on yet (because their side is played in another
+// process, or they have not reserved since) are moved on.
+//
+// The caller must know that no goroutine but its own is inside a call on
+// the Resizable, nor on a run of a retired generation: a process whose
+// producing and consuming here is done by the goroutine that calls it,
+// between its own calls, knows that, and so does any caller once the
+// agents have stopped.
 func (r *Resizable) Retire() []*Queue {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*Queue
-	for g := r.oldest; g != r.read.Load() && g != r.write.Load(); {
+	for g := r.oldest; g != r.tail; {
 		n := g.next.Load()
 		final, done := g.final()
 		if n == nil || !done || g.q.m.cons.cursor.Load() != final {
@@ -373,6 +377,8 @@ func (r *Resizable) Retire() []*Queue {
 		if _, held := g.q.heldSlots(final, final); held != 0 {
 			break
 		}
+		r.read.CompareAndSwap(g, n)
+		r.write.CompareAndSwap(g, n)
 		out = append(out, g.q)
 		g = n
 		r.oldest = g
@@ -504,10 +510,11 @@ func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
 		if next == nil {
 			return run, err
 		}
+		// The consumers' word: the agent that resized may give the
+		// generation back once every record is released. Stored before
+		// the move, the last touch of g's memory on this path.
+		g.q.m.link().left.Store(next.q.gen)
 		if r.read.CompareAndSwap(g, next) {
-			// The consumers' word: the agent that resized may give the
-			// generation back once every record is released.
-			g.q.m.link().left.Store(next.q.gen)
 			if at := g.sealedAt.Load(); at != 0 {
 				r.draining.Add(r.now() - at)
 			}

@@ -258,6 +258,10 @@ func resizeUnderLoad(t *testing.T, producers, consumers int, views bool) {
 	st := cr.Stats()
 	require.Equal(t, uint64(made.Load()), st.Resizes)
 	require.Equal(t, uint64(resizes), st.Resizes)
+	require.Len(t, cr.Retire(), resizes, "every generation but the last comes back")
+	if views {
+		require.Len(t, pr.Retire(), resizes, "on the other side too")
+	}
 	require.Equal(t, uint64(1), st.Generations, "every sealed generation drained and left")
 	t.Logf("%d records through %d resizes; sealed generations took %v to drain in all", len(all), st.Resizes, st.Draining)
 }
