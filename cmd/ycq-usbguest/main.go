@@ -153,7 +153,7 @@ func test(res *result) error {
 	}
 	res.Resets += st.Resets
 	res.Recoveries += st.Recoveries
-	for _, size := range []struct{ r, n int }{{64, paramInt("ycq.bench64", 20000)}, {16384, paramInt("ycq.bench16k", 1500)}} {
+	for _, size := range []struct{ r, n int }{{64, paramInt("ycq.bench64", 20000)}, {paramInt("ycq.bigrecord", 16384), paramInt("ycq.bigrecords", 1500)}} {
 		b, err := measure(ctx, size.r, int64(size.n), res)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bench %d B: %w", size.r, err))

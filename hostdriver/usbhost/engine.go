@@ -246,7 +246,7 @@ func (e *engines) transfers(p *Pair, ep uint8, n int) ([]transfer, bool) {
 			for _, x := range xs {
 				x.free()
 			}
-			e.d.fail(&TransferError{Pair: p.index, Endpoint: ep, Err: classify(err), Detail: "allocate: " + err.Error()})
+			e.d.fail(&TransferError{Pair: p.index, Endpoint: ep, Err: sentinel(err), Detail: "allocate"})
 			return nil, false
 		}
 		xs = append(xs, x)
@@ -257,27 +257,25 @@ func (e *engines) transfers(p *Pair, ep uint8, n int) ([]transfer, bool) {
 // failTransfer reports a failed transfer; a stalled endpoint's halt is
 // cleared first, so that Recover finds it usable.
 func (e *engines) failTransfer(p *Pair, ep uint8, n int, err error) {
-	te := &TransferError{Pair: p.index, Endpoint: ep, N: n, Err: classify(err)}
+	te := &TransferError{Pair: p.index, Endpoint: ep, N: n, Err: sentinel(err)}
 	if errors.Is(err, ErrStall) {
 		if cerr := e.dev.clearHalt(ep); cerr != nil {
 			te.Detail = "clear halt: " + cerr.Error()
 		} else {
 			te.Detail = "halt cleared"
 		}
-	} else if !errors.Is(te.Err, ErrProtocol) {
-		te.Detail = err.Error()
 	}
 	e.d.fail(te)
 }
 
-// classify maps a device error to the sentinel it wraps (ErrIO if none).
-func classify(err error) error {
+// sentinel makes sure err wraps one of the sentinels (ErrIO if none).
+func sentinel(err error) error {
 	for _, s := range []error{ErrGone, ErrStall, ErrTimeout, ErrProtocol, ErrIO} {
 		if errors.Is(err, s) {
-			return s
+			return err
 		}
 	}
-	return ErrIO
+	return fmt.Errorf("%w: %w", ErrIO, err)
 }
 
 // isSub reports whether s is a subslice of base (it shares the end of

@@ -39,12 +39,12 @@ var (
 var errCancelled = errors.New("usbhost: transfer cancelled")
 
 // TransferError is a bulk transfer that failed: which pair and endpoint,
-// and why (one of the sentinels, which Unwrap returns).
+// and why (an error wrapping one of the sentinels, which Unwrap returns).
 type TransferError struct {
 	Pair     int
 	Endpoint uint8
 	N        int   // bytes the transfer moved before it failed
-	Err      error // ErrGone, ErrStall, ErrTimeout, ErrIO or ErrProtocol
+	Err      error // wraps ErrGone, ErrStall, ErrTimeout, ErrIO or ErrProtocol
 	Detail   string
 }
 
@@ -55,7 +55,7 @@ func (e *TransferError) Error() string {
 	}
 	msg := fmt.Sprintf("usbhost: pair %d: %s transfer on endpoint %#02x: %v", e.Pair, dir, e.Endpoint, e.Err)
 	if e.Detail != "" {
-		msg += ": " + e.Detail
+		msg += " (" + e.Detail + ")"
 	}
 	return msg
 }

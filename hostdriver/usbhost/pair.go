@@ -34,7 +34,7 @@ type Pair struct {
 	mu   sync.Mutex // guards held and the counts below
 	held heldQueue  // request records the transport reserved, in order, not yet released
 
-	sent, answered, received, published, padded  atomic.Uint64
+	sent, answered, received, published, padded       atomic.Uint64
 	outXfers, inXfers, shortIn, holes, copies, resent atomic.Uint64
 }
 
