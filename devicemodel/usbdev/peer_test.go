@@ -37,6 +37,7 @@ var guestCaps = redir.Caps{}.With(
 type reply struct {
 	hdr  redir.Header
 	body redir.Body
+	seq  int // the packet's place in what the device sent, from 1
 }
 
 // guest is the test's usb-guest. Its reader goroutine sorts what the
@@ -127,7 +128,7 @@ func (g *guest) read(caps redir.Caps) {
 	g.layout = l
 	g.wmu.Unlock()
 	g.hello <- h
-	for {
+	for seq := 1; ; seq++ {
 		pkt, err := g.r.Next()
 		if err != nil {
 			g.rerr <- err
@@ -138,7 +139,7 @@ func (g *guest) read(caps redir.Caps) {
 			g.rerr <- fmt.Errorf("device sent a bad packet: %w", err)
 			return
 		}
-		rp := reply{hdr: pkt.Header, body: body}
+		rp := reply{hdr: pkt.Header, body: body, seq: seq}
 		var ch chan reply
 		switch b := body.(type) {
 		case redir.BulkPacket:
