@@ -57,6 +57,7 @@ type guest struct {
 	ctrl   chan reply
 	events chan reply
 	bulk   map[uint8]chan reply // by endpoint address
+	sent   chan struct{}        // closed once the guest's hello is written
 	done   chan struct{}
 	rerr   chan error // the reader's end
 }
@@ -93,6 +94,7 @@ func newGuest(t testing.TB, conn net.Conn, caps redir.Caps) *guest {
 		ctrl:   make(chan reply, 64),
 		events: make(chan reply, 256),
 		bulk:   map[uint8]chan reply{},
+		sent:   make(chan struct{}),
 		done:   make(chan struct{}),
 		rerr:   make(chan error, 1),
 	}
@@ -105,6 +107,7 @@ func newGuest(t testing.TB, conn net.Conn, caps redir.Caps) *guest {
 	if err := g.send(0, redir.Hello{Version: "qemu usb-redir guest test", Caps: caps}); err != nil {
 		t.Fatalf("guest hello: %v", err)
 	}
+	close(g.sent)
 	return g
 }
 
@@ -123,6 +126,11 @@ func (g *guest) read(caps redir.Caps) {
 	}
 	l := redir.Negotiate(caps, h.Caps)
 	g.r.SetLayout(l)
+	select { // the guest's own hello goes out in the zero layout
+	case <-g.sent:
+	case <-g.done:
+		return
+	}
 	g.wmu.Lock()
 	g.w.SetLayout(l)
 	g.layout = l
@@ -392,7 +400,14 @@ func checkLeaks(t *testing.T) {
 	t.Helper()
 	fds := testenv.OpenFDs(t)
 	t.Cleanup(func() {
-		testenv.WaitFor(t, "the device's goroutines to end", func() bool { return deviceGoroutines() == "" })
+		deadline := time.Now().Add(testenv.WaitTimeout)
+		for left := deviceGoroutines(); left != ""; left = deviceGoroutines() {
+			if time.Now().After(deadline) {
+				t.Errorf("goroutines left behind:\n%s", left)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		if n := testenv.OpenFDs(t); n > fds {
 			t.Errorf("%d descriptors open, %d before the test", n, fds)
 		}
