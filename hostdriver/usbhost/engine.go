@@ -38,7 +38,9 @@ type heldQueue struct {
 	partial   int // responses come so far for the record after the answered ones (source)
 }
 
-// find returns the segment holding held record j and j's index in it.
+// find returns the segment holding held record j (counted from the first
+// unreleased one) and j's offset in the segment (from its first record,
+// released ones included: the record is at slot s.slot+offset).
 func (h *heldQueue) find(j int) (*seg, int) {
 	for k := range h.segs {
 		s := &h.segs[k]
@@ -120,7 +122,7 @@ func (p *Pair) nextOut() (slot, n int, err error) {
 	}
 	n = s.n - off
 	h.submitted += n
-	return s.slot + (off - s.released), n, nil
+	return s.slot + off, n, nil
 }
 
 // unsubmit takes back the last n records nextOut gave (a submit failed).
@@ -159,8 +161,7 @@ func (p *Pair) answer(k int) error {
 		need := 1
 		if p.shape.engine == engineSource {
 			s, off := h.find(h.answered)
-			slot := s.slot + off - s.released
-			need = answers(p.shape.engine, p.h2dData[slot*p.shape.r:][:p.shape.r])
+			need = answers(p.shape.engine, p.h2dData[(s.slot+off)*p.shape.r:][:p.shape.r])
 		}
 		take := min(k, need-h.partial)
 		h.partial += take

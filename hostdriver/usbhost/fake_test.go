@@ -1,0 +1,250 @@
+package usbhost
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// fakeDevice is an in-memory ycq USB device keeping USB.md for the echo,
+// crc32c-less subset the tests need: GET_INFO, SET_QUEUE, GET_QUEUE,
+// RESET, GET_COUNTERS; OUT transfers of whole records whose echoes wait for
+// IN transfers; and knobs for what goes wrong.
+type fakeDevice struct {
+	mu      sync.Mutex
+	pairs   int
+	r       int
+	running []bool
+	pending [][][]byte        // per pair: echoes not yet sent
+	held    [][]*fakeTransfer // per pair: IN transfers waiting
+	gone    bool              // everything fails with ErrGone
+	closed  bool              //
+	stall   map[uint8]bool    // the next transfer on the endpoint stalls
+	halted  map[uint8]bool    // cleared by clearHalt
+	timeout map[uint8]bool    // the next transfer on the endpoint times out
+	junk    map[uint8]bool    // the next IN completion is not whole responses
+	cleared []uint8           // endpoints clearHalt was called on
+	resets  int               //
+	live    map[*fakeTransfer]bool
+}
+
+func newFake(pairs int) *fakeDevice {
+	return &fakeDevice{pairs: pairs, running: make([]bool, pairs), pending: make([][][]byte, pairs),
+		held: make([][]*fakeTransfer, pairs), stall: map[uint8]bool{}, halted: map[uint8]bool{},
+		timeout: map[uint8]bool{}, junk: map[uint8]bool{}, live: map[*fakeTransfer]bool{}}
+}
+
+func (f *fakeDevice) info() []byte {
+	p := make([]byte, sizeofInfo)
+	le.PutUint16(p[offInfoVersion:], protocolVersion)
+	p[offInfoPairs] = byte(f.pairs)
+	le.PutUint32(p[offInfoMaxRecord:], 65536)
+	le.PutUint32(p[offInfoMaxRecords:], 256)
+	le.PutUint32(p[offInfoMaxTransfer:], 262144)
+	le.PutUint16(p[offInfoOutWindow:], 4)
+	le.PutUint16(p[offInfoInWindow:], 64)
+	le.PutUint32(p[offInfoEngines:], 1<<engineEcho|1<<engineSink)
+	return p
+}
+
+func (f *fakeDevice) control(rType, req uint8, _, index uint16, data []byte, _ time.Duration) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone || f.closed {
+		return 0, ErrGone
+	}
+	switch {
+	case rType == vendorIn && req == reqGetInfo:
+		return copy(data, f.info()), nil
+	case rType == vendorOut && req == reqReset:
+		f.resets++
+		for i := range f.pairs {
+			f.running[i] = false
+			f.pending[i] = nil
+			for _, x := range f.held[i] {
+				x.complete(0, ErrIO) // the device cancelled it
+			}
+			f.held[i] = nil
+		}
+		return 0, nil
+	case rType == vendorOut && req == reqSetQueue && int(index) < f.pairs && len(data) == sizeofQueueSetup:
+		if f.running[index] {
+			return 0, ErrStall
+		}
+		f.r = int(le.Uint32(data[offSetupRecordSize:]))
+		f.running[index] = true
+		return len(data), nil
+	case rType == vendorIn && req == reqGetQueue && int(index) < f.pairs:
+		p := make([]byte, sizeofQueueState)
+		if f.running[index] {
+			le.PutUint32(p[offQueueEngine:], engineEcho)
+			le.PutUint32(p[offQueueRecordSize:], uint32(f.r))
+			le.PutUint32(p[offQueueResponseSize:], uint32(f.r))
+			le.PutUint32(p[offQueuePerTransfer:], uint32(min(256, 262144/f.r)))
+			le.PutUint16(p[offQueueState:], queueRunning)
+		}
+		return copy(data, p), nil
+	case rType == vendorIn && req == reqGetCounters:
+		p := make([]byte, countersSize(f.pairs))
+		le.PutUint32(p[offCtrResets:], uint32(f.resets))
+		p[offCtrPairs] = byte(f.pairs)
+		return copy(data, p), nil
+	}
+	return 0, ErrStall
+}
+
+func (f *fakeDevice) newTransfer(ep uint8) (transfer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone {
+		return nil, ErrGone
+	}
+	x := &fakeTransfer{f: f, ep: ep}
+	f.live[x] = true
+	return x, nil
+}
+
+func (f *fakeDevice) clearHalt(ep uint8) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleared = append(f.cleared, ep)
+	delete(f.halted, ep)
+	return nil
+}
+
+func (f *fakeDevice) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if len(f.live) > 0 {
+		return errors.New("fake: closed with transfers not freed")
+	}
+	return nil
+}
+
+// unplug makes the device vanish: what it holds fails with ErrGone.
+func (f *fakeDevice) unplug() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gone = true
+	for i := range f.pairs {
+		for _, x := range f.held[i] {
+			x.complete(0, ErrGone)
+		}
+		f.held[i] = nil
+	}
+}
+
+func (f *fakeDevice) set(m map[uint8]bool, ep uint8) {
+	f.mu.Lock()
+	m[ep] = true
+	f.mu.Unlock()
+}
+
+// serve completes held IN transfers of pair i with pending echoes; f.mu held.
+func (f *fakeDevice) serve(i int) {
+	for len(f.held[i]) > 0 && len(f.pending[i]) > 0 {
+		x := f.held[i][0]
+		f.held[i] = f.held[i][1:]
+		n := 0
+		for len(f.pending[i]) > 0 && n+f.r <= len(x.buf) {
+			n += copy(x.buf[n:], f.pending[i][0])
+			f.pending[i] = f.pending[i][1:]
+		}
+		if f.junk[x.ep] {
+			delete(f.junk, x.ep)
+			n--
+		}
+		x.complete(n, nil)
+	}
+}
+
+type fakeTransfer struct {
+	f   *fakeDevice
+	ep  uint8
+	buf []byte
+	ch  chan struct{}
+	n   int
+	err error
+	in  bool // in flight
+}
+
+func (x *fakeTransfer) submit(buf []byte, timeout time.Duration) error {
+	f := x.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone {
+		return ErrGone
+	}
+	x.buf, x.ch, x.in, x.n, x.err = buf, make(chan struct{}), true, 0, nil
+	pair := int(x.ep&0x7f) - 1
+	switch {
+	case f.halted[x.ep]:
+		x.complete(0, ErrStall)
+	case f.stall[x.ep]:
+		delete(f.stall, x.ep)
+		f.halted[x.ep] = true
+		x.complete(0, ErrStall)
+	case f.timeout[x.ep] && timeout > 0:
+		delete(f.timeout, x.ep)
+		x.complete(0, ErrTimeout)
+	case x.ep&0x80 == 0: // OUT: whole records, echoed
+		if !f.running[pair] || len(buf)%f.r != 0 {
+			f.halted[x.ep] = true
+			x.complete(0, ErrStall)
+			return nil
+		}
+		for off := 0; off < len(buf); off += f.r {
+			f.pending[pair] = append(f.pending[pair], append([]byte(nil), buf[off:off+f.r]...))
+		}
+		x.complete(len(buf), nil)
+		f.serve(pair)
+	default:
+		f.held[pair] = append(f.held[pair], x)
+		if f.running[pair] {
+			f.serve(pair)
+		}
+	}
+	return nil
+}
+
+// complete ends the transfer; f.mu held.
+func (x *fakeTransfer) complete(n int, err error) {
+	if !x.in {
+		return
+	}
+	x.in, x.n, x.err = false, n, err
+	close(x.ch)
+}
+
+func (x *fakeTransfer) done() <-chan struct{} {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return x.ch
+}
+
+func (x *fakeTransfer) result() (int, error) {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	return x.n, x.err
+}
+
+func (x *fakeTransfer) cancel() {
+	f := x.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.held {
+		for j, h := range f.held[i] {
+			if h == x {
+				f.held[i] = append(f.held[i][:j:j], f.held[i][j+1:]...)
+			}
+		}
+	}
+	x.complete(0, errCancelled)
+}
+
+func (x *fakeTransfer) free() {
+	x.f.mu.Lock()
+	defer x.f.mu.Unlock()
+	delete(x.f.live, x)
+}
