@@ -180,7 +180,7 @@ func (c *consoleLines) Write(b []byte) (int, error) {
 // model (devicemodel/usbdev, commit e9f92a4) fails a pair whose receive
 // ring has fewer slots than its engine batch of 64, which R = 16384 gives
 // it (32 slots); back to 16384 once that is fixed.
-var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=20000", "ycq.bigrecord=8192", "ycq.bigrecords=1500"}
+var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.bigrecord=8192", "ycq.bigrecords=6000"}
 
 // TestUSBGuestDriver is the USB tier: the guest's gousb host driver
 // (hostdriver/usbhost) against the usbredir device model served from this

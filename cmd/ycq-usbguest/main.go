@@ -14,8 +14,8 @@
 //	       does it), recovering; then measure 64-byte and 16 KiB records
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
-// powers off. It is built with cgo (gousb, libusb): qemu.GoBuildCgo puts
-// the shared libraries it needs into the initramfs.
+// powers off. It is built with cgo (hostdriver/usbhost: gousb, libusb):
+// qemu.GoBuildCgo puts the shared libraries it needs into the initramfs.
 package main
 
 import (
@@ -27,8 +27,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/google/gousb"
 
 	"github.com/ycq-dev/ycq/hostdriver/usbhost"
 	"github.com/ycq-dev/ycq/internal/record"
@@ -99,12 +97,8 @@ func probe(res *result) error {
 	if err := waitUSB(30 * time.Second); err != nil {
 		return err
 	}
-	ctx := gousb.NewContext()
-	defer ctx.Close()
-	_, err := ctx.OpenDevices(func(d *gousb.DeviceDesc) bool {
-		res.Devices = append(res.Devices, fmt.Sprintf("%s:%s", d.Vendor, d.Product))
-		return false
-	})
+	devs, err := usbhost.Devices()
+	res.Devices = devs
 	return err
 }
 

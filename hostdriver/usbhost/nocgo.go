@@ -6,3 +6,6 @@ package usbhost
 func usbOpener(Config) opener {
 	return func() (device, error) { return nil, ErrNoUSB }
 }
+
+// Devices without cgo: none can be listed.
+func Devices() ([]string, error) { return nil, ErrNoUSB }

@@ -79,6 +79,21 @@ func usbOpener(cfg Config) opener {
 	}
 }
 
+// Devices lists the vendor:product IDs ("1d6b:0002") of the USB devices
+// libusb enumerates: what the machine has, for a probe.
+func Devices() ([]string, error) {
+	ctx, err := newContext()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	_, err = ctx.OpenDevices(func(d *gousb.DeviceDesc) bool {
+		ids = append(ids, fmt.Sprintf("%s:%s", d.Vendor, d.Product))
+		return false
+	})
+	return ids, errors.Join(gousbError(err), ctx.Close())
+}
+
 // newContext is gousb.NewContext, which panics when libusb_init fails.
 func newContext() (ctx *gousb.Context, err error) {
 	defer func() {
