@@ -12,6 +12,9 @@ import (
 type Geometry struct {
 	Slots    int `json:"slots"`
 	SlotSize int `json:"slot_size"`
+	// Resizable makes both queues resizable (ring.Resizable): the server
+	// may grow and shrink them while the session runs (see resize.go).
+	Resizable bool `json:"resizable,omitempty"`
 }
 
 // Limits on what a client may ask a server to allocate.
@@ -24,7 +27,7 @@ const (
 // config is the queues' configuration: each queue of a session has exactly
 // one producer and one consumer.
 func (g Geometry) config() ring.Config {
-	return ring.Config{Slots: g.Slots, SlotSize: g.SlotSize, SingleProducer: true, SingleConsumer: true}
+	return ring.Config{Slots: g.Slots, SlotSize: g.SlotSize, SingleProducer: true, SingleConsumer: true, Resizable: g.Resizable}
 }
 
 // Validate checks the geometry against ring's rules and this package's
@@ -174,10 +177,10 @@ func (p *Pair) attach() error {
 		return fmt.Errorf("down queue: %w", err)
 	}
 	for _, q := range []*ring.Queue{p.Up, p.Down} {
-		if c := q.Config(); c.Slots != p.Geometry.Slots || c.SlotSize != p.Geometry.SlotSize {
+		if c := q.Config(); c.Slots != p.Geometry.Slots || c.SlotSize != p.Geometry.SlotSize || c.Resizable != p.Geometry.Resizable {
 			p.Close()
-			return fmt.Errorf("%w: queue is %d slots of %d bytes, %d of %d expected",
-				ring.ErrCorrupt, c.Slots, c.SlotSize, p.Geometry.Slots, p.Geometry.SlotSize)
+			return fmt.Errorf("%w: queue is %d slots of %d bytes (resizable %v), %d of %d (resizable %v) expected",
+				ring.ErrCorrupt, c.Slots, c.SlotSize, c.Resizable, p.Geometry.Slots, p.Geometry.SlotSize, p.Geometry.Resizable)
 		}
 	}
 	return nil

@@ -69,7 +69,7 @@ func runHelper(mode string) error {
 		}
 		j := &job{count: uint64(envInt("N")), payload: envInt("PAYLOAD"), batch: envInt("BATCH"),
 			source: uint32(envInt("ID")), checksum: true, done: new(atomic.Uint64)}
-		return j.produce(context.Background(), wait.New(q, &wait.Options{Spin: 16}))
+		return j.produce(context.Background(), wait.New(q, &wait.Options{Spin: 16}).Producer())
 	case "consume": // until stdin closes, then drain; log (position, source, seq)
 		q, err := helperQueue()
 		if err != nil {
@@ -110,16 +110,43 @@ func runHelper(mode string) error {
 			}
 			binary.LittleEndian.PutUint64(b[8*i:], v)
 		}
-	case "client": // an ipc client with ROLE and COUNT; prints its result
+	case "client": // an ipc client with ROLE and COUNT (RESIZABLE=1: resizable queues); prints its result
 		h := hello(os.Getenv("ROLE"), uint64(envInt("COUNT")), 64)
+		h.Geometry.Resizable = os.Getenv("RESIZABLE") == "1"
 		c, err := Dial(context.Background(), os.Getenv("SOCKET"), h, Mode{Block: true}, dma.Options{})
 		if err != nil {
 			return err
 		}
 		fmt.Println("joined")
 		res, err := c.Run()
-		fmt.Println("records", res.Records, "err", err)
+		fmt.Println("records", res.Records, "err", err, "added", res.Resizes.Added, "retired", res.Resizes.Retired)
 		return err
+	case "resize": // N resizes of session 1's queues on SOCKET, in turn, retrying while one is pending
+		done := 0
+		for k := 0; done < envInt("N"); k++ {
+			queue, slots := []string{QueueUp, QueueDown}[k%2], []int{16, 256, 64}[(k/2)%3]
+			_, err := Resize(context.Background(), os.Getenv("SOCKET"), 1, queue, slots)
+			if errors.Is(err, ErrResizeRefused) && strings.Contains(err.Error(), ring.ErrResizing.Error()) {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			done++
+		}
+		fmt.Println("resized", done)
+		return nil
+	case "resize-then-hang": // ask for a resize, say so, and wait to be killed
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: os.Getenv("SOCKET"), Net: "unix"})
+		if err != nil {
+			return err
+		}
+		if err := writeMsg(c, ResizeRequest{Version: ProtocolVersion, Resize: true, Session: 1, Queue: QueueUp, Slots: 128}); err != nil {
+			return err
+		}
+		fmt.Println("asked")
+		select {}
 	case "server": // an ipc server on SOCKET
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: os.Getenv("SOCKET"), Net: "unix"})
 		if err != nil {

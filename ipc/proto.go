@@ -156,8 +156,9 @@ type StatReply struct {
 
 // request is the first message of a connection: a Hello or a StatRequest.
 type request struct {
-	hello *Hello
-	stat  *StatRequest
+	hello  *Hello
+	stat   *StatRequest
+	resize *ResizeRequest
 }
 
 // decodeRequest decodes the first message of a connection. A Hello is only
@@ -167,6 +168,10 @@ func decodeRequest(body []byte) (request, error) {
 	var sr StatRequest
 	if decodeMsg(body, &sr) == nil && sr.Stat {
 		return request{stat: &sr}, nil
+	}
+	var rr ResizeRequest
+	if decodeMsg(body, &rr) == nil && rr.Resize {
+		return request{resize: &rr}, nil
 	}
 	var h Hello
 	if err := decodeMsg(body, &h); err != nil {

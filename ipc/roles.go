@@ -26,14 +26,32 @@ type Mode struct {
 }
 
 // Wrap returns q with waits in this mode.
-func (m Mode) Wrap(q *ring.Queue) *wait.Queue {
+func (m Mode) Wrap(q *ring.Queue) *wait.Queue { return wait.New(q, m.options()) }
+
+// WrapResizable gives a resizable queue the waits of the mode.
+func (m Mode) WrapResizable(r *ring.Resizable) *wait.Resizable {
+	return wait.NewResizable(r, m.options())
+}
+
+func (m Mode) options() *wait.Options {
 	switch {
 	case m.Spin:
-		return wait.New(q, &wait.Options{Spin: math.MaxInt})
+		return &wait.Options{Spin: math.MaxInt}
 	case m.Block:
-		return wait.New(q, &wait.Options{Spin: 0})
+		return &wait.Options{Spin: 0}
 	}
-	return wait.New(q, nil)
+	return nil
+}
+
+// producer and consumer are the waiting sides of a queue (wait.Queue) or of
+// a resizable one (wait.Resizable), which the roles drive alike.
+type producer interface {
+	Reserve(ctx context.Context, n int) (wait.WriteRun, error)
+	ReserveUpTo(ctx context.Context, n int) (wait.WriteRun, error)
+}
+
+type consumer interface {
+	ReserveUpTo(ctx context.Context, n int) (wait.ReadRun, error)
 }
 
 // ParseMode reads a mode by its name: "spin-then-sleep" (or ""), "block"
@@ -70,11 +88,13 @@ type job struct {
 	checksum bool
 	done     *atomic.Uint64 // records finished so far, for progress reports
 	hist     histogram      // latency, on the receiving side
+	// between, if set, runs after each batch, in the goroutine that plays
+	// the role: where a resizable session gives back old generations.
+	between func()
 }
 
-// produce writes count records into q.
-func (j *job) produce(ctx context.Context, q *wait.Queue) error {
-	p := q.Producer()
+// produce writes count records through p.
+func (j *job) produce(ctx context.Context, p producer) error {
 	for seq := uint64(0); seq < j.count; {
 		n, err := j.produceSome(ctx, p, seq)
 		if err != nil {
@@ -87,7 +107,7 @@ func (j *job) produce(ctx context.Context, q *wait.Queue) error {
 
 // produceSome publishes up to a batch of records from seq on, waiting for
 // space as ctx allows, and returns how many.
-func (j *job) produceSome(ctx context.Context, p wait.Producer, seq uint64) (int, error) {
+func (j *job) produceSome(ctx context.Context, p producer, seq uint64) (int, error) {
 	w, err := p.ReserveUpTo(ctx, int(min(uint64(j.batch), j.count-seq)))
 	if err != nil {
 		return 0, fmt.Errorf("produce record %d: %w", seq, cause(ctx, err))
@@ -101,13 +121,16 @@ func (j *job) produceSome(ctx context.Context, p wait.Producer, seq uint64) (int
 		return 0, fmt.Errorf("publish records %d-%d: %w", seq, seq+uint64(w.Len())-1, err)
 	}
 	j.done.Store(seq + uint64(w.Len()))
+	if j.between != nil {
+		j.between()
+	}
 	return w.Len(), nil
 }
 
-// consume reads count records from q, checking each, and measures their
-// latency. If ctx ends early it still takes what was already published.
-func (j *job) consume(ctx context.Context, q *wait.Queue) error {
-	c := q.Consumer()
+// consume reads count records through c, checking each, and measures
+// their latency. If ctx ends early it still takes what was already
+// published.
+func (j *job) consume(ctx context.Context, c consumer) error {
 	for next := uint64(0); next < j.count; {
 		n, err := j.consumeSome(ctx, c, next)
 		if err != nil && ctx.Err() != nil {
@@ -128,7 +151,7 @@ func (j *job) consume(ctx context.Context, q *wait.Queue) error {
 
 // consumeSome takes up to a batch of records, the first due to be next,
 // waiting for them as ctx allows; checks each and counts their latency.
-func (j *job) consumeSome(ctx context.Context, c wait.Consumer, next uint64) (int, error) {
+func (j *job) consumeSome(ctx context.Context, c consumer, next uint64) (int, error) {
 	r, err := c.ReserveUpTo(ctx, j.batch)
 	if err != nil {
 		return 0, fmt.Errorf("consume record %d: %w", next, cause(ctx, err))
@@ -165,6 +188,9 @@ func (j *job) consumeSome(ctx context.Context, c wait.Consumer, next uint64) (in
 		return 0, fmt.Errorf("release before record %d: %w", next, err)
 	}
 	j.done.Store(next)
+	if j.between != nil {
+		j.between()
+	}
 	return r.Len(), nil
 }
 
@@ -173,8 +199,7 @@ func (j *job) consumeSome(ctx context.Context, c wait.Consumer, next uint64) (in
 // there are echoes, and a wait (spin, then sleep) only for an echo when
 // neither moved. One busy thread, where a sending and a receiving one would
 // compete with the echoing peer for two CPUs.
-func both(ctx context.Context, pj, cj *job, up, down *wait.Queue) error {
-	p, c := up.Producer(), down.Consumer()
+func both(ctx context.Context, pj, cj *job, p producer, c consumer) error {
 	var seq, next uint64
 	// stop is where ctx ending leads: take the echoes already there, then
 	// say why the run ended.
@@ -232,9 +257,8 @@ func wouldWait(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && errors.Is(err, context.Canceled)
 }
 
-// echo copies count records from in to out, as they come.
-func (j *job) echo(ctx context.Context, in, out *wait.Queue) error {
-	c, p := in.Consumer(), out.Producer()
+// echo copies count records from c to p, as they come.
+func (j *job) echo(ctx context.Context, c consumer, p producer) error {
 	for next := uint64(0); next < j.count; {
 		r, err := c.ReserveUpTo(ctx, j.batch)
 		if err != nil {
@@ -262,6 +286,9 @@ func (j *job) echo(ctx context.Context, in, out *wait.Queue) error {
 			return fmt.Errorf("echo: release: %w", err)
 		}
 		j.done.Store(next)
+		if j.between != nil {
+			j.between()
+		}
 	}
 	return nil
 }
@@ -293,6 +320,7 @@ type Result struct {
 	P50     time.Duration // one-way (or, for RoleBoth, round-trip) latency
 	P99     time.Duration
 	Max     time.Duration
+	Resizes ResizeCounts // a resizable session's resizes, as this side saw them
 }
 
 // ItemsPerSec is Records over Elapsed.

@@ -28,22 +28,90 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	peer   chan Done // the peer's Done, once
+	client bool
+	rz     *resizeState // nil unless the geometry is resizable
+	wmu    sync.Mutex   // one message at a time on conn (send)
+	done   bool         // this side sent its Done; under wmu
 	// progress counts the records this side has finished so far.
 	progress atomic.Uint64
 	spare    atomic.Uint64 // the producing half's count, for RoleBoth
 }
 
-// watch reads the peer's Done, or notices it is gone, and cancels the
-// session's context in that case, which stops every wait at once.
-func (s *session) watch() {
-	var d Done
-	_, err := readMsg(s.conn, &d, 0)
-	if err != nil {
-		s.cancel(fmt.Errorf("%w: %v", ErrPeerGone, err))
-		close(s.peer)
-		return
+// send writes one message to the peer; the role, the reader and a resize
+// may each send. A Done is this side's last word but for answers; offer
+// sends nothing after it.
+func (s *session) send(v any, fds ...int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if _, ok := v.(Done); ok {
+		s.done = true
 	}
-	s.peer <- d
+	return writeMsg(s.conn, v, fds...)
+}
+
+// errSessionDone: this side has finished its role.
+var errSessionDone = errors.New("ipc: this side has finished")
+
+// offer sends a message that starts an exchange, unless this side has
+// sent its Done.
+func (s *session) offer(v any, fds ...int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.done {
+		return errSessionDone
+	}
+	return writeMsg(s.conn, v, fds...)
+}
+
+// watch reads the peer's messages until its Done, or notices it is gone,
+// and cancels the session's context in that case, which stops every wait
+// at once. On the way it answers the server's resize offers (client) and
+// hands their answers to the resize waiting for them (server).
+func (s *session) watch() {
+	gone := func(err error) {
+		s.cancel(err)
+		close(s.peer)
+	}
+	for {
+		body, fds, err := readBody(s.conn, 2)
+		if err != nil {
+			gone(fmt.Errorf("%w: %v", ErrPeerGone, err))
+			return
+		}
+		m, err := decodeSessionMsg(body)
+		if err != nil {
+			fdpass.CloseAll(fds)
+			gone(err)
+			return
+		}
+		switch {
+		case m.Generation != nil && s.client:
+			a := Added{Queue: m.Generation.Queue, Number: m.Generation.Number}
+			if s.rz == nil {
+				fdpass.CloseAll(fds)
+				a.Error = "the session is not resizable"
+			} else if err := s.rz.take(m.Generation, fds, s.pair.Geometry.SlotSize); err != nil {
+				a.Error = err.Error()
+			}
+			if err := s.send(sessionMsg{Added: &a}); err != nil {
+				gone(fmt.Errorf("%w: answer a resize: %v", ErrPeerGone, err))
+				return
+			}
+		case m.Added != nil && !s.client && s.rz != nil && len(fds) == 0:
+			select {
+			case s.rz.acks <- *m.Added:
+			default: // an answer nobody waits for any more
+			}
+		case m.Generation != nil, m.Added != nil, len(fds) != 0:
+			fdpass.CloseAll(fds)
+			gone(fmt.Errorf("%w: a message this side does not take (generation %v, added %v, %d descriptors)",
+				ErrProtocol, m.Generation != nil, m.Added != nil, len(fds)))
+			return
+		default:
+			s.peer <- Done{Records: m.Records, Error: m.Error}
+			return
+		}
+	}
 }
 
 // finish tells the peer this side is done and waits for its Done, for the
@@ -53,7 +121,7 @@ func (s *session) finish(records uint64, roleErr error, grace time.Duration) err
 	if roleErr != nil {
 		d.Error = roleErr.Error()
 	}
-	if err := writeMsg(s.conn, d); err != nil && roleErr == nil {
+	if err := s.send(d); err != nil && roleErr == nil {
 		roleErr = fmt.Errorf("%w: send done: %v", ErrPeerGone, err)
 	}
 	timer := time.NewTimer(grace)
@@ -86,6 +154,12 @@ type ServerOptions struct {
 	Log     *slog.Logger
 	// Grace is how long a side waits for the peer's Done; default 10 s.
 	Grace time.Duration
+	// ResizeEvery, if set, resizes the queues of every resizable session
+	// in turn that often (resize.go); ResizeDeadline is how long a resize
+	// waits for the client to take the new generation before it rolls
+	// back, 5 s if 0.
+	ResizeEvery    time.Duration
+	ResizeDeadline time.Duration
 }
 
 // Serve accepts clients on l and plays the other side of each session,
@@ -139,7 +213,8 @@ type server struct {
 type liveSession struct {
 	role string
 	pair *Pair
-	name string // the regions' /dev/shm base name, or ""
+	name string   // the regions' /dev/shm base name, or ""
+	s    *session // once it runs, for resize requests
 }
 
 // pendingHello is a connection whose first message was a Hello, waiting
@@ -169,6 +244,13 @@ func (srv *server) first(ctx context.Context, conn *net.UnixConn, hellos chan<- 
 	if req.stat != nil {
 		if err := srv.stat(conn, req.stat); err != nil {
 			srv.log.Warn("stat request", "err", err)
+		}
+		conn.Close()
+		return
+	}
+	if req.resize != nil {
+		if err := srv.answerResize(conn, req.resize); err != nil {
+			srv.log.Warn("resize request", "err", err)
 		}
 		conn.Close()
 		return
@@ -224,7 +306,8 @@ func (srv *server) serveOne(ctx context.Context, conn *net.UnixConn, h Hello, n 
 		return Result{}, err
 	}
 	defer pair.Close()
-	srv.track(n, &liveSession{role: h.Role, pair: pair, name: name})
+	ls := &liveSession{role: h.Role, pair: pair, name: name}
+	srv.track(n, ls)
 	defer srv.untrack(n)
 	w := Welcome{Version: ProtocolVersion, Geometry: h.Geometry}
 	var fds []int
@@ -246,8 +329,18 @@ func (srv *server) serveOne(ctx context.Context, conn *net.UnixConn, h Hello, n 
 	if err := pair.Unlink(); err != nil {
 		return Result{}, err
 	}
-	s := newSession(ctx, conn, pair, h, opt.Mode)
+	s, err := newSession(ctx, conn, pair, h, opt.Mode, false)
+	if err != nil {
+		return Result{}, err
+	}
 	defer s.cancel(nil)
+	defer s.close()
+	srv.mu.Lock()
+	ls.s = s
+	srv.mu.Unlock()
+	if opt.ResizeEvery > 0 && s.rz != nil {
+		go srv.resizeEvery(s, opt.ResizeEvery)
+	}
 	res, err := s.run(false)
 	return res, s.finish(res.Records, err, grace(opt.Grace))
 }
@@ -387,11 +480,26 @@ func grace(d time.Duration) time.Duration {
 	return d
 }
 
-func newSession(ctx context.Context, conn *net.UnixConn, pair *Pair, h Hello, mode Mode) *session {
-	s := &session{conn: conn, pair: pair, hello: h, mode: mode, peer: make(chan Done, 1)}
+func newSession(ctx context.Context, conn *net.UnixConn, pair *Pair, h Hello, mode Mode, client bool) (*session, error) {
+	s := &session{conn: conn, pair: pair, hello: h, mode: mode, peer: make(chan Done, 1), client: client}
+	if h.Geometry.Resizable {
+		var err error
+		if s.rz, err = newResizeState(pair); err != nil {
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	go s.watch()
-	return s
+	return s, nil
+}
+
+// close gives back the regions of the generations after the first (the
+// pair's), once the session's agents have stopped.
+func (s *session) close() error {
+	if s.rz == nil {
+		return nil
+	}
+	return s.rz.close()
 }
 
 // run plays this side's part: the client's role, or the server's
@@ -401,7 +509,7 @@ func (s *session) run(client bool) (Result, error) {
 	newJob := func(source uint32, done *atomic.Uint64) *job {
 		return &job{count: h.Count, payload: h.Payload, batch: h.Batch, source: source, checksum: h.Checksum, done: done}
 	}
-	up, down := s.mode.Wrap(s.pair.Up), s.mode.Wrap(s.pair.Down)
+	upP, upC, downP, downC := s.sides()
 	res := Result{Role: h.Role, Payload: h.Payload}
 	if !client {
 		res.Role = map[string]string{RoleProducer: "sink", RoleConsumer: "source", RoleBoth: "echo"}[h.Role]
@@ -411,28 +519,31 @@ func (s *session) run(client bool) (Result, error) {
 	var hist *histogram
 	switch {
 	case client && h.Role == RoleProducer, !client && h.Role == RoleConsumer:
-		q := up
+		p := upP
 		if !client {
-			q = down
+			p = downP
 		}
-		err = newJob(1, &s.progress).produce(s.ctx, q)
+		err = s.job(newJob(1, &s.progress)).produce(s.ctx, p)
 	case client && h.Role == RoleConsumer, !client && h.Role == RoleProducer:
-		q := down
+		c := downC
 		if !client {
-			q = up
+			c = upC
 		}
-		j := newJob(0, &s.progress)
+		j := s.job(newJob(0, &s.progress))
 		hist = &j.hist
-		err = j.consume(s.ctx, q)
+		err = j.consume(s.ctx, c)
 	case client && h.Role == RoleBoth:
-		pj, cj := newJob(1, &s.spare), newJob(0, &s.progress)
+		pj, cj := s.job(newJob(1, &s.spare)), s.job(newJob(0, &s.progress))
 		hist = &cj.hist
-		err = both(s.ctx, pj, cj, up, down)
+		err = both(s.ctx, pj, cj, upP, downC)
 	default: // the server echoes
-		err = newJob(0, &s.progress).echo(s.ctx, up, down)
+		err = s.job(newJob(0, &s.progress)).echo(s.ctx, upC, downP)
 	}
 	res.Elapsed = time.Since(start)
 	res.Records = s.progress.Load()
+	if s.rz != nil {
+		res.Resizes = s.rz.counts()
+	}
 	if hist != nil {
 		res.P50, res.P99, res.Max = hist.quantile(0.50), hist.quantile(0.99), time.Duration(hist.max)
 	}
@@ -502,7 +613,12 @@ func Dial(ctx context.Context, path string, h Hello, mode Mode, shm dma.Options)
 		pair.Close()
 		return fail(fmt.Errorf("ipc: send joined: %w", err))
 	}
-	return &Client{s: newSession(ctx, conn, pair, h, mode)}, nil
+	s, err := newSession(ctx, conn, pair, h, mode, true)
+	if err != nil {
+		pair.Close()
+		return fail(err)
+	}
+	return &Client{s: s}, nil
 }
 
 // Pair is the joined queue pair.
@@ -539,7 +655,7 @@ func (c *Client) Close() error {
 	c.s.cancel(nil)
 	err := c.s.conn.Close()
 	c.running.Wait()
-	return errors.Join(err, c.s.pair.Close())
+	return errors.Join(err, c.s.close(), c.s.pair.Close())
 }
 
 // The two system calls of the stat request, in one place.

@@ -344,6 +344,10 @@ func (r *Resizable) successor(g *generation) (*generation, error) {
 func (r *Resizable) moveOn(g, n *generation) {
 	cur := &g.q.m.prod.cursor
 	StoreRelease64(cur, cur.Load()|sealed)
+	// The seal is a plain store; OnSeal's wakers next load the waiters
+	// words, and a store may pass a later load: order them, as a waker
+	// must (the shared producers' seal is a compare-and-swap, which does).
+	Fence()
 	g.sealedAt.Store(r.now())
 	r.sealed(g.q) // before the move: the last touch of g's memory here
 	r.write.Store(n)

@@ -32,10 +32,10 @@ func NewResizable(r *ring.Resizable, opt *Options) *Resizable {
 
 // wakeSealed wakes every producer and consumer asleep on a generation that
 // was just sealed: its producers find room in the next one, and its
-// consumers, once they have drained it, records there. The seal ended with
-// a sequentially consistent store (the generation's closed flag), the
-// barrier between what a sleeper's last look reads and the loads of the
-// waiters words here.
+// consumers, once they have drained it, records there. The seal was a
+// compare-and-swap or a store and a fence (ring.Resizable), the barrier
+// between what a sleeper's last look reads and the loads of the waiters
+// words here.
 func wakeSealed(q *ring.Queue) {
 	for _, line := range []ring.WakeLine{q.ItemsWake(), q.SpaceWake()} {
 		if line.Waiters().Load() != 0 {

@@ -1,0 +1,122 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
+	"github.com/ycq-dev/ycq/ring"
+)
+
+func resizableHello(role string, count uint64) Hello {
+	h := hello(role, count, 64)
+	h.Geometry.Resizable = true
+	return h
+}
+
+// TestResizeEvery: the server resizes both queues of every session every
+// millisecond while the client plays each role; every record arrives, in
+// order and checked (the roles check that), and the client took and gave
+// back the generations.
+func TestResizeEvery(t *testing.T) {
+	for _, mode := range []Mode{{}, {Block: true}} {
+		path := startServer(t, ServerOptions{Mode: mode, ResizeEvery: time.Millisecond})
+		for _, role := range []string{RoleProducer, RoleConsumer, RoleBoth} {
+			const count = 100_000
+			c, err := Dial(context.Background(), path, resizableHello(role, count), mode, dma.Options{})
+			require.NoError(t, err)
+			res, err := c.Run()
+			require.NoError(t, err, "%s %v", role, mode)
+			require.Equal(t, uint64(count), res.Records)
+			require.NoError(t, c.Close())
+			t.Logf("%s %v: %d records, %d generations taken, %d given back, in %v", role, mode, res.Records,
+				res.Resizes.Added, res.Resizes.Retired, res.Elapsed.Round(time.Millisecond))
+			require.NotZero(t, res.Resizes.Added, "some resizes happened while it ran")
+			require.LessOrEqual(t, res.Resizes.Retired, res.Resizes.Added)
+		}
+	}
+}
+
+// TestResizeRequests: a third party resizes a running session's queues
+// with Resize; bad requests are refused and change nothing.
+func TestResizeRequests(t *testing.T) {
+	path := startServer(t, ServerOptions{})
+	c, err := Dial(context.Background(), path, resizableHello(RoleBoth, 50_000_000), Mode{}, dma.Options{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run()
+		done <- err
+	}()
+	ctx := context.Background()
+	testenv.WaitFor(t, "records to flow", func() bool { return c.Progress() > 0 })
+	last := map[string]uint32{QueueUp: 1, QueueDown: 1}
+	for k := range 20 {
+		queue, slots := []string{QueueUp, QueueDown}[k%2], []int{256, 16}[(k/2)%2]
+		t0 := time.Now()
+		gen, err := Resize(ctx, path, 1, queue, slots)
+		tries := 0
+		for errors.Is(err, ErrResizeRefused) && strings.Contains(err.Error(), ring.ErrResizing.Error()) {
+			time.Sleep(time.Millisecond) // the producer has not followed the last one yet
+			gen, err = Resize(ctx, path, 1, queue, slots)
+			tries++
+		}
+		require.NoError(t, err)
+		t.Logf("resize %d took %v, %d tries, progress %d", k, time.Since(t0), tries, c.Progress())
+		require.Equal(t, last[queue]+1, gen, "%s queue", queue)
+		last[queue] = gen
+	}
+	for _, bad := range []struct {
+		session int
+		queue   string
+		slots   int
+	}{{2, QueueUp, 64}, {1, "sideways", 64}, {1, QueueUp, 7}, {1, QueueDown, 1 << 20}} {
+		_, err := Resize(ctx, path, bad.session, bad.queue, bad.slots)
+		require.ErrorIs(t, err, ErrResizeRefused, "%+v", bad)
+	}
+	testenv.WaitFor(t, "records to flow", func() bool { return c.Progress() > 10_000 })
+	require.NoError(t, c.Close())
+	<-done
+	// A session that is not resizable refuses.
+	plain, err := Dial(ctx, path, hello(RoleBoth, 50_000_000, 64), Mode{}, dma.Options{})
+	require.NoError(t, err)
+	go plain.Run()
+	testenv.WaitFor(t, "records to flow", func() bool { return plain.Progress() > 0 })
+	_, err = Resize(ctx, path, 2, QueueUp, 64)
+	require.ErrorIs(t, err, ErrResizeRefused)
+	require.Contains(t, err.Error(), "not resizable")
+	require.NoError(t, plain.Close())
+}
+
+// TestResizeAcrossProcesses: the client runs in a process of its own, the
+// server here, and a third process resizes the session's queues 40 times
+// while records flow; a fourth asks for a resize and is killed with
+// SIGKILL before it reads the answer. The client receives every one of its
+// records back, in order and checked, and ends without error.
+func TestResizeAcrossProcesses(t *testing.T) {
+	var logs testenv.Buffer
+	path := startServer(t, ServerOptions{Log: slogTo(&logs)})
+	const count = 2_000_000
+	client := helpers.Start(t, "client", []string{"SOCKET=" + path, "ROLE=" + RoleBoth, fmt.Sprintf("COUNT=%d", count), "RESIZABLE=1"})
+	client.WaitOutput(t, "joined")
+	resizer := helpers.Start(t, "resize", []string{"SOCKET=" + path, "N=40"})
+	require.NoError(t, resizer.Wait(), "%s", resizer.Out.String())
+	require.Contains(t, resizer.Out.String(), "resized 40")
+	hang := helpers.Start(t, "resize-then-hang", []string{"SOCKET=" + path})
+	hang.WaitOutput(t, "asked")
+	require.NoError(t, hang.Cmd.Process.Signal(syscall.SIGKILL))
+	hang.Wait()
+	require.NoError(t, client.Wait(), "%s", client.Out.String())
+	out := client.Out.String()
+	require.Contains(t, out, fmt.Sprintf("records %d err <nil>", count))
+	t.Logf("client: %s", strings.TrimSpace(out))
+	testenv.WaitFor(t, "the session to end", func() bool { return strings.Contains(logs.String(), "session done") })
+}
