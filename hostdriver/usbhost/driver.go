@@ -27,6 +27,7 @@ type Driver struct {
 
 	mu      sync.Mutex
 	closed  bool
+	closing chan struct{} // closed by Close before it waits for ctl: ends find's wait
 	err     error         // why the driver stopped; nil while it runs
 	failed  chan struct{} // closed when err is set
 	engines *engines      // the pairs' transport goroutines, nil while stopped
@@ -46,7 +47,7 @@ func Open(ctx context.Context, cfg Config) (*Driver, error) {
 
 func openWith(ctx context.Context, cfg Config, open opener) (_ *Driver, err error) {
 	cfg = cfg.withDefaults()
-	d := &Driver{cfg: cfg, open: open, failed: make(chan struct{})}
+	d := &Driver{cfg: cfg, open: open, failed: make(chan struct{}), closing: make(chan struct{})}
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
 	if d.dev, err = d.find(ctx); err != nil {
@@ -104,6 +105,9 @@ func (d *Driver) find(ctx context.Context) (device, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("%w (%04x:%04x): %w", ErrNotFound, d.cfg.Vendor, d.cfg.Product, ctx.Err())
+		case <-d.closing:
+			t.Stop()
+			return nil, ErrClosed
 		case <-t.C:
 		}
 	}
@@ -299,8 +303,6 @@ func (d *Driver) checkOpen() error {
 // Close stops the transfers, releases the interface and the device, and
 // frees the queues' memory. It returns what failed, joined.
 func (d *Driver) Close() error {
-	d.ctl.Lock()
-	defer d.ctl.Unlock()
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -312,6 +314,9 @@ func (d *Driver) Close() error {
 	}
 	d.mu.Unlock()
 	d.wakeAll()
+	close(d.closing) // a Recover waiting for the device gives up
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
 	return d.release()
 }
 

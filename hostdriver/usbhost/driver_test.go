@@ -305,3 +305,24 @@ func TestConfigRefused(t *testing.T) {
 		require.ErrorIs(t, err, ErrConfig, "%+v", cfg)
 	}
 }
+
+// TestCloseEndsRecover: Close while Recover waits for a vanished device
+// ends the wait with ErrClosed instead of waiting for ctx.
+func TestCloseEndsRecover(t *testing.T) {
+	f := newFake(1)
+	d, pl := openFake(t, f, Config{})
+	p := d.Pairs()[0]
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	require.NoError(t, p.Send(ctx, []byte("x")))
+	f.unplug()
+	pl.plug(nil)
+	testenv.WaitFor(t, "the driver to see the device gone", func() bool { return d.Err() != nil })
+	done := make(chan error, 1)
+	go func() { done <- d.Recover(ctx) }()
+	time.Sleep(10 * time.Millisecond) // let Recover start waiting; either order ends the same
+	require.NoError(t, d.Close())
+	err := <-done
+	require.Error(t, err)
+	require.True(t, errors.Is(err, ErrClosed), "%v", err)
+}

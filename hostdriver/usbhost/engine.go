@@ -480,7 +480,8 @@ func (e *engines) runIn(p *Pair) {
 		}
 	}()
 	line := p.d2h.SpaceWake()
-	var next uint64 // the next position this side reserves (it is the only producer)
+	next := p.inNext // the next position this side reserves (it is the only producer)
+	defer func() { p.inNext = next }()
 	for {
 		select {
 		case <-e.stop:

@@ -31,8 +31,13 @@ type Pair struct {
 	appRoom  signal // applications: request slots released
 	appItems signal // applications: responses published
 
-	mu   sync.Mutex // guards held and the counts below
+	mu   sync.Mutex // guards held
 	held heldQueue  // request records the transport reserved, in order, not yet released
+
+	// inNext is the next response position the IN goroutine reserves,
+	// kept from one lifetime of the engines to the next (which the
+	// driver's stop and start order).
+	inNext uint64
 
 	sent, answered, received, published, padded       atomic.Uint64
 	outXfers, inXfers, shortIn, holes, copies, resent atomic.Uint64
