@@ -126,8 +126,17 @@ func TestEchoLoopback(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...))
+	// The OUT side counts its completions on its own goroutine: a
+	// response may be read before its request's OUT completion counted.
+	testenv.WaitFor(t, "every OUT completion counted", func() bool {
+		for _, st := range d.Stats().Pairs {
+			if st.Sent != n {
+				return false
+			}
+		}
+		return true
+	})
 	for _, st := range d.Stats().Pairs {
-		require.Equal(t, uint64(n), st.Sent)
 		require.Equal(t, uint64(n), st.Answered)
 		require.Equal(t, uint64(n), st.Received)
 		require.Zero(t, st.Copies)
@@ -164,6 +173,7 @@ func TestGoneAndRecover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var once sync.Once
+	var mu sync.Mutex // onErr runs on the sender and the receiver
 	var seen error
 	err := streamChecked(ctx, d.Pairs()[0], 3000, func(got int) {
 		if got >= 1000 {
@@ -177,7 +187,9 @@ func TestGoneAndRecover(t *testing.T) {
 		if !errors.Is(err, ErrGone) {
 			return err
 		}
+		mu.Lock()
 		seen = err
+		mu.Unlock()
 		return d.Recover(ctx)
 	})
 	require.NoError(t, err)
@@ -197,6 +209,7 @@ func TestStallClearsHalt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var once sync.Once
+	var mu sync.Mutex // onErr runs on the sender and the receiver
 	var seen error
 	err := streamChecked(ctx, d.Pairs()[0], 2000, func(got int) {
 		if got >= 500 {
@@ -206,7 +219,9 @@ func TestStallClearsHalt(t *testing.T) {
 		if !errors.Is(err, ErrStall) {
 			return err
 		}
+		mu.Lock()
 		seen = err
+		mu.Unlock()
 		return d.Recover(ctx)
 	})
 	require.NoError(t, err)

@@ -441,6 +441,12 @@ func (e *engines) runIn(p *Pair) {
 	complete := func(f inFlight) error {
 		n, err := f.x.result()
 		k := min(max(n, 0)/s, f.n)
+		// Count the answers first, so that whoever reads a response finds
+		// it counted (and its request released).
+		var aerr error
+		if k > 0 {
+			aerr = p.answer(k)
+		}
 		if perr := f.run.PublishLengths(lengths[:k]); perr != nil {
 			return errors.Join(err, fmt.Errorf("usbhost: pair %d: publish responses: %w", p.index, perr))
 		}
@@ -454,9 +460,9 @@ func (e *engines) runIn(p *Pair) {
 			p.inXfers.Add(1)
 			p.published.Add(uint64(k))
 			kick(p.d2h.ItemsWake(), &p.appItems)
-			if aerr := p.answer(k); aerr != nil {
-				return aerr
-			}
+		}
+		if aerr != nil {
+			return aerr
 		}
 		if err == nil && n%s != 0 {
 			return fmt.Errorf("%w: a %d-byte IN completion is not whole %d-byte responses", ErrProtocol, n, s)
