@@ -341,3 +341,48 @@ func TestCloseEndsRecover(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(err, ErrClosed), "%v", err)
 }
+
+// TestSinkReleasesOnCompletion: with the sink engine a request is done
+// once its OUT transfer completed; no IN transfer runs.
+func TestSinkReleasesOnCompletion(t *testing.T) {
+	d, _ := openFake(t, newFake(1), Config{Engine: engineSink, Slots: 64})
+	p := d.Pairs()[0]
+	require.Zero(t, p.ResponseSize())
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for i := range 1000 { // far more than the 64 slots: each is released
+		require.NoError(t, p.Send(ctx, []byte{byte(i)}))
+	}
+	testenv.WaitFor(t, "every request sent", func() bool { return p.Stats().Sent == 1000 })
+	st := p.Stats()
+	require.Equal(t, uint64(1000), st.Answered)
+	require.Zero(t, st.InTransfers)
+	require.Zero(t, st.Copies)
+}
+
+// TestPublishLengthsPadsAndSends: the ring's PublishLengths, through a
+// Request, pads short records and wakes the transport like Publish.
+func TestPublishLengthsPadsAndSends(t *testing.T) {
+	d, _ := openFake(t, newFake(1), Config{})
+	p := d.Pairs()[0]
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	r, err := p.Reserve(ctx, 2)
+	require.NoError(t, err)
+	for i := range 2 {
+		s := r.Slot(i)
+		for j := range s {
+			s[j] = 0xff
+		}
+		s[0] = byte(i)
+	}
+	require.NoError(t, r.PublishLengths([]int{1, 64}))
+	b := make([]byte, 64)
+	_, err = p.Recv(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, append([]byte{0}, make([]byte, 63)...), b, "padded")
+	_, err = p.Recv(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, byte(1), b[0])
+	require.Equal(t, byte(0xff), b[63], "a whole record is left as it is")
+}

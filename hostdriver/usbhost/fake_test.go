@@ -6,14 +6,15 @@ import (
 	"time"
 )
 
-// fakeDevice is an in-memory ycq USB device keeping USB.md for the echo,
-// crc32c-less subset the tests need: GET_INFO, SET_QUEUE, GET_QUEUE,
+// fakeDevice is an in-memory ycq USB device keeping USB.md for the subset
+// the tests need (the echo and sink engines): GET_INFO, SET_QUEUE, GET_QUEUE,
 // RESET, GET_COUNTERS; OUT transfers of whole records whose echoes wait for
 // IN transfers; and knobs for what goes wrong.
 type fakeDevice struct {
 	mu      sync.Mutex
 	pairs   int
 	r       int
+	engine  uint32
 	running []bool
 	pending [][][]byte        // per pair: echoes not yet sent
 	held    [][]*fakeTransfer // per pair: IN transfers waiting
@@ -72,14 +73,15 @@ func (f *fakeDevice) control(rType, req uint8, _, index uint16, data []byte, _ t
 			return 0, ErrStall
 		}
 		f.r = int(le.Uint32(data[offSetupRecordSize:]))
+		f.engine = le.Uint32(data[offSetupEngine:])
 		f.running[index] = true
 		return len(data), nil
 	case rType == vendorIn && req == reqGetQueue && int(index) < f.pairs:
 		p := make([]byte, sizeofQueueState)
 		if f.running[index] {
-			le.PutUint32(p[offQueueEngine:], engineEcho)
+			le.PutUint32(p[offQueueEngine:], f.engine)
 			le.PutUint32(p[offQueueRecordSize:], uint32(f.r))
-			le.PutUint32(p[offQueueResponseSize:], uint32(f.r))
+			le.PutUint32(p[offQueueResponseSize:], uint32(responseSize(f.engine, f.r)))
 			le.PutUint32(p[offQueuePerTransfer:], uint32(min(256, 262144/f.r)))
 			le.PutUint16(p[offQueueState:], queueRunning)
 		}
@@ -194,7 +196,7 @@ func (x *fakeTransfer) submit(buf []byte, timeout time.Duration) error {
 			x.complete(0, ErrStall)
 			return nil
 		}
-		for off := 0; off < len(buf); off += f.r {
+		for off := 0; off < len(buf) && f.engine == engineEcho; off += f.r {
 			f.pending[pair] = append(f.pending[pair], append([]byte(nil), buf[off:off+f.r]...))
 		}
 		x.complete(len(buf), nil)

@@ -259,6 +259,21 @@ func (r *Request) PublishAll(length int) error {
 	return nil
 }
 
+// PublishLengths sends slots 0 to len(lengths)-1 of the run, slot i with
+// lengths[i] bytes (zero-filled to the record size), in one update.
+func (r *Request) PublishLengths(lengths []int) error {
+	for i, n := range lengths {
+		if i < r.Len() {
+			r.pad(i, n)
+		}
+	}
+	if err := r.WriteRun.PublishLengths(lengths); err != nil {
+		return err
+	}
+	kick(r.p.h2d.ItemsWake(), &r.p.outWork)
+	return nil
+}
+
 // Abort gives request slot i up; the transport passes over it.
 func (r *Request) Abort(i int) error {
 	if err := r.WriteRun.Abort(i); err != nil {
