@@ -175,12 +175,12 @@ func (c *consoleLines) Write(b []byte) (int, error) {
 }
 
 // usbTestParams are the guest's kernel parameters: the test stream's
-// records per pair and the measured streams' sizes (see
-// cmd/ycq-usbguest). The large records are 8 KiB, not 16 KiB: the device
+// records per pair, the measured streams' sizes, the queues' slots and the
+// application's batch (see cmd/ycq-usbguest). The large records are 8 KiB, not 16 KiB: the device
 // model (devicemodel/usbdev, commit e9f92a4) fails a pair whose receive
 // ring has fewer slots than its engine batch of 64, which R = 16384 gives
 // it (32 slots); back to 16384 once that is fixed.
-var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.bigrecord=8192", "ycq.bigrecords=6000"}
+var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.bigrecord=8192", "ycq.bigrecords=6000", "ycq.slots=1024", "ycq.batch=256"}
 
 // TestUSBGuestDriver is the USB tier: the guest's gousb host driver
 // (hostdriver/usbhost) against the usbredir device model served from this

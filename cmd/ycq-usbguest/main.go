@@ -183,7 +183,13 @@ func measure(ctx context.Context, r int, n int64, res *result) (bench, error) {
 // to res and returns the driver's stats.
 func streamAll(ctx context.Context, r int, n int64, disturb bool, res *result) (usbhost.Stats, error) {
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: ycqdev.EngineEcho, RecordSize: r, Slots: 1024})
+	// Queues of up to 16 MiB each (and up to ycq.slots slots): the IN
+	// transfers in flight hold half the response queue.
+	slots := paramInt("ycq.slots", 1024)
+	for slots > 8 && slots*r > 16<<20 {
+		slots /= 2
+	}
+	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: ycqdev.EngineEcho, RecordSize: r, Slots: slots})
 	cancel()
 	if err != nil {
 		return usbhost.Stats{}, err
@@ -274,11 +280,12 @@ func (r *recoverer) handle(ctx context.Context, err error) error {
 // stream sends n records on p and checks every echo, in order.
 func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error) (int64, error) {
 	size := p.SlotSize()
+	batch := paramInt("ycq.batch", 256)
 	var sendErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for seq := int64(0); seq < n; {
-			r, err := p.ReserveUpTo(ctx, int(min(32, n-seq)))
+			r, err := p.ReserveUpTo(ctx, int(min(int64(batch), n-seq)))
 			if err != nil {
 				if err = rec.handle(ctx, err); err != nil {
 					sendErr = err
@@ -299,7 +306,7 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 	defer wg.Wait()
 	var got int64
 	for got < n {
-		r, err := p.Receive(ctx, 64)
+		r, err := p.Receive(ctx, batch)
 		if err != nil {
 			if err = rec.handle(ctx, err); err != nil {
 				wg.Wait()
