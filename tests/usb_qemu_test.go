@@ -180,7 +180,7 @@ func (c *consoleLines) Write(b []byte) (int, error) {
 // model (devicemodel/usbdev, commit e9f92a4) fails a pair whose receive
 // ring has fewer slots than its engine batch of 64, which R = 16384 gives
 // it (32 slots); back to 16384 once that is fixed.
-var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.bigrecord=8192", "ycq.bigrecords=6000", "ycq.slots=1024", "ycq.batch=256"}
+var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.bigrecord=8192", "ycq.bigrecords=6000", "ycq.slots=1024", "ycq.batch=256", "ycq.crcrecords=6000"}
 
 // TestUSBGuestDriver is the USB tier: the guest's gousb host driver
 // (hostdriver/usbhost) against the usbredir device model served from this
@@ -190,8 +190,10 @@ var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.big
 // reordered), with a device RESET from the driver a third of the way and,
 // at two thirds, the device unplugged (usbredir device_disconnect) and
 // plugged back here while transfers are in flight, the driver recovering
-// and resending what was not answered. Then it measures 64-byte and
-// 16 KiB records and checks that no transfer needed a copy.
+// and resending what was not answered. Then 6,000 records a pair through
+// the crc32c engine (8-byte responses) have their CRCs checked, and it
+// measures 64-byte and 8 KiB records and checks that no transfer needed a
+// copy.
 func TestUSBGuestDriver(t *testing.T) {
 	env := usbEnv(t)
 	dm := startUSBDeviceModel(t)
@@ -243,11 +245,12 @@ func TestUSBGuestDriver(t *testing.T) {
 	require.Equal(t, "test", l["mode"])
 	require.Equal(t, float64(2), l["pairs"])
 	perPair, _ := l["per_pair"].([]any)
-	require.Len(t, perPair, 2+2+2, "the test stream and two measured streams, two pairs each")
+	require.Len(t, perPair, 2+2+2+2, "the test stream, the crc32c stream and two measured streams, two pairs each")
 	for i, c := range perPair[:2] {
 		require.GreaterOrEqual(t, c, float64(10000), "pair %d's checked records", i)
 	}
 	require.Equal(t, float64(0), l["errors"])
+	require.GreaterOrEqual(t, l["crc_records"], float64(2*5000), "crc32c responses checked")
 	require.GreaterOrEqual(t, l["resets"], float64(1), "the driver's RESET")
 	require.Equal(t, float64(1), l["unplugs"])
 	require.GreaterOrEqual(t, l["recoveries"], float64(1), "recovered after the replug")

@@ -11,7 +11,9 @@
 //	       queue pair with the echo engine: a device reset a third of the
 //	       way, and at two thirds a request to be unplugged and replugged
 //	       ("YCQ-USB-UNPLUG" on the console: the host side's device model
-//	       does it), recovering; then measure 64-byte and 16 KiB records
+//	       does it), recovering; then stream 256-byte records through the
+//	       crc32c engine, checking each CRC; then measure 64-byte and
+//	       16 KiB records
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
 // powers off. It is built with cgo (hostdriver/usbhost: gousb, libusb):
@@ -20,9 +22,11 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"strings"
 	"sync"
@@ -40,7 +44,8 @@ type result struct {
 	Modules    int      `json:"modules"`
 	Devices    []string `json:"devices,omitempty"`
 	Pairs      int      `json:"pairs,omitempty"`
-	Records    int64    `json:"records"` // checked records of the test stream, all pairs
+	Records    int64    `json:"records"` // checked records of every stream, all pairs
+	CRCRecords int64    `json:"crc_records"`
 	PerPair    []int64  `json:"per_pair,omitempty"`
 	Errors     int      `json:"errors"`
 	Resets     uint64   `json:"resets"`
@@ -141,12 +146,19 @@ func test(res *result) error {
 	defer cancel()
 	n := int64(paramInt("ycq.records", 12000))
 	var errs []error
-	st, err := streamAll(ctx, 64, n, true, res)
+	st, err := streamAll(ctx, ycqdev.EngineEcho, 64, n, true, res)
 	if err != nil {
 		return err
 	}
 	res.Resets += st.Resets
 	res.Recoveries += st.Recoveries
+	// The crc32c engine: 8-byte responses, so IN transfers of another
+	// shape than OUT's.
+	crc := int64(paramInt("ycq.crcrecords", 6000))
+	if _, err := streamAll(ctx, ycqdev.EngineCRC32C, 256, crc, false, res); err != nil {
+		return fmt.Errorf("crc32c: %w", err)
+	}
+	res.CRCRecords = crc * int64(res.Pairs)
 	for _, size := range []struct{ r, n int }{{64, paramInt("ycq.bench64", 20000)}, {paramInt("ycq.bigrecord", 16384), paramInt("ycq.bigrecords", 1500)}} {
 		b, err := measure(ctx, size.r, int64(size.n), res)
 		if err != nil {
@@ -163,7 +175,7 @@ func test(res *result) error {
 // measure streams n records of r bytes through every pair, undisturbed.
 func measure(ctx context.Context, r int, n int64, res *result) (bench, error) {
 	start := time.Now()
-	st, err := streamAll(ctx, r, n, false, res)
+	st, err := streamAll(ctx, ycqdev.EngineEcho, r, n, false, res)
 	if err != nil {
 		return bench{}, err
 	}
@@ -181,7 +193,7 @@ func measure(ctx context.Context, r int, n int64, res *result) (bench, error) {
 // through every pair; with disturb, pair 0 resets the device a third of
 // the way and asks to be unplugged at two thirds. It adds what it checked
 // to res and returns the driver's stats.
-func streamAll(ctx context.Context, r int, n int64, disturb bool, res *result) (usbhost.Stats, error) {
+func streamAll(ctx context.Context, engine uint32, r int, n int64, disturb bool, res *result) (usbhost.Stats, error) {
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	// Queues of up to 16 MiB each (and up to ycq.slots slots): the IN
 	// transfers in flight hold half the response queue.
@@ -189,7 +201,7 @@ func streamAll(ctx context.Context, r int, n int64, disturb bool, res *result) (
 	for slots > 8 && slots*r > 16<<20 {
 		slots /= 2
 	}
-	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: ycqdev.EngineEcho, RecordSize: r, Slots: slots})
+	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: r, Slots: slots})
 	cancel()
 	if err != nil {
 		return usbhost.Stats{}, err
@@ -281,6 +293,7 @@ func (r *recoverer) handle(ctx context.Context, err error) error {
 func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error) (int64, error) {
 	size := p.SlotSize()
 	batch := paramInt("ycq.batch", 256)
+	want := make([]byte, size)
 	var sendErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -319,10 +332,9 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 			if err != nil {
 				return got, err
 			}
-			h, err := format.Check(b)
-			if err != nil || h.Producer != uint32(p.Index()) || h.Seq != uint64(got) {
+			if err := check(p, got, b, want); err != nil {
 				wg.Wait()
-				return got, fmt.Errorf("pair %d: response %d is record (queue %d, seq %d): %v", p.Index(), got, h.Producer, h.Seq, err)
+				return got, err
 			}
 			got++
 		}
@@ -335,6 +347,26 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 	}
 	wg.Wait()
 	return got, sendErr
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// check checks response got of pair p: the record itself (echo), or the
+// CRC-32C of the whole record and its length (crc32c). want is scratch of
+// the record size.
+func check(p *usbhost.Pair, got int64, b, want []byte) error {
+	if p.ResponseSize() == p.SlotSize() { // echo
+		h, err := format.Check(b)
+		if err != nil || h.Producer != uint32(p.Index()) || h.Seq != uint64(got) {
+			return fmt.Errorf("pair %d: response %d is record (queue %d, seq %d): %v", p.Index(), got, h.Producer, h.Seq, err)
+		}
+		return nil
+	}
+	format.Fill(want, record.Header{Seq: uint64(got), Producer: uint32(p.Index())})
+	if len(b) != 8 || binary.LittleEndian.Uint32(b) != crc32.Checksum(want, castagnoli) || binary.LittleEndian.Uint32(b[4:]) != uint32(len(want)) {
+		return fmt.Errorf("pair %d: response %d is % x, not the CRC-32C and length of record %d", p.Index(), got, b, got)
+	}
+	return nil
 }
 
 func paramInt(name string, def int) int {
