@@ -372,8 +372,12 @@ func TestKilledWhileHolding(t *testing.T) {
 		consumed.Wait()
 		st := q.Stats()
 		held := st.Reserved - st.Published - st.Aborted
-		require.NoError(t, record.VerifyLog(got, 1, st.Published))
-		require.Equal(t, st.Published, st.Released, "every published record was taken")
+		require.NoError(t, record.VerifyLog(got, 1, st.Released))
+		// A run is published last slot first, so a producer killed in
+		// the middle of one leaves records published behind a slot it
+		// still holds, which no consumer can pass: at most a batch less
+		// one. Every other published record was taken.
+		require.LessOrEqual(t, st.Published-st.Released, uint64(31), "published records not taken")
 		if held == 0 {
 			continue // killed between runs; try again
 		}

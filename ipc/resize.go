@@ -97,6 +97,7 @@ type resizeState struct {
 	// number, until it is retired.
 	mu      sync.Mutex
 	regions [2]map[uint32][2]*dma.Region
+	closed  bool // the session is over: nothing may touch the queues
 	// old is set while some queue has more than one generation mapped,
 	// so the role's goroutine looks for generations to retire.
 	old atomic.Bool
@@ -104,6 +105,7 @@ type resizeState struct {
 	// Added messages from the session's reader to the resize waiting.
 	resizing sync.Mutex
 	acks     chan Added
+
 	started, completed, rolledBack, deferred, added, retired atomic.Uint64
 }
 
@@ -161,6 +163,9 @@ func (st *resizeState) retire() {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.closed {
+		return
+	}
 	more := false
 	for i, r := range st.rs {
 		for _, q := range r.Retire() {
@@ -178,10 +183,15 @@ func (st *resizeState) retire() {
 }
 
 // close gives back every generation's regions but the first's, which the
-// pair owns; the session's agents have stopped.
+// pair owns; the session's agents have stopped and its context is done.
+// It waits for a resize under way, which then returns, and refuses every
+// later one, and every later offer, before the regions go.
 func (st *resizeState) close() error {
+	st.resizing.Lock()
+	defer st.resizing.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.closed = true
 	var errs []error
 	for i := range st.regions {
 		for gen, regs := range st.regions[i] {
@@ -244,6 +254,12 @@ func (s *session) resize(which string, slots int, deadline time.Duration) (uint3
 	}
 	st.resizing.Lock()
 	defer st.resizing.Unlock()
+	st.mu.Lock()
+	closed := st.closed
+	st.mu.Unlock()
+	if closed {
+		return refused("the session is over")
+	}
 	r := st.rs[i]
 	if r.ResizePending() {
 		st.deferred.Add(1)
@@ -344,6 +360,9 @@ func (st *resizeState) take(g *Generation, fds []int, slotSize int) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.closed {
+		return fail(fmt.Errorf("%w: the session is over", ErrResizeRefused))
+	}
 	if err := st.rs[i].Add(q); err != nil {
 		return fail(err)
 	}

@@ -93,10 +93,11 @@ func (s *session) watch() {
 			} else if err := s.rz.take(m.Generation, fds, s.pair.Geometry.SlotSize); err != nil {
 				a.Error = err.Error()
 			}
-			if err := s.send(sessionMsg{Added: &a}); err != nil {
-				gone(fmt.Errorf("%w: answer a resize: %v", ErrPeerGone, err))
-				return
-			}
+			// An answer that cannot go (the server has finished and
+			// hung up) is no failure of this side: the server rolls
+			// the resize back, and the next read says whether the
+			// peer is gone or sent its Done first.
+			_ = s.send(sessionMsg{Added: &a})
 		case m.Added != nil && !s.client && s.rz != nil && len(fds) == 0:
 			select {
 			case s.rz.acks <- *m.Added:
@@ -333,8 +334,10 @@ func (srv *server) serveOne(ctx context.Context, conn *net.UnixConn, h Hello, n 
 	if err != nil {
 		return Result{}, err
 	}
-	defer s.cancel(nil)
-	defer s.close()
+	defer func() {
+		s.cancel(nil) // a resize waiting for the client returns
+		s.close()
+	}()
 	srv.mu.Lock()
 	ls.s = s
 	srv.mu.Unlock()
