@@ -325,21 +325,17 @@ func (e *engines) runOut(p *Pair) {
 	}()
 	line := p.h2d.ItemsWake()
 	r := p.shape.r
-	for {
-		select {
-		case <-e.stop:
-			return
-		default:
-		}
-		// Submit while there are transfers and records.
+	// fill submits while there are transfers and records; false means the
+	// driver failed.
+	fill := func() (submitted int, ok bool) {
 		for len(free) > 0 {
 			slot, n, err := p.nextOut()
 			if err != nil {
 				e.d.fail(fmt.Errorf("usbhost: pair %d: request queue: %w", p.index, err))
-				return
+				return submitted, false
 			}
 			if n == 0 {
-				break
+				return submitted, true
 			}
 			buf := p.h2dData[slot*r : (slot+n)*r]
 			if !isSub(buf, p.h2dData) {
@@ -349,13 +345,27 @@ func (e *engines) runOut(p *Pair) {
 			if err := x.submit(buf, e.d.cfg.Timeout); err != nil {
 				p.unsubmit(n)
 				e.failTransfer(p, ep, 0, err)
-				return
+				return submitted, false
 			}
 			free = free[:len(free)-1]
 			inflight = append(inflight, outFlight{x: x, n: n, size: len(buf)})
+			submitted++
+		}
+		return submitted, true
+	}
+	for {
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+		if _, ok := fill(); !ok {
+			return
 		}
 		// Wait for the oldest transfer, or (with a transfer free) for
-		// records, or the end.
+		// records, or the end. Registered as a sleeper on the items
+		// line, try once more before sleeping: a publish since the last
+		// try either shows now or kicks.
 		var head, work <-chan struct{}
 		if len(inflight) > 0 {
 			head = inflight[0].x.done()
@@ -363,8 +373,12 @@ func (e *engines) runOut(p *Pair) {
 		if len(free) > 0 {
 			work = p.outWork.arm()
 			line.Waiters().Add(1) // a locked add: the barrier the publisher's kick pairs with
-			if p.h2d.Ready() > 0 || p.backlog() {
+			n, ok := fill()
+			if n > 0 || !ok {
 				line.Waiters().Add(^uint32(0))
+				if !ok {
+					return
+				}
 				continue
 			}
 		}
@@ -405,13 +419,6 @@ func (e *engines) runOut(p *Pair) {
 			return
 		}
 	}
-}
-
-// backlog reports whether held records wait to be sent again.
-func (p *Pair) backlog() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.held.submitted < p.held.total
 }
 
 type inFlight struct {
@@ -488,21 +495,18 @@ func (e *engines) runIn(p *Pair) {
 	line := p.d2h.SpaceWake()
 	next := p.inNext // the next position this side reserves (it is the only producer)
 	defer func() { p.inNext = next }()
-	for {
-		select {
-		case <-e.stop:
-			return
-		default:
-		}
+	// fill submits while there are transfers and free response slots;
+	// false means the driver failed.
+	fill := func() (submitted int, ok bool) {
 		for len(free) > 0 {
 			want := min(p.shape.inResponses, slots-int(next%uint64(slots)))
 			w, err := p.d2h.Producer().ReserveUpTo(want)
 			if err == ring.ErrFull {
-				break
+				return submitted, true
 			}
 			if err != nil {
 				e.d.fail(fmt.Errorf("usbhost: pair %d: response queue: %w", p.index, err))
-				return
+				return submitted, false
 			}
 			run := &w
 			first := int(run.Position(0) % uint64(slots))
@@ -513,7 +517,7 @@ func (e *engines) runIn(p *Pair) {
 				for i := slots - first; i < n; i++ {
 					if err := run.Abort(i); err != nil {
 						e.d.fail(fmt.Errorf("usbhost: pair %d: response queue: %w", p.index, err))
-						return
+						return submitted, false
 					}
 					p.holes.Add(1)
 				}
@@ -525,12 +529,26 @@ func (e *engines) runIn(p *Pair) {
 			}
 			x := free[len(free)-1]
 			if err := x.submit(buf, 0); err != nil {
-				run.AbortAll()
+				for i := range n {
+					run.Abort(i)
+				}
 				e.failTransfer(p, ep, 0, err)
-				return
+				return submitted, false
 			}
 			free = free[:len(free)-1]
 			inflight = append(inflight, inFlight{x: x, run: run, n: n, size: len(buf)})
+			submitted++
+		}
+		return submitted, true
+	}
+	for {
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+		if _, ok := fill(); !ok {
+			return
 		}
 		var head, room <-chan struct{}
 		if len(inflight) > 0 {
@@ -539,8 +557,12 @@ func (e *engines) runIn(p *Pair) {
 		if len(free) > 0 {
 			room = p.inRoom.arm()
 			line.Waiters().Add(1) // pairs with the releaser's kick
-			if p.d2h.Len() < p.d2h.Cap() {
+			n, ok := fill()
+			if n > 0 || !ok {
 				line.Waiters().Add(^uint32(0))
+				if !ok {
+					return
+				}
 				continue
 			}
 		}
