@@ -260,6 +260,13 @@ func (d *Driver) recoverLocked(ctx context.Context) error {
 	if err == nil {
 		_, err = d.cfg.shape(info)
 	}
+	if err == nil {
+		// A replugged device has its pairs stopped; one that only
+		// looked gone may not: SET_QUEUE takes stopped pairs only.
+		if err = d.vendorOut(reqReset, 0, nil); err == nil {
+			d.resets.Add(1)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -386,3 +386,47 @@ func TestPublishLengthsPadsAndSends(t *testing.T) {
 	require.Equal(t, byte(1), b[0])
 	require.Equal(t, byte(0xff), b[63], "a whole record is left as it is")
 }
+
+// BenchmarkEchoFake measures the transport's own cost: 64-byte records
+// echoed by the in-memory device, reserved and received 64 at a time.
+func BenchmarkEchoFake(b *testing.B) {
+	pl := &plugs{cur: newFake(1)}
+	d, err := openWith(b.Context(), Config{RecordSize: 64, Slots: 1024, Poll: time.Millisecond}, pl.open)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	p := d.Pairs()[0]
+	b.SetBytes(64)
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	go func() {
+		for sent := 0; sent < b.N; {
+			r, err := p.ReserveUpTo(b.Context(), min(64, b.N-sent))
+			if err != nil {
+				errc <- err
+				return
+			}
+			if err := r.PublishAll(64); err != nil {
+				errc <- err
+				return
+			}
+			sent += r.Len()
+		}
+		errc <- nil
+	}()
+	for got := 0; got < b.N; {
+		r, err := p.Receive(b.Context(), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += r.Len()
+		if err := r.ReleaseAll(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
