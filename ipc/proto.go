@@ -143,6 +143,10 @@ type ServedQueue struct {
 	Role     string   `json:"role"`           // the client's role in the session
 	Geometry Geometry `json:"geometry"`       // both queues of the session have it
 	Name     string   `json:"name,omitempty"` // the /dev/shm name the metadata region was made under, if any; the server removes it once the client has joined
+	// For a resizable session: the newest generation (whose metadata the
+	// descriptor is) and the server's counts of the session's resizes.
+	Generation uint32        `json:"generation,omitempty"`
+	Resizes    *ResizeCounts `json:"resizes,omitempty"`
 }
 
 // StatReply is the server's answer to a StatRequest: every queue of every

@@ -202,6 +202,31 @@ func (st *resizeState) close() error {
 	return errors.Join(errs...)
 }
 
+// newest is the descriptor of queue i's newest generation's metadata
+// (first, the pair's, if it has no later one or the session is closing),
+// its number, and the session's resize counts, for a stat request,
+// reopened by reopen while st.mu keeps a later generation's open (the
+// pair's stays open until the session is untracked).
+func (st *resizeState) newest(i, first int, reopen func(int) (int, error)) (fd int, gen uint32, c *ResizeCounts, err error) {
+	counts := st.counts()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fd, gen = first, 1
+	if !st.closed {
+		gen = st.rs[i].NextGeneration() - 1
+		if gen == 0 {
+			gen = 1<<32 - 1
+		}
+		if regs, ok := st.regions[i][gen]; ok {
+			fd = regs[0].FD()
+		} else {
+			gen = 1
+		}
+	}
+	fd, err = reopen(fd)
+	return fd, gen, &counts, err
+}
+
 func (st *resizeState) counts() ResizeCounts {
 	c := ResizeCounts{Started: st.started.Load(), Completed: st.completed.Load(), RolledBack: st.rolledBack.Load(),
 		Deferred: st.deferred.Load(), Added: st.added.Load(), Retired: st.retired.Load()}

@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/testenv"
@@ -121,4 +123,43 @@ func TestResizeAcrossProcesses(t *testing.T) {
 	require.Contains(t, out, fmt.Sprintf("records %d err <nil>", count))
 	t.Logf("client: %s", strings.TrimSpace(out))
 	testenv.WaitFor(t, "the session to end", func() bool { return strings.Contains(logs.String(), "session done") })
+}
+
+// TestResizeStat: a stat request on a resizable session describes each
+// queue's newest generation, whose metadata its descriptor maps, and the
+// session's resize counts; no descriptor leaks across the resizes.
+func TestResizeStat(t *testing.T) {
+	path := startServer(t, ServerOptions{})
+	before := testenv.OpenFDs(t)
+	c, err := Dial(context.Background(), path, resizableHello(RoleBoth, 1<<40), Mode{}, dma.Options{})
+	require.NoError(t, err)
+	go c.Run()
+	testenv.WaitFor(t, "records to flow", func() bool { return c.Progress() > 0 })
+	for k := range 6 {
+		queue := []string{QueueUp, QueueDown}[k%2]
+		for {
+			_, err := Resize(context.Background(), path, 1, queue, 32<<(k%3))
+			if err == nil {
+				break
+			}
+			require.ErrorIs(t, err, ErrResizeRefused)
+			require.Contains(t, err.Error(), ring.ErrResizing.Error())
+			time.Sleep(time.Millisecond)
+		}
+	}
+	qs, err := Stat(context.Background(), path)
+	require.NoError(t, err)
+	require.Len(t, qs, 2)
+	for _, q := range qs {
+		require.Equal(t, uint32(4), q.Generation, "%s: the first, then three resizes", q.Queue)
+		require.NotNil(t, q.Resizes)
+		require.Equal(t, uint64(6), q.Resizes.Completed)
+		b, err := unix.Mmap(int(q.Meta.Fd()), 0, ring.MetaSize(16), unix.PROT_READ, unix.MAP_SHARED)
+		require.NoError(t, err)
+		require.Equal(t, uint32(4), binary.LittleEndian.Uint32(b[ring.OffGeneration:]), "the descriptor is the newest generation's")
+		require.NoError(t, unix.Munmap(b))
+	}
+	require.NoError(t, CloseStat(qs))
+	require.NoError(t, c.Close())
+	testenv.WaitFor(t, "the server to let go", func() bool { return testenv.OpenFDs(t) <= before })
 }

@@ -396,13 +396,22 @@ func (srv *server) stat(conn *net.UnixConn, req *StatRequest) error {
 			if len(queues) == MaxStatQueues {
 				break
 			}
-			fd, rerr := reopenReadOnly(q.fd)
+			var gen uint32
+			var counts *ResizeCounts
+			var fd int
+			var rerr error
+			if ls.s != nil && ls.s.rz != nil {
+				i, _ := queueIndex(q.queue)
+				fd, gen, counts, rerr = ls.s.rz.newest(i, q.fd, reopenReadOnly)
+			} else {
+				fd, rerr = reopenReadOnly(q.fd)
+			}
 			if rerr != nil {
 				err = fmt.Errorf("session %d %s queue: %w", n, q.queue, rerr)
 				break
 			}
 			fds = append(fds, fd)
-			sq := ServedQueue{Session: n, Queue: q.queue, Role: ls.role, Geometry: ls.pair.Geometry}
+			sq := ServedQueue{Session: n, Queue: q.queue, Role: ls.role, Geometry: ls.pair.Geometry, Generation: gen, Resizes: counts}
 			if ls.name != "" {
 				sq.Name = ls.name + "." + q.name
 			}

@@ -216,6 +216,20 @@ func (q *Queue) Config() Config {
 	}
 }
 
+// prodCursor is the producer cursor as a position: in a generation of a
+// Resizable without the sealed bit (Sealed says whether it is set).
+func (q *Queue) prodCursor() uint64 {
+	c := q.m.prod.cursor.Load()
+	if q.gen != 0 {
+		c &^= sealed
+	}
+	return c
+}
+
+// Sealed reports whether the queue is a generation of a Resizable that a
+// resize has sealed: no producer reserves in it any more.
+func (q *Queue) Sealed() bool { return q.gen != 0 && q.m.prod.cursor.Load()&sealed != 0 }
+
 func (q *Queue) singleProducer() bool { return q.features&FeatureSingleProducer != 0 }
 func (q *Queue) singleConsumer() bool { return q.features&FeatureSingleConsumer != 0 }
 
@@ -254,7 +268,7 @@ type Stats struct {
 func (q *Queue) Stats() Stats {
 	p, c := q.m.prod, q.m.cons
 	st := Stats{
-		ProducerCursor:         p.cursor.Load(),
+		ProducerCursor:         q.prodCursor(),
 		ConsumerCursor:         c.cursor.Load(),
 		RolledBack:             p.rolledBack.Load(),
 		Returned:               c.returned.Load(),
@@ -338,7 +352,7 @@ func (q *Queue) Check() error {
 // inconsistency describes what is wrong with one reading of the shared
 // state, or returns "".
 func (q *Queue) inconsistency() string {
-	prod, cons := q.m.prod.cursor.Load(), q.m.cons.cursor.Load()
+	prod, cons := q.prodCursor(), q.m.cons.cursor.Load()
 	// A single agent may store its cursor late (LAYOUT.md, "When a single
 	// agent stores its cursor"), by less than a lap: consumers may then be
 	// ahead of a single producer's stored cursor, and producers more than
@@ -369,7 +383,7 @@ func (q *Queue) inconsistency() string {
 // always between 0 and the slot count.
 func (q *Queue) Len() int {
 	cons := q.m.cons.cursor.Load()
-	prod := q.m.prod.cursor.Load()
+	prod := q.prodCursor()
 	if prod <= cons {
 		if q.singleProducer() {
 			// A single producer may store its cursor late: the stamps

@@ -505,6 +505,10 @@ func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
 		// still held there are released into it as usual.
 		final, done := g.final()
 		if !done || g.q.m.cons.cursor.Load() != final {
+			if done && g.sealedAt.Load() == 0 {
+				// Sealed elsewhere: drain time counts from here.
+				g.sealedAt.CompareAndSwap(0, r.now())
+			}
 			return run, err
 		}
 		next, lerr := r.successor(g)

@@ -26,12 +26,16 @@ func ipcServe(args []string, stdout, stderr io.Writer) error {
 	shm := fs.String("shm", "", "also create each session's regions as /dev/shm files NAME.N.*, for clients that join by name")
 	block := fs.Bool("block", false, "when idle, sleep on the futexes at once (default: spin briefly, then sleep)")
 	spin := fs.Bool("spin", false, "when idle, never sleep: poll (only with a CPU for every spinning side)")
+	resizeEvery := fs.Duration("resize-every", 0, "resize both queues of every resizable session in turn this often (0: only when asked, by ycq ipc resize)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	mode, err := waitMode(*block, *spin)
 	if err != nil {
 		return err
+	}
+	if *resizeEvery < 0 {
+		return usagef("-resize-every %v: want a duration of 0 or more", *resizeEvery)
 	}
 	if *shm != "" {
 		if err := dma.CheckName(*shm); err != nil {
@@ -47,7 +51,30 @@ func ipcServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	log.Info("serving", "socket", *socket, "shm", *shm, "mode", mode)
-	return ipc.Serve(ctx, l, ipc.ServerOptions{Mode: mode, ShmName: *shm, Log: log})
+	return ipc.Serve(ctx, l, ipc.ServerOptions{Mode: mode, ShmName: *shm, Log: log, ResizeEvery: *resizeEvery})
+}
+
+func ipcResize(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ycq ipc resize", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", "/tmp/ycq-ipc.sock", "the server's UNIX socket")
+	session := fs.Int("session", 1, "the session, as ycq stat numbers them")
+	queue := fs.String("queue", ipc.QueueUp, "the queue: up (client to server) or down")
+	slots := fs.Int("slots", 0, "the new slot count, a power of two")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *slots <= 0 {
+		return usagef("-slots: give the new slot count")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	gen, err := ipc.Resize(ctx, *socket, *session, *queue, *slots)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "session %d %s queue: %d slots, generation %d\n", *session, *queue, *slots, gen)
+	return nil
 }
 
 // listenUnix listens on path, replacing a stale socket file that nothing
@@ -95,6 +122,7 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 	block := fs.Bool("block", false, "when idle, sleep on the futexes at once (default: spin briefly, then sleep)")
 	spin := fs.Bool("spin", false, "when idle, never sleep: poll (only with a CPU for every spinning side)")
 	noSum := fs.Bool("no-checksum", false, "skip the per-record CRC-32C")
+	resizable := fs.Bool("resizable", false, "ask for resizable queues, which the server may grow and shrink while records flow")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -105,7 +133,7 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 	}
 	slotSize := (*payload + 7) &^ 7
 	h := ipc.Hello{Role: *role, Count: *count, Payload: *payload, Batch: *batch, ByName: *byName,
-		Geometry: ipc.Geometry{Slots: *slots, SlotSize: slotSize}, Checksum: !*noSum}
+		Geometry: ipc.Geometry{Slots: *slots, SlotSize: slotSize, Resizable: *resizable}, Checksum: !*noSum}
 	h.Version = ipc.ProtocolVersion
 	if err := h.Validate(); err != nil {
 		return usageError{err}
@@ -131,6 +159,7 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 			"role": res.Role, "records": res.Records, "payload": res.Payload,
 			"seconds": res.Elapsed.Seconds(), "items_per_sec": res.ItemsPerSec(), "bytes_per_sec": res.BytesPerSec(),
 			"p50_ns": res.P50.Nanoseconds(), "p99_ns": res.P99.Nanoseconds(), "max_ns": res.Max.Nanoseconds(),
+			"generations_taken": res.Resizes.Added, "generations_given_back": res.Resizes.Retired,
 		})
 	}
 	fmt.Fprintf(stdout, "%s: %d records of %d bytes in %v\n", res.Role, res.Records, res.Payload, res.Elapsed.Round(time.Millisecond))
@@ -141,6 +170,9 @@ func ipcConnect(args []string, stdout, stderr io.Writer) error {
 			what = "round-trip"
 		}
 		fmt.Fprintf(stdout, "  %s latency p50 %v, p99 %v, max %v\n", what, res.P50, res.P99, res.Max)
+	}
+	if *resizable {
+		fmt.Fprintf(stdout, "  resizes: %d generations taken, %d given back\n", res.Resizes.Added, res.Resizes.Retired)
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ var commands = []command{
 	{[]string{"host", "unbind"}, "give a PCI device back to its own driver", hostUnbind, false},
 	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe, false},
 	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect, false},
+	{[]string{"ipc", "resize"}, "grow or shrink a queue of a running resizable session", ipcResize, false},
 	{[]string{"stat"}, "show live queues' header, cursors, fill and counters without joining them", stat, false},
 }
 

@@ -82,7 +82,16 @@ type statQueue struct {
 	ready   int
 	check   error
 	waiters struct{ items, space uint32 }
+	sealed  bool     // a resizable queue's generation that a resize sealed
+	link    statLink // a resizable queue's link line
 	at      time.Time
+}
+
+// statLink is a resizable queue's link line as read.
+type statLink struct {
+	Next  uint32 `json:"next"`  // the next generation, 0 until named
+	Slots uint32 `json:"slots"` // its slot count
+	Left  uint32 `json:"left"`  // the consumers' word: next, once they moved on
 }
 
 // statHeader is the header line as read.
@@ -92,6 +101,7 @@ type statHeader struct {
 	Features       uint32 `json:"features"`
 	SingleProducer bool   `json:"single_producer"`
 	SingleConsumer bool   `json:"single_consumer"`
+	Resizable      bool   `json:"resizable"`
 	DescOffset     uint32 `json:"desc_offset"`
 	Slots          int    `json:"slots"`
 	SlotSize       int    `json:"slot_size"`
@@ -605,6 +615,13 @@ func (m *metaMapping) read(label string, avail int64) (*statQueue, error) {
 	items, _ := mem.Load32(ring.OffItemsWaiters)
 	space, _ := mem.Load32(ring.OffSpaceWaiters)
 	q.waiters.items, q.waiters.space = items, space
+	if cfg.Resizable {
+		q.sealed = rq.Sealed()
+		next, _ := mem.Load32(ring.OffLinkNext)
+		slots, _ := mem.Load32(ring.OffLinkSlots)
+		left, _ := mem.Load32(ring.OffLinkLeft)
+		q.link = statLink{Next: next, Slots: slots, Left: left}
+	}
 	return q, nil
 }
 
@@ -613,7 +630,7 @@ func readStatHeader(mem roMemory, cfg ring.Config) statHeader {
 	w64 := func(off uint64) uint64 { v, _ := mem.Load64(off); return v }
 	return statHeader{
 		Magic: fmt.Sprintf("%#x", w32(ring.OffMagic)), Version: w32(ring.OffVersion),
-		Features: w32(ring.OffFeatures), SingleProducer: cfg.SingleProducer, SingleConsumer: cfg.SingleConsumer,
+		Features: w32(ring.OffFeatures), SingleProducer: cfg.SingleProducer, SingleConsumer: cfg.SingleConsumer, Resizable: cfg.Resizable,
 		DescOffset: w32(ring.OffDescOffset), Slots: cfg.Slots, SlotSize: cfg.SlotSize,
 		MetaSize: w64(ring.OffMetaSize), DataSize: w64(ring.OffDataSize),
 		DescSize: w32(ring.OffDescSize), Generation: w32(ring.OffGeneration),
@@ -730,11 +747,17 @@ func printStatJSON(w io.Writer, qs []*statQueue, prev map[string]*statQueue) err
 			"len": q.len, "ready": q.ready, "fill": q.fill(), "check": q.checkString(),
 			"items_waiters": q.waiters.items, "space_waiters": q.waiters.space, "stats": q.stats,
 		}
+		if q.header.Resizable {
+			obj["sealed"], obj["link"] = q.sealed, q.link
+		}
 		switch q.source {
 		case "socket":
 			obj["session"], obj["queue"], obj["role"] = q.served.Session, q.served.Queue, q.served.Role
 			if q.served.Name != "" {
 				obj["name"] = q.served.Name
+			}
+			if q.served.Resizes != nil {
+				obj["resizes"] = q.served.Resizes
 			}
 		case "shm":
 			if q.holder != 0 {
@@ -786,12 +809,34 @@ func printStatTable(w io.Writer, qs []*statQueue, prev map[string]*statQueue, wa
 		if len(feat) == 0 {
 			feat = append(feat, "shared sides")
 		}
+		if h.Resizable {
+			feat = append(feat, "resizable")
+		}
 		fmt.Fprintf(w, "header     magic %s, version %d, features %#x (%s), generation %d\n", h.Magic, h.Version, h.Features, strings.Join(feat, ", "), h.Generation)
 		fmt.Fprintf(w, "geometry   %d slots of %d bytes; metadata %d bytes, data %d bytes\n", h.Slots, h.SlotSize, h.MetaSize, h.DataSize)
 		fmt.Fprintf(w, "cursors    producer %d, consumer %d\n", q.stats.ProducerCursor, q.stats.ConsumerCursor)
 		fmt.Fprintf(w, "in flight  %d ready of %d reserved (Ready/Len), fill %.1f%%\n", q.ready, q.len, 100*q.fill())
 		fmt.Fprintf(w, "sleeping   %d consumers (items), %d producers (space)\n", q.waiters.items, q.waiters.space)
 		fmt.Fprintf(w, "check      %s\n", q.checkString())
+		if h.Resizable {
+			state := "open"
+			if q.sealed {
+				state = "sealed"
+			}
+			next := "no next generation named"
+			if q.link.Next != 0 {
+				next = fmt.Sprintf("next generation %d of %d slots", q.link.Next, q.link.Slots)
+				if q.link.Left == q.link.Next {
+					next += ", consumers moved on"
+				}
+			}
+			fmt.Fprintf(w, "generation %d, %s; %s\n", h.Generation, state, next)
+		}
+		if s := q.served; s != nil && s.Resizes != nil {
+			r := s.Resizes
+			fmt.Fprintf(w, "resizes    %d started, %d completed, %d rolled back, %d deferred; draining %v in all (the session's, as the server saw them)\n",
+				r.Started, r.Completed, r.RolledBack, r.Deferred, r.Draining.Round(time.Microsecond))
+		}
 		p := prev[q.key]
 		var pc []counter
 		if p != nil {
