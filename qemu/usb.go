@@ -302,7 +302,7 @@ func guestResult(res *Result) *VMResult {
 			if json.Unmarshal([]byte(after), &m) == nil {
 				vr.Line = m
 			}
-		case line == "YCQ-TABLE-BEGIN":
+		case strings.HasSuffix(line, "YCQ-TABLE-BEGIN"):
 			inTable = true
 		case line == "YCQ-TABLE-END":
 			inTable = false

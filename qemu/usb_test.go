@@ -116,5 +116,7 @@ func TestGuestResultAfterEscapes(t *testing.T) {
 	vr := guestResult(res)
 	require.Equal(t, map[string]any{"mode": "usb", "n": float64(2)}, vr.Line)
 	require.Equal(t, "row\n", vr.Table)
+	vr = guestResult(&Result{Console: "\x1bc\x1b[?7l\x1b[2JYCQ-TABLE-BEGIN\nrow 1\nrow 2\nYCQ-TABLE-END\n"})
+	require.Equal(t, "row 1\nrow 2\n", vr.Table, "a table right after the escapes")
 	require.Nil(t, guestResult(&Result{Console: "YCQ-RESULT {not json\n"}).Line)
 }

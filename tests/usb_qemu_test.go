@@ -271,3 +271,28 @@ func TestUSBGuestDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestUSBGuestDemo is the main job over USB, as `ycq vm run -mode usb`
+// would run it: 16 MiB of 4 KiB requests through two pairs with the
+// crc32c engine, every response checked, and the PCIe guest's table.
+func TestUSBGuestDemo(t *testing.T) {
+	env := usbEnv(t)
+	dm := startUSBDeviceModel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := qemu.USBVMConfig{Socket: dm.socket, Mode: "demo", Params: []string{"ycq.size=16777216", "ycq.payload=4096", "ycq.engine=crc32c"}}
+	if testing.Verbose() {
+		cfg.Console = t.Output()
+	}
+	res, err := env.RunUSBVM(ctx, cfg)
+	if res != nil && err != nil {
+		t.Logf("guest console:\n%s\nQEMU stderr:\n%s", res.Console, res.Stderr)
+	}
+	require.NoError(t, err)
+	require.Equal(t, float64(4096), res.Line["records"], "16 MiB of 4 KiB records")
+	require.Equal(t, float64(0), res.Line["copies"])
+	require.Contains(t, res.Table, "records/s")
+	require.Contains(t, res.Table, "crc32c engine, 2 queue pairs")
+	require.Contains(t, res.Table, "usb transfers")
+	t.Logf("guest demo table:\n%s", res.Table)
+}

@@ -14,6 +14,10 @@
 //	       does it), recovering; then stream 256-byte records through the
 //	       crc32c engine, checking each CRC; then measure 64-byte and
 //	       16 KiB records
+//	demo   the main job over USB: ycq.size bytes (64 MiB) of ycq.payload-
+//	       byte requests (4096) through ycq.queues pairs (2) with
+//	       ycq.engine (crc32c, or echo), every response checked, and the
+//	       PCIe guest's result table between YCQ-TABLE-BEGIN and -END
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
 // powers off. It is built with cgo (hostdriver/usbhost: gousb, libusb):
@@ -28,10 +32,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ycq-dev/ycq/cmd/internal/demo"
+	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/hostdriver/usbhost"
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/qemu/guest"
@@ -92,6 +100,8 @@ func run(res *result) error {
 		return probe(res)
 	case "test":
 		return test(res)
+	case "demo":
+		return runDemo(res)
 	default:
 		return fmt.Errorf("unknown ycq.mode %q", res.Mode)
 	}
@@ -291,6 +301,20 @@ func (r *recoverer) handle(ctx context.Context, err error) error {
 
 // stream sends n records on p and checks every echo, in order.
 func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error) (int64, error) {
+	return streamTimed(ctx, p, n, rec, hook, nil)
+}
+
+// latencies, if not nil, gets each record's time from publish to its
+// response received, in order (the sender keeps the publish times in sent,
+// one a record, handed over through the queue's own ordering).
+type latencies struct {
+	sent []int64 // ns since start, by sequence
+	got  []time.Duration
+	t0   time.Time
+}
+
+// streamTimed is stream, measuring latencies into lat when it is not nil.
+func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error, lat *latencies) (int64, error) {
 	size := p.SlotSize()
 	batch := paramInt("ycq.batch", 256)
 	want := make([]byte, size)
@@ -308,6 +332,12 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 			}
 			for i := range r.Len() {
 				format.Fill(r.Slot(i)[:size], record.Header{Seq: uint64(seq) + uint64(i), Producer: uint32(p.Index())})
+			}
+			if lat != nil {
+				now := int64(time.Since(lat.t0))
+				for i := range r.Len() {
+					lat.sent[seq+int64(i)] = now
+				}
 			}
 			if err := r.PublishAll(size); err != nil {
 				sendErr = err
@@ -336,6 +366,9 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 				wg.Wait()
 				return got, err
 			}
+			if lat != nil {
+				lat.got = append(lat.got, time.Since(lat.t0)-time.Duration(lat.sent[got]))
+			}
 			got++
 		}
 		if err := r.ReleaseAll(); err != nil {
@@ -347,6 +380,87 @@ func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook 
 	}
 	wg.Wait()
 	return got, sendErr
+}
+
+// runDemo is the main job over USB: ycq.size bytes of ycq.payload-byte
+// requests through ycq.queues pairs with ycq.engine (echo or crc32c),
+// every response checked, and the PCIe guest's result table.
+func runDemo(res *result) error {
+	if err := waitUSB(30 * time.Second); err != nil {
+		return err
+	}
+	size, _ := strconv.ParseInt(param("ycq.size", "67108864"), 10, 64)
+	queues := paramInt("ycq.queues", 2)
+	payload := paramInt("ycq.payload", 4096)
+	engine, ok := devicemodel.EngineID(param("ycq.engine", "crc32c"))
+	if !ok || (engine != ycqdev.EngineEcho && engine != ycqdev.EngineCRC32C) {
+		return errors.New("bad ycq.engine: echo or crc32c")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	openCtx, cancelOpen := context.WithTimeout(ctx, time.Minute)
+	slots := 1024
+	for slots > 8 && slots*payload > 16<<20 {
+		slots /= 2
+	}
+	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: payload, Pairs: queues, Slots: slots})
+	cancelOpen()
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	pairs := drv.Pairs()
+	n := max(1, (size/int64(payload)+int64(len(pairs))-1)/int64(len(pairs)))
+	rec := &recoverer{drv: drv}
+	lats := make([]*latencies, len(pairs))
+	errs := make([]error, len(pairs))
+	counts := make([]int64, len(pairs))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, p := range pairs {
+		lats[i] = &latencies{sent: make([]int64, n), got: make([]time.Duration, 0, n), t0: start}
+		wg.Go(func() {
+			counts[i], errs[i] = streamTimed(ctx, p, n, rec, func(*usbhost.Pair, int64) error { return nil }, lats[i])
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		res.Errors++
+		return err
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l.got...)
+	}
+	slices.Sort(all)
+	r := demo.Result{Elapsed: elapsed, Queues: len(pairs), Payload: payload, Engine: engine}
+	for _, c := range counts {
+		r.Records += c
+	}
+	r.Bytes = r.Records * int64(payload)
+	if len(all) > 0 {
+		r.P50, r.P99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	fmt.Println("YCQ-TABLE-BEGIN")
+	r.Table(os.Stdout)
+	st := drv.Stats()
+	var out, in, copies uint64
+	for _, p := range st.Pairs {
+		out += p.OutTransfers
+		in += p.InTransfers
+		copies += p.Copies
+	}
+	fmt.Printf("usb transfers  %d OUT, %d IN (%.1f records each way a transfer), %d copies\n",
+		out, in, float64(r.Records)/float64(max(out, 1)), copies)
+	fmt.Println("YCQ-TABLE-END")
+	res.Records += r.Records
+	res.Pairs = len(pairs)
+	res.Copies += copies
+	res.Transfers += out + in
+	res.Bench = append(res.Bench, bench{RecordSize: payload, Records: r.Records, Seconds: elapsed.Seconds(),
+		PerSecond: float64(r.Records) / elapsed.Seconds(), MBps: float64(r.Bytes) / elapsed.Seconds() / 1e6, Copies: copies})
+	return drv.Close()
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
