@@ -12,6 +12,7 @@ import (
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ring/wait"
 )
 
 // Resizing a session's queues while it runs.
@@ -93,6 +94,7 @@ type ResizeCounts struct {
 // resizeState is a resizable session's part on either side.
 type resizeState struct {
 	rs [2]*ring.Resizable // QueueUp, QueueDown
+	w  [2]*wait.Resizable // their waits, made before anything else uses them
 	// mu guards regions: every generation this side mapped, by queue and
 	// number, until it is retired.
 	mu      sync.Mutex
@@ -121,15 +123,17 @@ func queueIndex(name string) (int, bool) {
 
 var queueNames = [2]string{QueueUp, QueueDown}
 
-// newResizeState wraps the pair's queues, whose regions the pair keeps.
-func newResizeState(p *Pair) (*resizeState, error) {
+// newResizeState wraps the pair's queues, whose regions the pair keeps,
+// with the mode's waits (which set the Resizables' OnSeal, so before the
+// session's reader may Add to them).
+func newResizeState(p *Pair, mode Mode) (*resizeState, error) {
 	st := &resizeState{acks: make(chan Added, 1)}
 	for i, q := range []*ring.Queue{p.Up, p.Down} {
 		r, err := ring.NewResizableOn(q)
 		if err != nil {
 			return nil, err
 		}
-		st.rs[i] = r
+		st.rs[i], st.w[i] = r, mode.WrapResizable(r)
 		st.regions[i] = map[uint32][2]*dma.Region{}
 	}
 	return st, nil
@@ -142,7 +146,7 @@ func (s *session) sides() (upP producer, upC consumer, downP producer, downC con
 		up, down := s.mode.Wrap(s.pair.Up), s.mode.Wrap(s.pair.Down)
 		return up.Producer(), up.Consumer(), down.Producer(), down.Consumer()
 	}
-	up, down := s.mode.WrapResizable(s.rz.rs[0]), s.mode.WrapResizable(s.rz.rs[1])
+	up, down := s.rz.w[0], s.rz.w[1]
 	return up.Producer(), up.Consumer(), down.Producer(), down.Consumer()
 }
 

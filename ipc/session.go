@@ -496,7 +496,7 @@ func newSession(ctx context.Context, conn *net.UnixConn, pair *Pair, h Hello, mo
 	s := &session{conn: conn, pair: pair, hello: h, mode: mode, peer: make(chan Done, 1), client: client}
 	if h.Geometry.Resizable {
 		var err error
-		if s.rz, err = newResizeState(pair); err != nil {
+		if s.rz, err = newResizeState(pair, mode); err != nil {
 			return nil, err
 		}
 	}
