@@ -16,7 +16,7 @@ package ring
 //	128     64    consumer line: consumer cursor and consumer counters
 //	192     64    items wake line: consumers sleep here for items
 //	256     64    space wake line: producers sleep here for space
-//	320     64    link line: reserved for grow/shrink (zero in version 1)
+//	320     64    link line: a RESIZABLE queue's next generation (zero otherwise)
 //	384     8*N   slot descriptors, one per slot
 const (
 	// Magic is the first word of every metadata region: the bytes "YCQ1".
