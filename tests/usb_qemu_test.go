@@ -193,7 +193,8 @@ var usbTestParams = []string{"ycq.records=12000", "ycq.bench64=100000", "ycq.big
 // and resending what was not answered. Then 6,000 records a pair through
 // the crc32c engine (8-byte responses) have their CRCs checked, and it
 // measures 64-byte and 8 KiB records and checks that no transfer needed a
-// copy.
+// copy, with the queues in anonymous memory and then in usbfs memory
+// (Config.DeviceMemory).
 func TestUSBGuestDriver(t *testing.T) {
 	env := usbEnv(t)
 	dm := startUSBDeviceModel(t)
@@ -245,7 +246,7 @@ func TestUSBGuestDriver(t *testing.T) {
 	require.Equal(t, "test", l["mode"])
 	require.Equal(t, float64(2), l["pairs"])
 	perPair, _ := l["per_pair"].([]any)
-	require.Len(t, perPair, 2+2+2+2, "the test stream, the crc32c stream and two measured streams, two pairs each")
+	require.Len(t, perPair, 2+2+4*2, "the test stream, the crc32c stream and four measured streams, two pairs each")
 	for i, c := range perPair[:2] {
 		require.GreaterOrEqual(t, c, float64(10000), "pair %d's checked records", i)
 	}
@@ -256,11 +257,16 @@ func TestUSBGuestDriver(t *testing.T) {
 	require.GreaterOrEqual(t, l["recoveries"], float64(1), "recovered after the replug")
 	require.Equal(t, float64(0), l["copies"], "every transfer issued on slot memory")
 	benches, _ := l["bench"].([]any)
-	require.Len(t, benches, 2)
-	for _, b := range benches {
+	require.Len(t, benches, 4)
+	for i, b := range benches {
 		m := b.(map[string]any)
-		t.Logf("guest, %v-byte records: %.0f records/s, %.2f MB/s (%v records in %.2f s, %v copies)",
-			m["record_size"], m["records_per_s"], m["mb_per_s"], m["records"], m["seconds"], m["copies"])
+		t.Logf("guest, %v-byte records, %v: %.0f records/s, %.2f MB/s (%v records in %.2f s, %v copies)",
+			m["record_size"], m["memory"], m["records_per_s"], m["mb_per_s"], m["records"], m["seconds"], m["copies"])
+		want := "anonymous memory"
+		if i%2 == 1 {
+			want = "device memory"
+		}
+		require.Equal(t, want, m["memory"], "usbfs maps 2 MiB queues")
 	}
 	t.Logf("guest ran %v; %v records checked, %v resent after reset and replug, %v transfers; device model served %d connection(s)",
 		res.Duration.Round(time.Millisecond), l["records"], l["resent"], l["transfers"], dm.served)

@@ -74,6 +74,7 @@ type bench struct {
 	PerSecond  float64 `json:"records_per_s"`
 	MBps       float64 `json:"mb_per_s"` // request bytes a second (the echoes double it on the bus)
 	Copies     uint64  `json:"copies"`
+	Memory     string  `json:"memory"` // the queues' data: "anonymous memory" or "device memory" (usbfs)
 }
 
 func main() {
@@ -169,41 +170,56 @@ func test(res *result) error {
 		return fmt.Errorf("crc32c: %w", err)
 	}
 	res.CRCRecords = crc * int64(res.Pairs)
+	// Each size twice: the queues in anonymous memory (usbfs copies
+	// every transfer into a kernel buffer), then in usbfs memory
+	// (DeviceMemory: no copy in the kernel either), with queues small
+	// enough for usbfs to map (2 MiB each).
 	for _, size := range []struct{ r, n int }{{64, paramInt("ycq.bench64", 20000)}, {paramInt("ycq.bigrecord", 16384), paramInt("ycq.bigrecords", 1500)}} {
-		b, err := measure(ctx, size.r, int64(size.n), res)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("bench %d B: %w", size.r, err))
-			continue
+		for _, devmem := range []bool{false, true} {
+			b, err := measure(ctx, size.r, int64(size.n), devmem, res)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("bench %d B (device memory %v): %w", size.r, devmem, err))
+				continue
+			}
+			res.Bench = append(res.Bench, b)
+			fmt.Printf("YCQ-USB bench %6d-byte records, %-16s %8.0f records/s %7.2f MB/s (%d records, %.2f s, %d copies)\n",
+				b.RecordSize, b.Memory+":", b.PerSecond, b.MBps, b.Records, b.Seconds, b.Copies)
 		}
-		res.Bench = append(res.Bench, b)
-		fmt.Printf("YCQ-USB bench %6d-byte records: %8.0f records/s %7.2f MB/s (%d records, %.2f s, %d copies)\n",
-			b.RecordSize, b.PerSecond, b.MBps, b.Records, b.Seconds, b.Copies)
 	}
 	return errors.Join(errs...)
 }
 
 // measure streams n records of r bytes through every pair, undisturbed.
-func measure(ctx context.Context, r int, n int64, res *result) (bench, error) {
+func measure(ctx context.Context, r int, n int64, devmem bool, res *result) (bench, error) {
 	start := time.Now()
-	st, err := streamAll(ctx, ycqdev.EngineEcho, r, n, false, res)
+	st, err := streamAll(ctx, ycqdev.EngineEcho, r, n, false, res, func(c *usbhost.Config) {
+		c.DeviceMemory = devmem
+		for c.Slots > 8 && c.Slots*r > 2<<20 {
+			c.Slots /= 2
+		}
+	})
 	if err != nil {
 		return bench{}, err
 	}
 	el := time.Since(start).Seconds()
 	total := n * int64(len(st.Pairs))
 	var copies uint64
+	mem := "device memory"
 	for _, p := range st.Pairs {
 		copies += p.Copies
+		if !p.DeviceMemory {
+			mem = "anonymous memory"
+		}
 	}
 	return bench{RecordSize: r, Records: total, Seconds: el, PerSecond: float64(total) / el,
-		MBps: float64(total) * float64(r) / el / 1e6, Copies: copies}, nil
+		MBps: float64(total) * float64(r) / el / 1e6, Copies: copies, Memory: mem}, nil
 }
 
 // streamAll opens the driver for r-byte records and streams n checked records
 // through every pair; with disturb, pair 0 resets the device a third of
 // the way and asks to be unplugged at two thirds. It adds what it checked
 // to res and returns the driver's stats.
-func streamAll(ctx context.Context, engine uint32, r int, n int64, disturb bool, res *result) (usbhost.Stats, error) {
+func streamAll(ctx context.Context, engine uint32, r int, n int64, disturb bool, res *result, tune ...func(*usbhost.Config)) (usbhost.Stats, error) {
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	// Queues of up to 16 MiB each (and up to ycq.slots slots): the IN
 	// transfers in flight hold half the response queue.
@@ -211,7 +227,11 @@ func streamAll(ctx context.Context, engine uint32, r int, n int64, disturb bool,
 	for slots > 8 && slots*r > 16<<20 {
 		slots /= 2
 	}
-	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: r, Slots: slots})
+	cfg := usbhost.Config{Engine: engine, RecordSize: r, Slots: slots}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	drv, err := usbhost.Open(openCtx, cfg)
 	cancel()
 	if err != nil {
 		return usbhost.Stats{}, err

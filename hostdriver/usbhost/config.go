@@ -40,6 +40,14 @@ type Config struct {
 	// application's consumers at least that long); 10 s if 0, none if
 	// negative. IN transfers wait for responses and have no timeout.
 	Timeout time.Duration
+	// DeviceMemory puts the queues' data regions in usbfs memory
+	// (libusb_dev_mem_alloc), which the kernel hands the host controller
+	// as it is, instead of copying each transfer into a buffer of its
+	// own; a region the device cannot give (usbfs allows 16 MiB in all by
+	// default, and one mapping no more than a few MiB) is anonymous memory
+	// as without it. The mappings stay valid when the device goes: after
+	// a replug the transfers use them with the kernel's copy.
+	DeviceMemory bool
 	// Poll is how often Open and Recover look for the device while it is
 	// not there; 50 ms if 0.
 	Poll time.Duration

@@ -15,6 +15,11 @@ type device interface {
 	newTransfer(ep uint8) (transfer, error)
 	// clearHalt clears endpoint ep's halt (CLEAR_FEATURE ENDPOINT_HALT).
 	clearHalt(ep uint8) error
+	// deviceMemory maps size bytes that the host controller's driver
+	// moves transfers to and from without copying (usbfs memory, from
+	// libusb_dev_mem_alloc), with what unmaps it. The mapping outlives the
+	// device: it stays valid after close and after the device is gone.
+	deviceMemory(size int) (mem []byte, unmap func() error, err error)
 	// close releases the interface and the device.
 	close() error
 }

@@ -446,16 +446,38 @@ func (d *Driver) Stats() Stats {
 	return st
 }
 
-// newRing lays out a queue over anonymous memory (not the Go heap: libusb
-// keeps pointers into it while a transfer is in flight).
-func newRing(cfg ring.Config) (*ring.Queue, *dma.Region, error) {
-	reg, err := dma.Anonymous(cfg.DataSize(), dma.Options{})
-	if err != nil {
-		return nil, nil, err
+// region is the data region of a queue: memory outside the Go heap
+// (libusb keeps pointers into it while a transfer is in flight).
+type region struct {
+	b      []byte
+	free   func() error
+	device bool // usbfs memory from the device (Config.DeviceMemory)
+}
+
+// newRing lays out a queue whose data region is device memory when
+// Config.DeviceMemory asks for it and the device gives it, else anonymous
+// memory.
+func (d *Driver) newRing(cfg ring.Config) (*ring.Queue, region, error) {
+	size := cfg.DataSize()
+	var reg region
+	if d.cfg.DeviceMemory && d.dev != nil {
+		b, unmap, err := d.dev.deviceMemory(size)
+		if err == nil {
+			reg = region{b: b[:size], free: unmap, device: true}
+		} else {
+			d.cfg.Log.Warn("usbhost: no device memory: anonymous memory instead (usbfs copies each transfer)", "bytes", size, "err", err)
+		}
 	}
-	q, err := ring.Format(ring.AlignedBytes(cfg.MetaSize()), reg.Bytes()[:cfg.DataSize()], cfg)
+	if reg.b == nil {
+		m, err := dma.Anonymous(size, dma.Options{})
+		if err != nil {
+			return nil, region{}, err
+		}
+		reg = region{b: m.Bytes()[:size], free: m.Close}
+	}
+	q, err := ring.Format(ring.AlignedBytes(cfg.MetaSize()), reg.b, cfg)
 	if err != nil {
-		return nil, nil, errors.Join(err, reg.Close())
+		return nil, region{}, errors.Join(err, reg.free())
 	}
 	return q, reg, nil
 }

@@ -430,3 +430,31 @@ func BenchmarkEchoFake(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestDeviceMemory: with DeviceMemory the queues live in the device's
+// memory, which Close unmaps; a device without it gets anonymous memory.
+func TestDeviceMemory(t *testing.T) {
+	for _, has := range []bool{true, false} {
+		f := newFake(2)
+		f.memory = has
+		pl := &plugs{cur: f}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		d, err := openWith(ctx, Config{RecordSize: 64, Slots: 64, DeviceMemory: true, Poll: time.Millisecond}, pl.open)
+		require.NoError(t, err)
+		p := d.Pairs()[1]
+		require.NoError(t, p.Send(ctx, []byte("in device memory")))
+		b := make([]byte, 64)
+		_, err = p.Recv(ctx, b)
+		require.NoError(t, err)
+		require.Equal(t, "in device memory", string(b[:16]))
+		require.Equal(t, has, p.Stats().DeviceMemory)
+		f.mu.Lock()
+		if has {
+			require.Equal(t, 4, f.mapped, "two queues a pair")
+		}
+		f.mu.Unlock()
+		require.NoError(t, d.Close())
+		require.Zero(t, f.mapped, "every region unmapped")
+		cancel()
+	}
+}

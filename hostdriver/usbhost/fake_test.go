@@ -19,13 +19,15 @@ type fakeDevice struct {
 	pending [][][]byte        // per pair: echoes not yet sent
 	held    [][]*fakeTransfer // per pair: IN transfers waiting
 	gone    bool              // everything fails with ErrGone
-	closed  bool              //
+	closed  bool              // close was called
 	stall   map[uint8]bool    // the next transfer on the endpoint stalls
 	halted  map[uint8]bool    // cleared by clearHalt
 	timeout map[uint8]bool    // the next transfer on the endpoint times out
 	junk    map[uint8]bool    // the next IN completion is not whole responses
 	cleared []uint8           // endpoints clearHalt was called on
-	resets  int               //
+	resets  int               // RESETs seen
+	memory  bool              // deviceMemory succeeds
+	mapped  int               // device memory regions not unmapped
 	live    map[*fakeTransfer]bool
 }
 
@@ -112,6 +114,23 @@ func (f *fakeDevice) clearHalt(ep uint8) error {
 	f.cleared = append(f.cleared, ep)
 	delete(f.halted, ep)
 	return nil
+}
+
+// deviceMemory gives Go memory when f.memory is set (the tests only see
+// that it is used), and fails otherwise.
+func (f *fakeDevice) deviceMemory(size int) ([]byte, func() error, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.memory {
+		return nil, nil, errors.New("fake: no device memory")
+	}
+	f.mapped++
+	return make([]byte, size), func() error {
+		f.mu.Lock()
+		f.mapped--
+		f.mu.Unlock()
+		return nil
+	}, nil
 }
 
 func (f *fakeDevice) close() error {

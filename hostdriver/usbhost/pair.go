@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/ring/wait"
 )
@@ -22,7 +21,7 @@ type Pair struct {
 	shape pairShape
 
 	h2d, d2h         *ring.Queue
-	h2dMem, d2hMem   *dma.Region
+	h2dMem, d2hMem   region
 	h2dData, d2hData []byte
 
 	// Wakeups, each for the side sleeping on one wake line.
@@ -58,8 +57,11 @@ type PairStats struct {
 	// Copies counts transfers whose buffer was not slot memory of the
 	// pair's queues: the driver issues every transfer on the slots, so a
 	// nonzero count is a bug.
-	Copies   uint64
-	H2D, D2H ring.Stats
+	Copies uint64
+	// DeviceMemory: both queues' data regions are usbfs memory
+	// (Config.DeviceMemory), which the kernel does not copy either.
+	DeviceMemory bool
+	H2D, D2H     ring.Stats
 }
 
 // Stats reads the pair's counters and both queues' counters.
@@ -69,7 +71,8 @@ func (p *Pair) Stats() PairStats {
 		Received: p.received.Load(), Padded: p.padded.Load(),
 		OutTransfers: p.outXfers.Load(), InTransfers: p.inXfers.Load(), ShortIn: p.shortIn.Load(),
 		Holes: p.holes.Load(), Resent: p.resent.Load(), Copies: p.copies.Load(),
-		H2D: p.h2d.Stats(), D2H: p.d2h.Stats(),
+		DeviceMemory: p.h2dMem.device && (p.d2hMem.device || p.shape.s == 0),
+		H2D:          p.h2d.Stats(), D2H: p.d2h.Stats(),
 	}
 }
 
@@ -91,7 +94,7 @@ func newPair(d *Driver, i int) (p *Pair, err error) {
 			err = errors.Join(fmt.Errorf("usbhost: pair %d: %w", i, err), p.free())
 		}
 	}()
-	if p.h2d, p.h2dMem, err = newRing(ring.Config{Slots: sh.slots, SlotSize: sh.r, SingleConsumer: true}); err != nil {
+	if p.h2d, p.h2dMem, err = d.newRing(ring.Config{Slots: sh.slots, SlotSize: sh.r, SingleConsumer: true}); err != nil {
 		return nil, err
 	}
 	// A sink answers nothing: its response queue is the smallest there is.
@@ -99,21 +102,21 @@ func newPair(d *Driver, i int) (p *Pair, err error) {
 	if rs == 0 {
 		rs, rslots = 8, ring.MinSlots
 	}
-	if p.d2h, p.d2hMem, err = newRing(ring.Config{Slots: rslots, SlotSize: rs, SingleProducer: true}); err != nil {
+	if p.d2h, p.d2hMem, err = d.newRing(ring.Config{Slots: rslots, SlotSize: rs, SingleProducer: true}); err != nil {
 		return nil, err
 	}
-	p.h2dData = p.h2dMem.Bytes()[:p.h2d.Config().DataSize()]
-	p.d2hData = p.d2hMem.Bytes()[:p.d2h.Config().DataSize()]
+	p.h2dData = p.h2dMem.b
+	p.d2hData = p.d2hMem.b
 	return p, nil
 }
 
 // free releases the queues' memory; the transfers must have stopped.
 func (p *Pair) free() error {
 	var errs []error
-	for _, r := range []**dma.Region{&p.h2dMem, &p.d2hMem} {
-		if *r != nil {
-			errs = append(errs, (*r).Close())
-			*r = nil
+	for _, r := range []*region{&p.h2dMem, &p.d2hMem} {
+		if r.free != nil {
+			errs = append(errs, r.free())
+			*r = region{}
 		}
 	}
 	return errors.Join(errs...)
