@@ -80,7 +80,6 @@ type Device struct {
 	wg     sync.WaitGroup
 
 	waiting atomic.Int32 // readers waiting for staging room (0 or 1)
-	onWait  func()       // tests: called when the reader starts to wait
 
 	started   atomic.Bool
 	closeOnce sync.Once

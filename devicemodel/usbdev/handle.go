@@ -333,9 +333,6 @@ func (d *Device) bulkOut(id uint64, p *pair, data []byte) error {
 			return err
 		}
 		d.waiting.Add(1)
-		if d.onWait != nil {
-			d.onWait()
-		}
 		select {
 		case <-d.room:
 			d.waiting.Add(-1)

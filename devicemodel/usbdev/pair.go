@@ -300,6 +300,12 @@ func (d *Device) step(p *pair) (bool, error) {
 	}
 	did, err := q.run()
 	if err != nil {
+		// What the engine answered before it failed still goes out.
+		if q.tx != nil && q.tx.Ready() > 0 {
+			if _, werr := d.completeIns(p, q); werr != nil {
+				return false, werr
+			}
+		}
 		return progress, d.fail(p, q, err)
 	}
 	progress = progress || did
