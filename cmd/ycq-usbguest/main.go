@@ -17,7 +17,8 @@
 //	demo   the main job over USB: ycq.size bytes (64 MiB) of ycq.payload-
 //	       byte requests (4096) through ycq.queues pairs (2) with
 //	       ycq.engine (crc32c, or echo), every response checked, and the
-//	       PCIe guest's result table between YCQ-TABLE-BEGIN and -END
+//	       PCIe guest's result table between YCQ-TABLE-BEGIN and -END;
+//	       ycq.devmem=1 puts the queues in usbfs memory
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
 // powers off. It is built with cgo (hostdriver/usbhost: gousb, libusb):
@@ -423,7 +424,8 @@ func runDemo(res *result) error {
 	for slots > 8 && slots*payload > 16<<20 {
 		slots /= 2
 	}
-	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: payload, Pairs: queues, Slots: slots})
+	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: payload, Pairs: queues, Slots: slots,
+		DeviceMemory: param("ycq.devmem", "0") == "1"})
 	cancelOpen()
 	if err != nil {
 		return err
@@ -471,8 +473,12 @@ func runDemo(res *result) error {
 		in += p.InTransfers
 		copies += p.Copies
 	}
-	fmt.Printf("usb transfers  %d OUT, %d IN (%.1f records each way a transfer), %d copies\n",
-		out, in, float64(r.Records)/float64(max(out, 1)), copies)
+	mem := "anonymous"
+	if len(st.Pairs) > 0 && st.Pairs[0].DeviceMemory {
+		mem = "usbfs device"
+	}
+	fmt.Printf("usb transfers      %d OUT, %d IN (%.1f records an OUT transfer), %d copies, queues in %s memory\n",
+		out, in, float64(r.Records)/float64(max(out, 1)), copies, mem)
 	fmt.Println("YCQ-TABLE-END")
 	res.Records += r.Records
 	res.Pairs = len(pairs)
