@@ -79,7 +79,8 @@ type Device struct {
 	served chan struct{} // closed when Serve has returned
 	wg     sync.WaitGroup
 
-	waiting atomic.Int32 // readers waiting for staging room (0 or 1)
+	waiting  atomic.Int32           // readers waiting for staging room (0 or 1)
+	onPacket atomic.Pointer[func()] // tests: called after each packet is handled
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -292,6 +293,9 @@ func (d *Device) serve() error {
 		}
 		if err := d.handle(pkt); err != nil {
 			return err
+		}
+		if f := d.onPacket.Load(); f != nil {
+			(*f)()
 		}
 	}
 }
