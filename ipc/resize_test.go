@@ -163,3 +163,79 @@ func TestResizeStat(t *testing.T) {
 	require.NoError(t, c.Close())
 	testenv.WaitFor(t, "the server to let go", func() bool { return testenv.OpenFDs(t) <= before })
 }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FuzzSessionMsg: a running session's messages decode to one kind, or are
+// refused with ErrProtocol.
+func FuzzSessionMsg(f *testing.F) {
+	f.Add([]byte(`{"records":5}`))
+	f.Add([]byte(`{"records":0,"generation":{"queue":"up","number":2,"slots":64}}`))
+	f.Add([]byte(`{"records":0,"added":{"queue":"down","number":3,"error":"no"}}`))
+	f.Add([]byte(`{"generation":{"queue":"up"},"added":{"queue":"up"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := decodeSessionMsg(body)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if m.Generation != nil && m.Added != nil {
+			t.Fatalf("%q: both an offer and an answer", body)
+		}
+	})
+}
+
+// FuzzTakeGeneration: a client offered a generation by a hostile server
+// (any message, regions of any size holding anything) takes it or refuses
+// with a typed error, never crashes, and keeps no descriptor it refused.
+func FuzzTakeGeneration(f *testing.F) {
+	good := ring.Config{Slots: 16, SlotSize: 64, SingleProducer: true, SingleConsumer: true, Resizable: true, Generation: 2}
+	meta := make([]byte, good.MetaSize())
+	_, err := ring.Format(ring.AlignedBytes(good.MetaSize()), make([]byte, good.DataSize()), good)
+	require.NoError(f, err)
+	f.Add(uint32(2), 16, uint16(good.MetaSize()), uint16(good.DataSize()), meta[:0], true)
+	f.Add(uint32(2), 16, uint16(good.MetaSize()), uint16(good.DataSize()), meta[:0], false)
+	f.Add(uint32(9), 7, uint16(100), uint16(3), []byte{0x59, 0x43, 0x51, 0x31, 1, 0, 0, 0, 7}, false)
+	f.Fuzz(func(t *testing.T, number uint32, slots int, metaSize, dataSize uint16, poke []byte, format bool) {
+		p, err := CreatePair(Geometry{Slots: 16, SlotSize: 64, Resizable: true}, "", dma.Options{})
+		require.NoError(t, err)
+		defer p.Close()
+		st, err := newResizeState(p, Mode{})
+		require.NoError(t, err)
+		defer st.close()
+		mk := func(size int) *dma.Region {
+			r, err := dma.Memfd("fuzz", max(size, 1), dma.Options{})
+			require.NoError(t, err)
+			return r
+		}
+		m, d := mk(int(metaSize)), mk(int(dataSize))
+		defer m.Close()
+		defer d.Close()
+		if format && int(metaSize) >= good.MetaSize() && int(dataSize) >= good.DataSize() {
+			_, err := ring.Format(m.Bytes(), d.Bytes(), good)
+			require.NoError(t, err)
+		}
+		copy(m.Bytes(), poke)
+		dup := func(fd int) int {
+			nfd, err := unix.Dup(fd)
+			require.NoError(t, err)
+			return nfd
+		}
+		err = st.take(&Generation{Queue: QueueUp, Number: number, Slots: slots}, []int{dup(m.FD()), dup(d.FD())}, 64)
+		if err != nil {
+			for _, e := range []error{ErrProtocol, ring.ErrInvalid, ring.ErrCorrupt, ring.ErrIncompatible, ErrResizeRefused, dma.ErrInvalid} {
+				if errors.Is(err, e) {
+					return
+				}
+			}
+			t.Fatalf("untyped error %T: %v", err, err)
+		}
+	})
+}

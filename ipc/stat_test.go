@@ -141,6 +141,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte(`{"version":1,"stat":false}`))
 	f.Add([]byte(`{"version":1,"stat":true,"role":"both"}`))
 	f.Add([]byte(`{"stat":true} {}`))
+	f.Add([]byte(`{"version":1,"resize":true,"session":1,"queue":"up","slots":64}`))
+	f.Add([]byte(`{"version":1,"resize":false,"session":-1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeRequest(body)
 		if err != nil {
@@ -149,8 +151,11 @@ func FuzzRequest(f *testing.F) {
 			}
 			return
 		}
-		if (req.hello == nil) == (req.stat == nil) {
+		if n := btoi(req.hello != nil) + btoi(req.stat != nil) + btoi(req.resize != nil); n != 1 {
 			t.Fatalf("%q decoded as %+v", body, req)
+		}
+		if req.resize != nil && !req.resize.Resize {
+			t.Fatalf("%q: a resize request without resize", body)
 		}
 		if req.stat != nil && !req.stat.Stat {
 			t.Fatalf("%q: a stat request without stat", body)
