@@ -32,7 +32,7 @@ var layerRules = []struct {
 	{pkgs: "qemu", allow: []string{"qemu"}},
 	{pkgs: "usb", allow: []string{"usb"}},
 	{pkgs: "hostdriver", allow: []string{"hostdriver", "ycqdev", "vfio", "ring", "dma"}, deny: []string{"devicemodel"}},
-	{pkgs: "devicemodel", allow: []string{"devicemodel", "ycqdev", "vfio", "ring", "dma"}, deny: []string{"hostdriver"}},
+	{pkgs: "devicemodel", allow: []string{"devicemodel", "ycqdev", "vfio", "usb", "ring", "dma"}, deny: []string{"hostdriver"}},
 }
 
 // under reports whether pkg (relative to the module) is dir or below it.
