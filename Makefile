@@ -16,7 +16,8 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./ring:FuzzResizeLink ./ipc:FuzzSessionMsg ./ipc:FuzzTakeGeneration ./internal/record:FuzzCheck \
 	./usb/redir:FuzzReader ./usb/redir:FuzzDecodeHeader ./usb/redir:FuzzDecodeHello \
 	./usb/redir:FuzzDecodeControlPacket ./usb/redir:FuzzDecodeBulkPacket ./usb/redir:FuzzDecodeInterruptPacket \
-	./usb/redir:FuzzDecodeBufferedBulkPacket ./usb/redir:FuzzDecodeEPInfo ./usb/redir:FuzzDecodeDeviceConnect
+	./usb/redir:FuzzDecodeBufferedBulkPacket ./usb/redir:FuzzDecodeEPInfo ./usb/redir:FuzzDecodeDeviceConnect \
+	./devicemodel/usbdev:FuzzDevice ./devicemodel/usbdev:FuzzControl ./hostdriver/usbhost:FuzzDecoders
 
 .PHONY: all build run run-qemu provision tools test check race-free imports e2e lint fmt-check vet bench fuzz clean
 
@@ -63,7 +64,7 @@ test: fmt-check vet tools provision
 # Packages whose shipped code differs under the race detector (ring's
 # release store is a plain MOV on amd64, atomic.Store under -race), tested
 # as they ship.
-RACE_FREE_PKGS := ./ring/... ./ipc ./hostdriver ./devicemodel ./cmd/internal/demo
+RACE_FREE_PKGS := ./ring/... ./ipc ./hostdriver ./hostdriver/usbhost ./devicemodel ./devicemodel/usbdev ./cmd/internal/demo
 
 ## race-free: the tests of RACE_FREE_PKGS without -race
 race-free:
