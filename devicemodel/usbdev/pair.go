@@ -361,7 +361,7 @@ func (q *queue) run() (bool, error) {
 	progress := false
 	for done := 0; done < engineBatch; {
 		if !q.curOK {
-			r, err := q.rx.Consumer().ReserveUpTo(engineBatch)
+			r, err := q.rx.Consumer().ReserveUpTo(min(engineBatch, q.slots))
 			if errors.Is(err, ring.ErrEmpty) {
 				return progress, nil
 			}
@@ -381,7 +381,7 @@ func (q *queue) run() (bool, error) {
 			}
 		}
 		for q.curK < q.curN {
-			w, err := q.tx.Producer().ReserveUpTo(min(q.curN-q.curK, engineBatch))
+			w, err := q.tx.Producer().ReserveUpTo(min(q.curN-q.curK, engineBatch, q.slots))
 			if errors.Is(err, ring.ErrFull) {
 				return progress, nil // resumes here once IN completions free slots
 			}

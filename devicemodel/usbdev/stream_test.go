@@ -224,3 +224,20 @@ func TestStreamTwoPairs(t *testing.T) {
 		t.Errorf("Device.Counters %+v, GET_COUNTERS %+v", got, c)
 	}
 }
+
+// TestLargeRecords streams records whose rings have fewer slots than the
+// engine loop's batch (16 KiB: 32 slots; 64 KiB: 8 slots), through echo
+// and the source engine, and through crc32c.
+func TestLargeRecords(t *testing.T) {
+	_, g, _ := start(t, Options{})
+	g.setConfiguration(1)
+	for _, size := range []int{16 << 10, 64 << 10} {
+		ss := []stream{
+			{pair: 0, engine: ycqdev.EngineEcho, recSize: size, records: 300, perTransfer: RecordsPerTransfer(size), inFlight: 6, inLen: 2 * size},
+			{pair: 1, engine: ycqdev.EngineCRC32C, recSize: size, records: 300, perTransfer: 2, inFlight: 4, inLen: 64},
+		}
+		setQueues(g, ss)
+		runAll(t, g, ss...)
+		g.reset()
+	}
+}
