@@ -172,6 +172,11 @@ func (d *Device) Serve() error {
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
+	d.wmu.Lock()
+	if d.werr != nil {
+		err = d.werr // the reader's error is only the closed connection's echo
+	}
+	d.wmu.Unlock()
 	if err == nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
 		d.logf("close: %v", cerr)
 	}
