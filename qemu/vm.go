@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -69,23 +70,14 @@ func (e *Env) RunVM(ctx context.Context, cfg VMConfig) (*VMResult, error) {
 	}
 	files := append(BaseFiles(), File{Path: "/init", Mode: 0o755, Data: initBin})
 	files = append(files, modFiles...)
-	// sp_off: the IOMMU maps 4 KiB pages even for huge pages, so QEMU sends the
-	// device model a DMA_MAP per page, as it does for ordinary memory.
-	// no_timer_check: under software emulation the IO-APIC timer check can
-	// run too slowly to pass, and the kernel panics.
-	appendArgs := append([]string{"intel_iommu=on,sp_off", "iommu=nopt", "no_timer_check", "ycq.mode=" + cfg.Mode}, cfg.Params...)
+	// VFIOUserAppend says why each kernel parameter is there.
+	appendArgs := slices.Concat(VFIOUserAppend, []string{"ycq.mode=" + cfg.Mode}, cfg.Params)
 	res, err := e.Boot(ctx, BootConfig{
 		Files:   files,
-		Machine: "q35,kernel-irqchip=split",
+		Machine: VFIOUserMachine,
 		Memory:  cfg.Memory,
 		Append:  appendArgs,
-		Args: []string{
-			"-smp", "2",
-			"-device", "intel-iommu,intremap=on,caching-mode=on",
-			"-object", "memory-backend-memfd,id=mem,size=" + cfg.Memory + ",share=on",
-			"-numa", "node,memdev=mem",
-			"-device", fmt.Sprintf(`{"driver":"vfio-user-pci","socket":{"type":"unix","path":%q}}`, cfg.Socket),
-		},
+		Args:    append([]string{"-smp", "2"}, VFIOUserArgs(cfg.Socket, cfg.Memory)...),
 		Console: cfg.Console,
 	})
 	if res == nil {
