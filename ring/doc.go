@@ -29,8 +29,9 @@
 // (ReadRun.Slot), and Release each, in any order. Reserve is all-or-nothing;
 // ReserveUpTo takes as many as are ready. ErrFull and ErrEmpty mean "try
 // again"; the core never blocks and never sleeps. Typed views a queue whose
-// records are values of one plain type. A Resizable, in one process, is a
-// queue whose slot count Resize changes while producers and consumers run.
+// records are values of one plain type. A Resizable is a queue whose slot
+// count changes while producers and consumers run, in one process (Resize)
+// or across processes over shared regions (ResizeTo and Add).
 //
 // # Concurrency
 //

@@ -6,15 +6,17 @@ import (
 	"time"
 )
 
-// This file is a queue whose slot count changes while it runs, in one
-// process: a chain of generations, each an ordinary Queue. A resize makes
-// the next generation, points producers at it and seals the current one, so
-// no producer can reserve there any more; consumers drain the sealed
-// generation, then follow. Nothing moves between generations: records
-// stay where they were published, and every run finishes in the generation
-// it was reserved in. ../shared/design/resize.md has the shape this is the
-// in-process start of; across processes and under a device it is not yet
-// built.
+// This file is a queue whose slot count changes while it runs: a chain of
+// generations, each an ordinary Queue formatted RESIZABLE. A resize makes
+// the next generation, names it in the current one's link line and seals
+// the current one, so no producer can reserve there any more; consumers
+// drain the sealed generation, then follow. Nothing moves between
+// generations: records stay where they were published, and every run
+// finishes in the generation it was reserved in. Everything agents must
+// agree on is in the metadata (LAYOUT.md, "Resizing"), so the agents of one
+// queue may be in several processes, each with a Resizable over its own
+// mapping (package ipc does this), or be a device that follows the link
+// line by address.
 
 // sealed is Sealed: a producer's compare-and-swap of the cursor fails once
 // it is set, and it reads the bit instead of a position.
