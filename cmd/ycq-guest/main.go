@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/cmd/internal/demo"
+	"github.com/ycq-dev/ycq/cmd/internal/guestbench"
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/hostdriver"
@@ -99,7 +100,9 @@ func run(res *result) error {
 	if err != nil {
 		return err
 	}
-	addr, err := find()
+	addr, err := guestbench.FindYCQ(pci.DefaultSysRoot, func(format string, args ...any) {
+		fmt.Printf("YCQ-GUEST "+format+"\n", args...)
+	})
 	if err != nil {
 		return err
 	}
@@ -162,25 +165,6 @@ func errString(err error) string {
 		return "loaded"
 	}
 	return err.Error()
-}
-
-// find returns the address of the ycq device.
-func find() (string, error) {
-	devs, err := pci.List(pci.DefaultSysRoot)
-	if err != nil {
-		return "", err
-	}
-	found := ""
-	for _, d := range devs {
-		fmt.Printf("YCQ-GUEST pci %s %04x:%04x class %06x driver %q group %d\n", d.Addr, d.VendorID, d.DeviceID, d.Class, d.Driver, d.IOMMUGroup)
-		if d.VendorID == devicemodel.DefaultIdentity.VendorID && d.DeviceID == devicemodel.DefaultIdentity.DeviceID {
-			found = d.Addr
-		}
-	}
-	if found == "" {
-		return "", errors.New("no ycq device (1234:7963) on the PCI bus")
-	}
-	return found, nil
 }
 
 // msix reads the device's MSI-X capability from sysfs config space.
