@@ -142,12 +142,19 @@ type agent struct {
 	slots    uint64
 	slotSize uint32
 	pos      uint64
+	// follows: attached with want.Resizable, so Follow moves to the
+	// generations a resize names. gen is this generation's number (0 for
+	// a queue that is not resizable, which never links).
+	follows bool
+	gen     uint32
 }
 
 // attachAgent reads the header at base, checks that it describes the queue
 // the agent was told of (want's slot count and size) and that the agent's
 // side is formatted for a single agent (feature), and reads the cursor at
-// cursorOff.
+// cursorOff. A resizable queue is refused unless want.Resizable says the
+// agent follows resizes; want.Generation, when not 0, is the generation
+// the header must carry (Follow's check of the generation it was sent to).
 func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff uint64) (agent, error) {
 	if err := want.Validate(); err != nil {
 		return agent{}, err
@@ -162,9 +169,13 @@ func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff u
 	if got.SlotSize != want.SlotSize {
 		return agent{}, &HeaderError{Field: "slot_size", Off: OffSlotSize, Value: uint64(got.SlotSize), Reason: fmt.Sprintf("the agent was told %d", want.SlotSize), Err: ErrIncompatible}
 	}
-	if got.Resizable {
+	if got.Resizable && !want.Resizable {
 		return agent{}, &HeaderError{Field: "features", Off: OffFeatures, Value: uint64(got.features()),
 			Reason: "a resizable queue: this agent does not follow resizes", Err: ErrIncompatible}
+	}
+	if want.Generation != 0 && (!got.Resizable || got.Generation != want.Generation) {
+		return agent{}, &HeaderError{Field: "generation", Off: OffGeneration, Value: uint64(got.Generation),
+			Reason: fmt.Sprintf("the link named generation %d of a resizable queue", want.Generation), Err: ErrCorrupt}
 	}
 	if got.features()&feature == 0 {
 		side := "single producer"
@@ -174,7 +185,7 @@ func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff u
 		return agent{}, &HeaderError{Field: "features", Off: OffFeatures, Value: uint64(got.features()),
 			Reason: fmt.Sprintf("the queue is not formatted %s; the agent is the only one of its side", side), Err: ErrIncompatible}
 	}
-	a := agent{m: m, base: base, slots: uint64(want.Slots), slotSize: uint32(want.SlotSize)}
+	a := agent{m: m, base: base, slots: uint64(want.Slots), slotSize: uint32(want.SlotSize), follows: want.Resizable, gen: got.Generation}
 	if a.pos, err = a.load64(cursorOff); err != nil {
 		return agent{}, err
 	}
@@ -286,13 +297,64 @@ type AgentConsumer struct {
 
 // AttachConsumer checks the queue at base in m against the geometry the
 // agent was told (want.Slots, want.SlotSize; the feature fields are
-// ignored), requires SINGLE_CONSUMER, and reads the consumer cursor.
+// ignored), requires SINGLE_CONSUMER, and reads the consumer cursor. With
+// want.Resizable the agent follows resizes (Follow); without it a
+// RESIZABLE queue is refused.
 func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) {
 	a, err := attachAgent(m, base, want, FeatureSingleConsumer, OffConsCursor)
 	if err != nil {
 		return nil, err
 	}
 	return &AgentConsumer{agent: a}, nil
+}
+
+// Follow moves the consumer to the next generation once it has drained
+// this one: call it when Peek finds nothing, after the releases before it
+// are synced. It loads the producer cursor (one load while the generation
+// is not sealed: ok false); sealed, and the consumer's position at its
+// final position, it reads the link, attaches there (through the memory
+// reach gives, with the usual header checks), stores its cursor and then
+// link_left = link_next in this generation (the owner may give it back
+// after that, so it is the agent's last access here) and moves on. A
+// sealed generation that names no next one, a position past the final
+// one, or a link or header no correct owner writes is a *CorruptError or
+// *HeaderError, and the consumer stays where it was.
+func (c *AgentConsumer) Follow(reach Reach) (Next, bool, error) {
+	if !c.follows || c.gen == 0 {
+		return Next{}, false, nil
+	}
+	cur, err := c.load64(OffProdCursor)
+	if err != nil || cur&Sealed == 0 {
+		return Next{}, false, err
+	}
+	final := cur &^ Sealed
+	switch {
+	case c.pos < final:
+		return Next{}, false, nil // not drained: Peek saw a slot not yet published
+	case c.pos > final:
+		return Next{}, false, &CorruptError{Side: "consumer", Addr: c.base + OffProdCursor,
+			Reason: fmt.Sprintf("generation %d sealed at position %d, behind the consumer's %d", c.gen, final, c.pos)}
+	}
+	next, ok, err := c.link("consumer")
+	if err != nil {
+		return Next{}, false, err
+	}
+	if !ok {
+		return Next{}, false, &CorruptError{Side: "consumer", Addr: c.base + OffLinkNext,
+			Reason: fmt.Sprintf("generation %d is sealed and names no next generation", c.gen)}
+	}
+	a, err := c.attachNext(next, reach, FeatureSingleConsumer, OffConsCursor)
+	if err != nil {
+		return Next{}, false, err
+	}
+	if err := c.Sync(); err != nil {
+		return Next{}, false, err
+	}
+	if err := c.store32(OffLinkLeft, next.Generation); err != nil {
+		return Next{}, false, err
+	}
+	*c = AgentConsumer{agent: a, holes: c.holes}
+	return next, true, nil
 }
 
 // Peek looks at the slot at the consumer's position: ok and the record's
@@ -366,24 +428,162 @@ func (c *AgentConsumer) WakeProducers() (bool, error) {
 // looks once more and waits for a signal, or as awake again (false).
 func (c *AgentConsumer) Sleeping(on bool) error { return c.sleeping(OffItemsWaiters, on) }
 
+// Next is the generation a resize named, as a following agent reads it in
+// the link line of the one it is in (LAYOUT.md, "Resizing").
+type Next struct {
+	Generation uint32 // link_next: the generation after this one
+	Slots      int    // link_slots: its slot count (the slot size stays)
+	MetaAddr   uint64 // link_meta_addr: where its metadata starts
+	DataAddr   uint64 // link_data_addr: where its data region starts
+	// Woke, from a producer's Follow: consumers slept on the items line
+	// of the generation it left, and its futex word was bumped; signal
+	// them, as after WakeConsumers.
+	Woke bool
+}
+
+// Reach gives a following agent the memory through which it reaches the
+// next generation's metadata (at next.MetaAddr), before it attaches there:
+// a device maps or pins it. nil means the same Memory as now. An error
+// stops the move: nothing is sealed or left.
+type Reach func(next Next) (Memory, error)
+
+// Generation is the number of the generation the agent is in: 0 for a
+// queue that is not resizable.
+func (a *agent) Generation() uint32 { return a.gen }
+
+// link reads the link line: ok and the next generation once a resize has
+// named it. link_next is loaded first (acquire, pairing with the owner's
+// release store of it), then the words it publishes. A link that names
+// anything but the generation after this one is corruption; the rest is
+// checked when the agent attaches there.
+func (a *agent) link(side string) (Next, bool, error) {
+	if !a.follows || a.gen == 0 {
+		return Next{}, false, nil
+	}
+	n, err := a.load32(OffLinkNext)
+	if err != nil || n == 0 {
+		return Next{}, false, err
+	}
+	if want := nextGeneration(a.gen); n != want {
+		return Next{}, false, &CorruptError{Side: side, Addr: a.base + OffLinkNext,
+			Reason: fmt.Sprintf("generation %d links to generation %d: want %d", a.gen, n, want)}
+	}
+	slots, err := a.load32(OffLinkSlots)
+	if err != nil {
+		return Next{}, false, err
+	}
+	meta, err := a.load64(OffLinkMetaAddr)
+	if err != nil {
+		return Next{}, false, err
+	}
+	data, err := a.load64(OffLinkDataAddr)
+	if err != nil {
+		return Next{}, false, err
+	}
+	if slots < MinSlots || slots > MaxSlots || bits.OnesCount32(slots) != 1 {
+		return Next{}, false, &CorruptError{Side: side, Addr: a.base + OffLinkSlots,
+			Reason: fmt.Sprintf("generation %d names generation %d of %d slots: not a power of two in [%d, %d]", a.gen, n, slots, MinSlots, MaxSlots)}
+	}
+	if meta%8 != 0 {
+		return Next{}, false, &CorruptError{Side: side, Addr: a.base + OffLinkMetaAddr,
+			Reason: fmt.Sprintf("generation %d names metadata at %#x: not 8-byte aligned", a.gen, meta)}
+	}
+	return Next{Generation: n, Slots: int(slots), MetaAddr: meta, DataAddr: data}, true, nil
+}
+
+// attachNext attaches the agent's side at the generation next names, through
+// the memory reach gives: the usual header checks, plus that the header is
+// generation next.Generation with link_slots slots and this slot size.
+func (a *agent) attachNext(next Next, reach Reach, feature uint32, cursorOff uint64) (agent, error) {
+	m := a.m
+	if reach != nil {
+		r, err := reach(next)
+		if err != nil {
+			return agent{}, err
+		}
+		if r != nil {
+			m = r
+		}
+	}
+	want := Config{Slots: next.Slots, SlotSize: int(a.slotSize), Resizable: true, Generation: next.Generation}
+	return attachAgent(m, next.MetaAddr, want, feature, cursorOff)
+}
+
 // AgentProducer is the producing side of a SINGLE_PRODUCER queue for one
 // agent that reaches the metadata through Memory. It is not safe for
 // concurrent use: it is the one agent of its side.
-type AgentProducer struct{ agent }
+type AgentProducer struct {
+	agent
+	// sealed: this generation's cursor carries the sealed bit (it was
+	// attached so, after a reset in the middle of a switch): nothing more
+	// is published here, and Follow moves on without storing it again.
+	sealed bool
+}
 
 // AttachProducer checks the queue at base in m as AttachConsumer does,
-// requires SINGLE_PRODUCER, and reads the producer cursor.
+// requires SINGLE_PRODUCER, and reads the producer cursor. With
+// want.Resizable the agent follows resizes (Follow); without it a
+// RESIZABLE queue is refused.
 func AttachProducer(m Memory, base uint64, want Config) (*AgentProducer, error) {
 	a, err := attachAgent(m, base, want, FeatureSingleProducer, OffProdCursor)
 	if err != nil {
 		return nil, err
 	}
-	return &AgentProducer{a}, nil
+	return newAgentProducer(a), nil
+}
+
+func newAgentProducer(a agent) *AgentProducer {
+	p := &AgentProducer{agent: a}
+	if a.gen != 0 && a.pos&Sealed != 0 {
+		p.pos &^= Sealed
+		p.sealed = true
+	}
+	return p
+}
+
+// Follow moves the producer to the next generation once a resize has
+// named it: call it once per batch, before the batch, with nothing
+// published since the last Sync that Sync has not stored. It reads
+// link_next (one load when nothing is named: ok false); when a generation
+// is named it checks the link, attaches there (through the memory reach
+// gives, with the usual header checks), and only then seals this
+// generation with a plain store of its cursor with Sealed (it is the only
+// producer), fences, wakes this generation's sleeping consumers (Next.Woke:
+// signal them) and moves on. Records published here stay for consumers to
+// drain. A link or a header no correct owner writes is a *CorruptError or
+// *HeaderError, and the producer stays where it was, unsealed.
+func (p *AgentProducer) Follow(reach Reach) (Next, bool, error) {
+	next, ok, err := p.link("producer")
+	if err != nil || !ok {
+		return Next{}, false, err
+	}
+	a, err := p.attachNext(next, reach, FeatureSingleProducer, OffProdCursor)
+	if err != nil {
+		return Next{}, false, err
+	}
+	if !p.sealed {
+		if err := p.store64(OffProdCursor, p.pos|Sealed); err != nil {
+			return Next{}, false, err
+		}
+	}
+	// The seal is a store and the wake below loads the waiters word:
+	// order them, as a waker must (a device's read does not pass its
+	// earlier writes; Fence does that for a Go agent).
+	Fence()
+	if next.Woke, err = p.WakeConsumers(); err != nil {
+		return Next{}, false, err
+	}
+	*p = *newAgentProducer(a)
+	return next, true, nil
 }
 
 // Free reports whether the slot at the producer's position is free (stamp
-// p), so the agent may write its payload and Publish.
+// p), so the agent may write its payload and Publish. A sealed generation
+// has no free slot: Follow moves on.
 func (p *AgentProducer) Free() (bool, error) {
+	if p.sealed {
+		return false, nil
+	}
 	pos := p.pos
 	seq, err := p.m.Load32(p.descAddr(pos))
 	if err != nil {
@@ -416,7 +616,12 @@ func (p *AgentProducer) Publish(length uint32) error {
 }
 
 // Sync stores the producer cursor, as AgentConsumer.Sync does for its side.
-func (p *AgentProducer) Sync() error { return p.store64(OffProdCursor, p.pos) }
+func (p *AgentProducer) Sync() error {
+	if p.sealed {
+		return nil // the sealed cursor is final
+	}
+	return p.store64(OffProdCursor, p.pos)
+}
 
 // WakeConsumers wakes consumers asleep for records, if any, and counts the
 // wakeup on the producer line. It reports whether any sleep.
