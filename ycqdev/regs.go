@@ -70,12 +70,17 @@ const (
 	RegQDoorbell = 0x30 // u32 WO any value: the host published or released; read as 0
 	RegQStatus   = 0x34 // u32 RO QStatus* bits
 	RegQRecords  = 0x38 // u64 RO records this pair consumed
+	// Resizing (FeatureResize; REGISTERS.md, "Resizing a queue pair").
+	RegQResize     = 0x40 // u32 RW generation the host is about to name in both queues' link lines; writable while running, wakes the pair
+	RegQResizeAck  = 0x44 // u32 RO the last RESIZE value the device took up: it now follows the link lines up to that generation
+	RegQGeneration = 0x48 // u32 RO generation the device uses in both queues; 0 for queues that are not resizable
 )
 
 // RegFeatures bits.
 const (
 	FeatureMetaInBAR2 = 1 << 0 // queue metadata may live in BAR2
 	FeatureMSIX       = 1 << 1 // interrupts are MSI-X, one vector a pair plus one for errors
+	FeatureResize     = 1 << 2 // the device follows resizes of RESIZABLE queues (RegQResize)
 )
 
 // RegControl bits.

@@ -23,6 +23,8 @@ func TestRegisterMap(t *testing.T) {
 		{"Q_D2H_DATA", RegQD2HData, 0x18}, {"Q_SLOTS", RegQSlots, 0x20}, {"Q_SLOT_SIZE", RegQSlotSize, 0x24},
 		{"Q_FLAGS", RegQFlags, 0x28}, {"Q_VECTOR", RegQVector, 0x2C}, {"Q_DOORBELL", RegQDoorbell, 0x30},
 		{"Q_STATUS", RegQStatus, 0x34}, {"Q_RECORDS", RegQRecords, 0x38},
+		{"Q_RESIZE", RegQResize, 0x40}, {"Q_RESIZE_ACK", RegQResizeAck, 0x44}, {"Q_GENERATION", RegQGeneration, 0x48},
+		{"feature meta in BAR2", FeatureMetaInBAR2, 1}, {"feature MSI-X", FeatureMSIX, 2}, {"feature resize", FeatureResize, 4},
 		{"queue 3 doorbell", QueueReg(3, RegQDoorbell), 0x100 + 3*0x80 + 0x30},
 		{"ID value", RegIDValue, 0x44514359}, {"BAR0 size", BAR0Size, 16384}, {"BAR2 size", BAR2Size, 1 << 20},
 		{"BAR4 size", BAR4Size, 4096}, {"MSI-X PBA", MSIXPBAOff, 2048}, {"max queue pairs", MaxQueuePairs, 64},
@@ -36,5 +38,6 @@ func TestRegisterMap(t *testing.T) {
 		require.Equal(t, r.want, r.got, r.name)
 	}
 	require.LessOrEqual(t, uint64(QueueBase+MaxQueuePairs*QueueStride), uint64(BAR0Size), "every queue block fits in BAR0")
+	require.Less(t, uint64(RegQGeneration+4), uint64(QueueStride), "a queue block's registers fit in its stride")
 	require.LessOrEqual(t, uint64((MaxQueuePairs+1)*SizeofMSIXEntry), uint64(MSIXPBAOff), "the MSI-X table fits before the PBA")
 }
