@@ -19,6 +19,13 @@
 //	       ycq.engine (crc32c, or echo), every response checked, and the
 //	       PCIe guest's result table between YCQ-TABLE-BEGIN and -END;
 //	       ycq.devmem=1 puts the queues in usbfs memory
+//	bench  `ycq bench usb`: in a guest that also has the ycq device on
+//	       vfio-user-pci (qemu.RunBothVM), the USB path and the PCIe path
+//	       (hostdriver on kernel VFIO) side by side, the same echo work on
+//	       both: ycq.sizes (64,16384) bytes a record, ycq.brecords
+//	       (100000,10000) records a pair a round, ycq.rounds (5) rounds of
+//	       each, alternating, through ycq.pairs (1) pairs; the table and
+//	       every round in the result line (see bench.go)
 //
 // Every mode ends with one machine-readable line, "YCQ-RESULT {json}", and
 // powers off. It is built with cgo (hostdriver/usbhost: gousb, libusb):
@@ -64,7 +71,9 @@ type result struct {
 	Copies     uint64   `json:"copies"`
 	Transfers  uint64   `json:"transfers"`
 	Bench      []bench  `json:"bench,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	// BenchUSB is bench mode's figures.
+	BenchUSB *benchResult `json:"bench_usb,omitempty"`
+	Error    string       `json:"error,omitempty"`
 }
 
 // bench is one measured stream.
@@ -104,6 +113,8 @@ func run(res *result) error {
 		return test(res)
 	case "demo":
 		return runDemo(res)
+	case "bench":
+		return runBench(res)
 	default:
 		return fmt.Errorf("unknown ycq.mode %q", res.Mode)
 	}
