@@ -42,6 +42,7 @@ var commands = []command{
 	{[]string{"bench", "ipc-idle-peer"}, "(the idle child of bench ipc)", benchIPCIdlePeer, true},
 	{[]string{"bench", "device"}, "measure request/response through the device model against a UNIX socket", benchDevice, false},
 	{[]string{"bench", "device-socket-peer"}, "(the echoing child of bench device, socket system)", benchDeviceSocketPeer, true},
+	{[]string{"bench", "usb"}, "in one QEMU guest, the USB path (gousb over the emulated xHCI) against the PCIe path (kernel VFIO)", benchUSB, false},
 	{[]string{"device", "serve"}, "serve the ycq device model over vfio-user on a UNIX socket", deviceServe, false},
 	{[]string{"host", "list"}, "list PCI devices, their drivers and IOMMU groups, and whether VFIO can take them", hostList, false},
 	{[]string{"host", "bind"}, "bind a PCI device to vfio-pci", hostBind, false},
