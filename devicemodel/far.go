@@ -59,6 +59,7 @@ type farConsumer struct {
 	*ring.AgentConsumer
 	data     space
 	dataAddr uint64
+	releases []func() // give back the pinned views of this generation
 }
 
 // slot is the address of the slot at the consumer's position.
@@ -69,6 +70,7 @@ type farProducer struct {
 	*ring.AgentProducer
 	data     space
 	dataAddr uint64
+	releases []func()
 }
 
 // slot is the address of the slot at the producer's position.

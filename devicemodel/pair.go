@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
 
@@ -68,6 +69,11 @@ func (d *YCQ) runLoop(run *runState, bell chan struct{}, pairs []*queuePair) {
 // queue, writes its responses into the device-to-host queue, releases it.
 // blocked reports that it stopped because the device-to-host queue is full.
 func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
+	if p.resizable {
+		if err := d.resizeStep(p); err != nil {
+			return false, false, err
+		}
+	}
 	consumed, produced := 0, 0
 	holes := p.h2d.HolesPassed()
 	synced := false
@@ -86,6 +92,15 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 				return false, false, err
 			}
 			if !ok {
+				if p.resizable {
+					moved, err := d.followH2D(p)
+					if err != nil {
+						return false, false, err
+					}
+					if moved {
+						continue
+					}
+				}
 				break
 			}
 			at := p.h2d.slot()
@@ -202,15 +217,108 @@ func (d *YCQ) wakeHost(p *queuePair, published, released bool) error {
 	return nil
 }
 
-// h2dReady reports whether a request is there. Holes it passes on the way
-// free their slots, so it wakes the host for them, as a release would.
+// h2dReady reports whether a request is there, or the host-to-device
+// queue is drained for a resize, so step moves on. Holes it passes on the
+// way free their slots, so it wakes the host for them, as a release would.
 func (d *YCQ) h2dReady(p *queuePair) (bool, error) {
 	holes := p.h2d.HolesPassed()
 	_, ready, err := p.h2d.Peek()
 	if err == nil && p.h2d.HolesPassed() != holes {
 		err = d.wakeHost(p, false, true)
 	}
+	if err == nil && !ready && p.resizable {
+		ready, err = p.h2d.Drained()
+	}
 	return ready, err
+}
+
+// resizeStep runs before each batch of a resizable pair: it takes up a
+// RESIZE the host wrote (RESIZE_ACK), and while the device-to-host queue
+// is not yet in the generation asked for, looks at its link once.
+func (d *YCQ) resizeStep(p *queuePair) error {
+	if !d.opt.NoResizeAck {
+		if r := d.qresize[p.q].Load(); r != p.acked {
+			p.acked = r
+			d.qresizeAck[p.q].Store(r)
+		}
+	}
+	if p.acked == 0 || p.d2h.Generation() == p.acked {
+		return nil
+	}
+	return d.followD2H(p)
+}
+
+// resizeWanted reports whether the host wrote a RESIZE the device has not
+// taken up yet.
+func (d *YCQ) resizeWanted(p *queuePair) bool {
+	return p.resizable && !d.opt.NoResizeAck && d.qresize[p.q].Load() != p.acked
+}
+
+// pinned is what the device mapped for a generation it moves to.
+type pinned struct {
+	data     space
+	releases []func()
+}
+
+// reach is the ring.Reach of a pair's side: it checks the next
+// generation's size against what the device takes, and pins its metadata
+// and data region (perm) where the host can pin, into into.
+func (p *queuePair) reach(into *pinned, perm vfio.Perm) ring.Reach {
+	return func(n ring.Next) (ring.Memory, error) {
+		if n.Slots > ycqdev.MaxSlots {
+			return nil, qerr(ycqdev.CodeBadConfig, uint64(n.Slots), "queue pair %d: a resize to %d slots: the device takes at most %d", p.q, n.Slots, ycqdev.MaxSlots)
+		}
+		geo := ring.Config{Slots: n.Slots, SlotSize: p.slotSize}
+		meta := p.bar2
+		if meta == nil {
+			meta = p.pin(n.MetaAddr, uint64(geo.MetaSize()), vfio.DMARead|vfio.DMAWrite, &into.releases)
+		} else if n.MetaAddr > ycqdev.BAR2Size || uint64(geo.MetaSize()) > ycqdev.BAR2Size-n.MetaAddr {
+			return nil, errBAR2(n.MetaAddr)
+		}
+		into.data = p.pin(n.DataAddr, uint64(geo.DataSize()), perm, &into.releases)
+		return meta, nil
+	}
+}
+
+// followD2H moves the device-to-host side to the generation its link
+// names, if any: the old one is sealed, its pins given back.
+func (d *YCQ) followD2H(p *queuePair) error {
+	var next pinned
+	n, ok, err := p.d2h.Follow(p.reach(&next, vfio.DMAWrite))
+	if err != nil || !ok {
+		releaseAll(&next.releases)
+		return err
+	}
+	releaseAll(&p.d2h.releases)
+	p.d2h.data, p.d2h.dataAddr, p.d2h.releases = next.data, n.DataAddr, next.releases
+	if n.Woke {
+		d.raise(p.vector) // a host consumer slept on the generation left
+	}
+	d.generationNow(p)
+	return nil
+}
+
+// followH2D moves the host-to-device side on once it has drained its
+// generation, and reports whether it did.
+func (d *YCQ) followH2D(p *queuePair) (bool, error) {
+	var next pinned
+	n, ok, err := p.h2d.Follow(p.reach(&next, vfio.DMARead))
+	if err != nil || !ok {
+		releaseAll(&next.releases)
+		return false, err
+	}
+	releaseAll(&p.h2d.releases)
+	p.h2d.data, p.h2d.dataAddr, p.h2d.releases = next.data, n.DataAddr, next.releases
+	d.generationNow(p)
+	return true, nil
+}
+
+// generationNow shows in GENERATION the generation both queues of the
+// pair are in, once they are in the same one.
+func (d *YCQ) generationNow(p *queuePair) {
+	if g := p.h2d.Generation(); g == p.d2h.Generation() {
+		d.qgen[p.q].Store(g)
+	}
 }
 
 // pollFor is how long an idle queue pair keeps looking before it sleeps: a
@@ -222,6 +330,9 @@ const pollFor = 20 * time.Microsecond
 // ready reports whether pair p can go on: a request to take, or, when it
 // stopped on a full device-to-host queue, a free slot there.
 func (d *YCQ) ready(p *queuePair) (bool, error) {
+	if d.resizeWanted(p) {
+		return true, nil
+	}
 	if p.blocked {
 		return p.d2h.Free()
 	}

@@ -18,10 +18,11 @@ func TestRegisterDefaults(t *testing.T) {
 		reg  uint64
 		want uint32
 	}{
-		{ycqdev.RegID, ycqdev.RegIDValue}, {ycqdev.RegVersion, 1}, {ycqdev.RegFeatures, ycqdev.FeatureMetaInBAR2 | ycqdev.FeatureMSIX}, {ycqdev.RegMaxQueues, 3},
+		{ycqdev.RegID, ycqdev.RegIDValue}, {ycqdev.RegVersion, 1}, {ycqdev.RegFeatures, ycqdev.FeatureMetaInBAR2 | ycqdev.FeatureMSIX | ycqdev.FeatureResize}, {ycqdev.RegMaxQueues, 3},
 		{ycqdev.RegControl, 0}, {ycqdev.RegStatus, 0}, {ycqdev.RegErrorCode, 0}, {ycqdev.RegErrorQueue, ycqdev.NoQueue}, {ycqdev.RegEngine, ycqdev.EngineEcho},
 		{ycqdev.RegErrorVector, 3}, {ycqdev.RegNumQueues, 3}, {ycqdev.RegBAR2Size, ycqdev.BAR2Size},
 		{ycqdev.QueueReg(0, ycqdev.RegQVector), 0}, {ycqdev.QueueReg(2, ycqdev.RegQVector), 2}, {ycqdev.QueueReg(1, ycqdev.RegQDoorbell), 0},
+		{ycqdev.QueueReg(1, ycqdev.RegQResize), 0}, {ycqdev.QueueReg(1, ycqdev.RegQResizeAck), 0}, {ycqdev.QueueReg(1, ycqdev.RegQGeneration), 0},
 	} {
 		require.Equal(t, r.want, reg32(t, d, r.reg), "register %#x", r.reg)
 	}
@@ -37,6 +38,12 @@ func TestRegisterDefaults(t *testing.T) {
 	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData), 0xAABBCCDD)
 	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData)+4, 0x11223344)
 	require.Equal(t, uint64(0x11223344AABBCCDD), reg64(t, d, ycqdev.QueueReg(1, ycqdev.RegQH2DData)))
+	// RESIZE reads back what the host wrote; RESIZE_ACK and GENERATION
+	// are the device's (no pair runs to take it up).
+	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQResize), 9)
+	setReg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQResizeAck), 9)
+	require.Equal(t, uint32(9), reg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQResize)))
+	require.Zero(t, reg32(t, d, ycqdev.QueueReg(1, ycqdev.RegQResizeAck)))
 }
 
 // TestConfigSpace walks config space as a PCI core would.

@@ -33,6 +33,10 @@ type Options struct {
 	// pairs, pair q in loop q mod Loops; default 1, at most the pairs
 	// enabled. Give it one per CPU the device may keep busy.
 	Loops int
+	// NoResizeAck makes the device never take up a RESIZE request (it
+	// still follows links it finds): a device that does not acknowledge,
+	// for the host's deadline and rollback.
+	NoResizeAck bool
 }
 
 // YCQ is the ycq device: per queue pair it consumes the host-to-device
@@ -77,6 +81,10 @@ type YCQ struct {
 	// are their sums.
 	qrecords, qout [ycqdev.MaxQueuePairs]atomic.Uint64
 	qstatus        [ycqdev.MaxQueuePairs]atomic.Uint32
+	// qresize is each pair's RESIZE register, written by the host at any
+	// time; qresizeAck and qgen its RESIZE_ACK and GENERATION, written
+	// only by the loop serving the pair.
+	qresize, qresizeAck, qgen [ycqdev.MaxQueuePairs]atomic.Uint32
 }
 
 // runState is one enabled period: its goroutines and how to stop them.
@@ -223,6 +231,9 @@ func (d *YCQ) resetRegs() {
 		d.qstatus[q].Store(0)
 		d.qrecords[q].Store(0)
 		d.qout[q].Store(0)
+		d.qresize[q].Store(0)
+		d.qresizeAck[q].Store(0)
+		d.qgen[q].Store(0)
 	}
 }
 
@@ -276,7 +287,7 @@ func (d *YCQ) readBAR0(off uint64, b []byte) {
 	le := binary.LittleEndian
 	le.PutUint32(view[ycqdev.RegID:], ycqdev.RegIDValue)
 	le.PutUint32(view[ycqdev.RegVersion:], ycqdev.RegVersionV1)
-	le.PutUint32(view[ycqdev.RegFeatures:], ycqdev.FeatureMetaInBAR2|ycqdev.FeatureMSIX)
+	le.PutUint32(view[ycqdev.RegFeatures:], ycqdev.FeatureMetaInBAR2|ycqdev.FeatureMSIX|ycqdev.FeatureResize)
 	le.PutUint32(view[ycqdev.RegMaxQueues:], uint32(d.opt.Queues))
 	le.PutUint32(view[ycqdev.RegControl:], le.Uint32(view[ycqdev.RegControl:])&ycqdev.ControlEnable)
 	le.PutUint32(view[ycqdev.RegStatus:], st)
@@ -296,6 +307,9 @@ func (d *YCQ) readBAR0(off uint64, b []byte) {
 		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQDoorbell):], 0)
 		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQStatus):], d.qstatus[q].Load())
 		le.PutUint64(view[ycqdev.QueueReg(q, ycqdev.RegQRecords):], d.qrecords[q].Load())
+		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQResize):], d.qresize[q].Load())
+		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQResizeAck):], d.qresizeAck[q].Load())
+		le.PutUint32(view[ycqdev.QueueReg(q, ycqdev.RegQGeneration):], d.qgen[q].Load())
 	}
 	copy(b, view[off:])
 }
@@ -320,13 +334,17 @@ func (d *YCQ) writable(o uint64, running bool) bool {
 // writeBAR0 applies a register write and its side effects.
 func (d *YCQ) writeBAR0(off uint64, b []byte) {
 	// Doorbells need no lock: they only wake the loop serving the pair.
+	// Nor does RESIZE, which the loop reads between its batches; a write
+	// of it wakes the loop too.
 	for q := range d.opt.Queues {
+		if r := ycqdev.QueueReg(q, ycqdev.RegQResize); off == r && len(b) == 4 {
+			d.qresize[q].Store(binary.LittleEndian.Uint32(b))
+			d.ring(q)
+			return
+		}
 		if r := ycqdev.QueueReg(q, ycqdev.RegQDoorbell); off < r+4 && off+uint64(len(b)) > r {
 			d.doorbells.Add(1)
-			select {
-			case d.bells[d.loopOf[q].Load()] <- struct{}{}:
-			default:
-			}
+			d.ring(q)
 		}
 	}
 	d.ctl.Lock()
@@ -359,6 +377,14 @@ func (d *YCQ) writeBAR0(off uint64, b []byte) {
 		d.mu.Lock()
 		d.status &^= ycqdev.StatusEnabled
 		d.mu.Unlock()
+	}
+}
+
+// ring wakes the loop serving pair q.
+func (d *YCQ) ring(q int) {
+	select {
+	case d.bells[d.loopOf[q].Load()] <- struct{}{}:
+	default:
 	}
 }
 
@@ -395,16 +421,29 @@ type queuePair struct {
 	req       []byte // the request: in place, or a copy in in
 	responses int
 	next      int
-	// releases give back the pinned views of host memory the pair uses.
-	releases []func()
+	// Resizing: resizable, when either queue is RESIZABLE; acked, the
+	// RESIZE value the device took up last (it follows the device-to-host
+	// link once a batch until that queue is in that generation).
+	resizable bool
+	acked     uint32
+	slotSize  int
+	// pin maps [a, a+n) of host memory for the pair, adding its release
+	// to rel; bar2 is the device's BAR2, when the metadata lives there.
+	pin  func(a, n uint64, perm vfio.Perm, rel *[]func()) space
+	bar2 space
 }
 
 // release gives back the pair's pinned views.
 func (p *queuePair) release() {
-	for _, r := range p.releases {
+	releaseAll(&p.h2d.releases)
+	releaseAll(&p.d2h.releases)
+}
+
+func releaseAll(rel *[]func()) {
+	for _, r := range *rel {
 		r()
 	}
-	p.releases = nil
+	*rel = nil
 }
 
 // enableLocked checks every queue pair the host configured and starts
@@ -489,7 +528,7 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 	}
 	host := hostSpace{d.host}
 	var h2dMeta, d2hMeta space = host, host
-	p := &queuePair{q: q, vector: c.vector, engine: engine, in: make([]byte, c.slotSize), out: make([]byte, c.slotSize)}
+	p := &queuePair{q: q, vector: c.vector, engine: engine, in: make([]byte, c.slotSize), out: make([]byte, c.slotSize), slotSize: int(c.slotSize)}
 	defer func() {
 		if err != nil {
 			p.release()
@@ -497,7 +536,7 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 	}()
 	// pin returns a direct view of [a, a+n) if the host can give one, or
 	// the host itself.
-	pin := func(a, n uint64, perm vfio.Perm) space {
+	pin := func(a, n uint64, perm vfio.Perm, rel *[]func()) space {
 		pinner, ok := d.host.(Pinner)
 		if !ok {
 			return host
@@ -506,9 +545,10 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 		if err != nil {
 			return host
 		}
-		p.releases = append(p.releases, release)
+		*rel = append(*rel, release)
 		return localSpace{b: b, base: a}
 	}
+	p.pin = pin
 	metaSize := uint64(geometry.MetaSize())
 	dataSize := uint64(geometry.DataSize())
 	if c.flags&ycqdev.QFlagMetaInBAR2 != 0 {
@@ -520,20 +560,37 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 		}
 		h2dMeta = newLocalSpace(d.bar2.Bytes())
 		d2hMeta = h2dMeta
+		p.bar2 = h2dMeta
 	} else {
-		h2dMeta = pin(c.h2dMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
-		d2hMeta = pin(c.d2hMeta, metaSize, vfio.DMARead|vfio.DMAWrite)
+		h2dMeta = pin(c.h2dMeta, metaSize, vfio.DMARead|vfio.DMAWrite, &p.h2d.releases)
+		d2hMeta = pin(c.d2hMeta, metaSize, vfio.DMARead|vfio.DMAWrite, &p.d2h.releases)
 	}
-	h2d, err := ring.AttachConsumer(h2dMeta, c.h2dMeta, geometry)
+	// The device follows resizes (ycqdev.FeatureResize): it attaches a
+	// RESIZABLE queue as an agent that follows its links.
+	follow := geometry
+	follow.Resizable = true
+	h2d, err := ring.AttachConsumer(h2dMeta, c.h2dMeta, follow)
 	if err != nil {
 		return nil, deviceError(err, c.h2dMeta)
 	}
-	d2h, err := ring.AttachProducer(d2hMeta, c.d2hMeta, geometry)
+	d2h, err := ring.AttachProducer(d2hMeta, c.d2hMeta, follow)
 	if err != nil {
 		return nil, deviceError(err, c.d2hMeta)
 	}
-	p.h2d = farConsumer{AgentConsumer: h2d, data: pin(c.h2dData, dataSize, vfio.DMARead), dataAddr: c.h2dData}
-	p.d2h = farProducer{AgentProducer: d2h, data: pin(c.d2hData, dataSize, vfio.DMAWrite), dataAddr: c.d2hData}
+	p.h2d.AgentConsumer, p.h2d.dataAddr = h2d, c.h2dData
+	p.h2d.data = pin(c.h2dData, dataSize, vfio.DMARead, &p.h2d.releases)
+	p.d2h.AgentProducer, p.d2h.dataAddr = d2h, c.d2hData
+	p.d2h.data = pin(c.d2hData, dataSize, vfio.DMAWrite, &p.d2h.releases)
+	p.resizable = h2d.Generation() != 0 || d2h.Generation() != 0
+	if p.resizable {
+		// After a reset in the middle of a resize the host may have
+		// named generations past the one the registers give: catch up
+		// with the device-to-host link now (the host-to-device one is
+		// followed once drained, as always).
+		if err := d.followD2H(p); err != nil {
+			return nil, deviceError(err, c.d2hMeta)
+		}
+	}
 	return p, nil
 }
 

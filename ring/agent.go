@@ -308,6 +308,30 @@ func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) 
 	return &AgentConsumer{agent: a}, nil
 }
 
+// Drained reports whether the consumer has taken everything its
+// generation will ever hold: a resize sealed it, and the consumer's
+// position is its final position, so Follow moves on. One load of the
+// producer cursor; false at once for a queue that is not resizable or an
+// agent that does not follow resizes.
+func (c *AgentConsumer) Drained() (bool, error) {
+	if !c.follows || c.gen == 0 {
+		return false, nil
+	}
+	cur, err := c.load64(OffProdCursor)
+	if err != nil || cur&Sealed == 0 {
+		return false, err
+	}
+	final := cur &^ Sealed
+	switch {
+	case c.pos < final:
+		return false, nil // not drained: Peek saw a slot not yet published
+	case c.pos > final:
+		return false, &CorruptError{Side: "consumer", Addr: c.base + OffProdCursor,
+			Reason: fmt.Sprintf("generation %d sealed at position %d, behind the consumer's %d", c.gen, final, c.pos)}
+	}
+	return true, nil
+}
+
 // Follow moves the consumer to the next generation once it has drained
 // this one: call it when Peek finds nothing, after the releases before it
 // are synced. It loads the producer cursor (one load while the generation
@@ -320,20 +344,8 @@ func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) 
 // one, or a link or header no correct owner writes is a *CorruptError or
 // *HeaderError, and the consumer stays where it was.
 func (c *AgentConsumer) Follow(reach Reach) (Next, bool, error) {
-	if !c.follows || c.gen == 0 {
-		return Next{}, false, nil
-	}
-	cur, err := c.load64(OffProdCursor)
-	if err != nil || cur&Sealed == 0 {
+	if drained, err := c.Drained(); err != nil || !drained {
 		return Next{}, false, err
-	}
-	final := cur &^ Sealed
-	switch {
-	case c.pos < final:
-		return Next{}, false, nil // not drained: Peek saw a slot not yet published
-	case c.pos > final:
-		return Next{}, false, &CorruptError{Side: "consumer", Addr: c.base + OffProdCursor,
-			Reason: fmt.Sprintf("generation %d sealed at position %d, behind the consumer's %d", c.gen, final, c.pos)}
 	}
 	next, ok, err := c.link("consumer")
 	if err != nil {
