@@ -64,7 +64,17 @@ type Config struct {
 	Health time.Duration
 	// IOVABase is where DMA addresses start; 4 GiB if 0.
 	IOVABase uint64
-	Log      *slog.Logger
+	// Resizable formats every queue RESIZABLE, so that Pair.Resize can
+	// change a pair's slot count while it runs. The device must follow
+	// resizes (ycqdev.FeatureResize), and the metadata must be in host
+	// memory (not MetaInBAR2). The hot paths then take a read lock a call
+	// (Pair.Resize takes it for writing while it gives a generation back).
+	Resizable bool
+	// ResizeDeadline bounds each wait of a Resize for the device (its
+	// acknowledgement, its move to the new generation) and for the old
+	// generation to drain; 2 s if 0.
+	ResizeDeadline time.Duration
+	Log            *slog.Logger
 }
 
 func (c *Config) defaults(maxQueues int) error {
@@ -92,6 +102,12 @@ func (c *Config) defaults(maxQueues int) error {
 	if c.IOVABase == 0 {
 		c.IOVABase = 1 << 32
 	}
+	if c.Resizable && c.MetaInBAR2 {
+		return fmt.Errorf("%w: resizable queues keep their metadata in host memory, not BAR2", ErrConfig)
+	}
+	if c.ResizeDeadline <= 0 {
+		c.ResizeDeadline = 2 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +124,12 @@ type Driver struct {
 	iova  uint64       // where mem starts in the device's view
 	bar2  vfio.Mapping // when MetaInBAR2
 	pairs []*Pair
+	alloc *dma.IOVAAllocator // the device's addresses: mem, then resized generations
+
+	// ctl makes Reset, Recover and Pair.Resize exclusive: a resize does
+	// not race a reset of the device it waits for, and a reset programs
+	// the queue registers of a generation that stays.
+	ctl sync.Mutex
 
 	engine   uint32     // the device's engine, read after programming
 	irqs     []*os.File // one eventfd per MSI-X vector; nil when polling
@@ -132,6 +154,15 @@ func Open(dev vfio.Device, cfg Config) (_ *Driver, err error) {
 	}
 	if err := cfg.defaults(int(min(maxQ, ycqdev.MaxQueuePairs))); err != nil {
 		return nil, err
+	}
+	if cfg.Resizable {
+		f, err := vfio.Read32(dev, vfio.BAR0, ycqdev.RegFeatures)
+		if err != nil {
+			return nil, gone(err)
+		}
+		if f&ycqdev.FeatureResize == 0 {
+			return nil, fmt.Errorf("%w: resizable queues: the device does not follow resizes (FEATURES %#x)", ErrConfig, f)
+		}
 	}
 	d := &Driver{dev: dev, cfg: cfg, log: cfg.Log, errVec: uint32(cfg.Queues), gen: make(chan struct{})}
 	defer func() {
@@ -249,6 +280,7 @@ func (d *Driver) allocate() error {
 	if err != nil {
 		return err
 	}
+	d.alloc = alloc
 	iova, err := alloc.AllocAligned(uint64(d.mem.Size()), dma.HugePageSize)
 	if err != nil {
 		return err
@@ -266,18 +298,48 @@ func (d *Driver) allocate() error {
 	}
 	for i, l := range layouts {
 		p := &Pair{d: d, index: i, layout: l}
+		h2dCfg, d2hCfg := d.queueConfigs(c.Slots, 1)
 		var err error
-		if p.h2d, err = ring.Format(metaBytes(l.h2dMeta), b[l.h2dData:][:data],
-			ring.Config{Slots: c.Slots, SlotSize: c.SlotSize, SingleConsumer: true}); err != nil {
+		if p.h2d, err = ring.Format(metaBytes(l.h2dMeta), b[l.h2dData:][:data], h2dCfg); err != nil {
 			return err
 		}
-		if p.d2h, err = ring.Format(metaBytes(l.d2hMeta), b[l.d2hData:][:data],
-			ring.Config{Slots: c.Slots, SlotSize: c.SlotSize, SingleProducer: true}); err != nil {
+		if p.d2h, err = ring.Format(metaBytes(l.d2hMeta), b[l.d2hData:][:data], d2hCfg); err != nil {
 			return err
+		}
+		meta := func(o uint64) uint64 { return d.iova + o }
+		if c.MetaInBAR2 {
+			meta = func(o uint64) uint64 { return o }
+		}
+		p.regs = queueRegs{h2dMeta: meta(l.h2dMeta), h2dData: d.iova + l.h2dData,
+			d2hMeta: meta(l.d2hMeta), d2hData: d.iova + l.d2hData, slots: uint32(c.Slots)}
+		if c.Resizable {
+			if err := p.startResizable(); err != nil {
+				return err
+			}
 		}
 		d.pairs = append(d.pairs, p)
 	}
 	return nil
+}
+
+// queueConfigs are the formats of a pair's two queues of slots slots:
+// the device alone consumes the first and alone produces into the second;
+// gen is the generation of resizable ones.
+func (d *Driver) queueConfigs(slots int, gen uint32) (h2d, d2h ring.Config) {
+	h2d = ring.Config{Slots: slots, SlotSize: d.cfg.SlotSize, SingleConsumer: true}
+	d2h = ring.Config{Slots: slots, SlotSize: d.cfg.SlotSize, SingleProducer: true}
+	if d.cfg.Resizable {
+		h2d.Resizable, h2d.Generation = true, gen
+		d2h.Resizable, d2h.Generation = true, gen
+	}
+	return h2d, d2h
+}
+
+// queueRegs are the values of a pair's queue registers: where the device
+// finds the generation it attaches at enable.
+type queueRegs struct {
+	h2dMeta, h2dData, d2hMeta, d2hData uint64
+	slots                              uint32
 }
 
 // program writes every register the device reads at enable.
@@ -296,18 +358,17 @@ func (d *Driver) program() error {
 	}
 	for _, p := range d.pairs {
 		q := func(reg uint64) uint64 { return ycqdev.QueueReg(p.index, reg) }
-		meta := func(o uint64) uint64 { return d.iova + o }
 		flags := uint32(0)
 		if c.MetaInBAR2 {
-			meta = func(o uint64) uint64 { return o }
 			flags = ycqdev.QFlagMetaInBAR2
 		}
+		r := p.regs
 		for _, w := range []struct {
 			reg uint64
 			v   uint64
 		}{
-			{ycqdev.RegQH2DMeta, meta(p.layout.h2dMeta)}, {ycqdev.RegQH2DData, d.iova + p.layout.h2dData},
-			{ycqdev.RegQD2HMeta, meta(p.layout.d2hMeta)}, {ycqdev.RegQD2HData, d.iova + p.layout.d2hData},
+			{ycqdev.RegQH2DMeta, r.h2dMeta}, {ycqdev.RegQH2DData, r.h2dData},
+			{ycqdev.RegQD2HMeta, r.d2hMeta}, {ycqdev.RegQD2HData, r.d2hData},
 		} {
 			if err := d.reg64(q(w.reg), w.v); err != nil {
 				return err
@@ -317,7 +378,7 @@ func (d *Driver) program() error {
 			reg uint64
 			v   uint32
 		}{
-			{ycqdev.RegQSlots, uint32(c.Slots)}, {ycqdev.RegQSlotSize, uint32(c.SlotSize)},
+			{ycqdev.RegQSlots, r.slots}, {ycqdev.RegQSlotSize, uint32(c.SlotSize)},
 			{ycqdev.RegQFlags, flags}, {ycqdev.RegQVector, uint32(p.index)},
 		} {
 			if err := d.reg32(q(w.reg), w.v); err != nil {
@@ -475,6 +536,9 @@ func (d *Driver) teardown() error {
 	var errs []error
 	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil && !errors.Is(err, ErrGone) {
 		errs = append(errs, err)
+	}
+	for _, p := range d.pairs {
+		errs = append(errs, p.freeGenerations())
 	}
 	if d.irqs != nil {
 		if err := d.dev.SetIRQs(vfio.IRQMSIX, 0, nil); err != nil && !errors.Is(gone(err), ErrGone) {

@@ -81,7 +81,7 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 	var sendErr error
 	wg.Go(func() {
 		for seq := 0; seq < n; {
-			r, err := p.ReserveUpTo(ctx, min(32, n-seq, p.h2d.Cap()))
+			r, err := p.ReserveUpTo(ctx, min(32, n-seq, p.h2dCap()))
 			if err != nil {
 				sendErr = err
 				return
@@ -101,7 +101,7 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 	var err error
 	for got < n && err == nil {
 		var r Response
-		if r, err = p.Receive(ctx, min(64, p.d2h.Cap())); err != nil {
+		if r, err = p.Receive(ctx, min(64, p.d2hCap())); err != nil {
 			break
 		}
 		for i := 0; i < r.Len() && err == nil; i++ {
@@ -276,7 +276,7 @@ func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *at
 	}
 	wg.Go(func() {
 		for int(sent.Load()) < n {
-			r, err := p.ReserveUpTo(ctx, min(32, n-int(sent.Load()), p.h2d.Cap()))
+			r, err := p.ReserveUpTo(ctx, min(32, n-int(sent.Load()), p.h2dCap()))
 			if err != nil {
 				if retry(err) {
 					continue
@@ -298,7 +298,7 @@ func streamAcrossResets(ctx context.Context, d *Driver, p *Pair, n int, stop *at
 	got := 0
 	want := make([]byte, 64)
 	for got < n {
-		r, err := p.Receive(ctx, min(64, p.d2h.Cap()))
+		r, err := p.Receive(ctx, min(64, p.d2hCap()))
 		if err != nil {
 			if retry(err) {
 				continue

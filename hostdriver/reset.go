@@ -14,17 +14,28 @@ import (
 // not answer it twice; a source request may still be answered again from
 // its first response.)
 func (d *Driver) Reset() error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
 	if err := d.reg32(ycqdev.RegControl, ycqdev.ControlReset); err != nil {
 		d.fail(d.withIncomplete(err))
 		return d.Err()
 	}
-	return d.Recover()
+	return d.recover()
 }
 
 // Recover brings a stopped device back (after a reset from elsewhere, or an
 // error the host has since fixed) with the same queues, and clears the
-// driver's error. It returns the device's error if the device refuses.
+// driver's error. It returns the device's error if the device refuses. A
+// resizable pair comes back at the generation its last completed Resize
+// made (the device follows any named after it); Recover waits for a Resize
+// under way.
 func (d *Driver) Recover() error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	return d.recover()
+}
+
+func (d *Driver) recover() error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -63,6 +74,9 @@ func (p *Pair) settle() error {
 	if !p.answerOnce() {
 		return nil
 	}
+	if p.rz != nil {
+		return p.settleResizable()
+	}
 	h, answered := p.h2d.Stats(), p.answered()
 	for h.ConsumerCursor < answered && h.ConsumerCursor < h.ProducerCursor {
 		run, err := p.h2d.Consumer().Reserve(1)
@@ -75,4 +89,25 @@ func (p *Pair) settle() error {
 		h = p.h2d.Stats()
 	}
 	return nil
+}
+
+// settleResizable is settle across a resizable pair's generations: the
+// host takes the answered requests through the queue's consuming side,
+// which moves through drained generations as the device would.
+func (p *Pair) settleResizable() error {
+	for {
+		t := p.totals()
+		if t.consumed >= t.answered || t.consumed >= t.reserved {
+			return nil
+		}
+		p.rlock()
+		run, err := p.rz.h2d.Consumer().Reserve(1)
+		if err == nil {
+			err = run.ReleaseAll()
+		}
+		p.runlock()
+		if err != nil {
+			return fmt.Errorf("pair %d: release the answered request at %d: %w", p.index, t.consumed, err)
+		}
+	}
 }

@@ -65,7 +65,14 @@ func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
 	for {
 		active, did := false, false
 		for i, p := range pairs {
-			room := window[i] - st[i].inflight
+			w := window[i]
+			if p.rz != nil {
+				// A resize changes the response queue's size.
+				if w = s.Window; w <= 0 || w > p.d2hCap() {
+					w = p.d2hCap()
+				}
+			}
+			room := w - st[i].inflight
 			sent, err := s.send(p, &st[i].more, min(batch, room))
 			if err != nil {
 				return err
@@ -111,11 +118,14 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 	if !*more || n <= 0 {
 		return 0, nil
 	}
-	w, err := p.h2d.Producer().ReserveUpTo(n)
+	p.rlock()
+	w, err := p.produce(n, false)
 	if err == ring.ErrFull {
+		p.runlock()
 		return 0, nil
 	}
 	if err != nil {
+		p.runlock()
 		return 0, p.check(err)
 	}
 	// Fill them all, then publish them in one call: Publish on each
@@ -135,27 +145,33 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 	if err := w.PublishLengths(s.lengths); err != nil {
 		// A length that does not fit (Request's bug) refuses them all:
 		// give the slots back rather than leave them held.
-		return 0, errors.Join(p.check(err), w.AbortAll())
+		aerr := w.AbortAll()
+		p.runlock()
+		return 0, errors.Join(p.check(err), aerr)
 	}
 	if k < w.Len() {
 		// A hole this may leave (if another producer reserved after us)
 		// wants the device to pass it: the kick below covers it too.
 		if err := w.AbortAll(); err != nil {
+			p.runlock()
 			return k, p.check(err)
 		}
 	}
 	p.sent.Add(uint64(k))
-	return k, p.kick(p.h2d.ItemsWake())
+	return k, p.done(nil, w.Queue().ItemsWake)
 }
 
 // reap takes up to n responses of p, hands each to Response, releases them
 // and rings the doorbell once if the device sleeps for space.
 func (s *Stream) reap(p *Pair, n int) (int, error) {
-	r, err := p.d2h.Consumer().ReserveUpTo(n)
+	p.rlock()
+	r, err := p.consume(n)
 	if err == ring.ErrEmpty {
+		p.runlock()
 		return 0, nil
 	}
 	if err != nil {
+		p.runlock()
 		return 0, p.check(err)
 	}
 	for i := range r.Len() {
@@ -164,14 +180,16 @@ func (s *Stream) reap(p *Pair, n int) (int, error) {
 			err = s.Response(p, b)
 		}
 		if err != nil {
-			return i, errors.Join(err, r.ReleaseAll())
+			rerr := r.ReleaseAll()
+			p.runlock()
+			return i, errors.Join(err, rerr)
 		}
 	}
-	if err := r.ReleaseAll(); err != nil {
-		return r.Len(), p.check(err)
+	err = r.ReleaseAll()
+	if err == nil {
+		p.received.Add(uint64(r.Len()))
 	}
-	p.received.Add(uint64(r.Len()))
-	return r.Len(), p.kickIfRunning()
+	return r.Len(), p.doneRelease(err, r.Queue().SpaceWake)
 }
 
 // sleep registers on every pair's response line (the device interrupts
@@ -181,23 +199,49 @@ func (s *Stream) reap(p *Pair, n int) (int, error) {
 func (s *Stream) sleep(ctx context.Context, pairs []*Pair, wantsRoom []bool) error {
 	d := pairs[0].d
 	cases := make([]reflect.SelectCase, 0, len(pairs)+2)
+	// The lines slept on: for a resizable pair, of the generations
+	// current now, registered and looked at under the read lock, and
+	// unregistered only if still live (a Resize may give them back while
+	// this sleeps).
+	type slept struct {
+		items, space ring.WakeLine
+		d2h, h2d     *ring.Queue
+	}
+	lines := make([]slept, len(pairs))
 	for i, p := range pairs {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.waitChan())})
-		p.d2h.ItemsWake().Waiters().Add(1) // a locked add: the barrier the device's wake pairs with
+		p.rlock()
+		h2d, d2h := p.queues()
+		lines[i] = slept{items: d2h.ItemsWake(), space: h2d.SpaceWake(), d2h: d2h, h2d: h2d}
+		lines[i].items.Waiters().Add(1) // a locked add: the barrier the device's wake pairs with
 		if wantsRoom[i] {
-			p.h2d.SpaceWake().Waiters().Add(1)
+			lines[i].space.Waiters().Add(1)
 		}
+		p.runlock()
 	}
 	defer func() {
 		for i, p := range pairs {
-			p.d2h.ItemsWake().Waiters().Add(^uint32(0))
-			if wantsRoom[i] {
-				p.h2d.SpaceWake().Waiters().Add(^uint32(0))
+			p.rlock()
+			if p.live(lines[i].d2h) {
+				lines[i].items.Waiters().Add(^uint32(0))
 			}
+			if wantsRoom[i] && p.live(lines[i].h2d) {
+				lines[i].space.Waiters().Add(^uint32(0))
+			}
+			p.runlock()
 		}
 	}()
 	for i, p := range pairs {
-		if p.d2h.Ready() > 0 || wantsRoom[i] && p.h2d.Len() < p.h2d.Cap() {
+		p.rlock()
+		h2d, d2h := p.queues()
+		moved := d2h.Ready() > 0 || wantsRoom[i] && h2d.Len() < h2d.Cap() || d2h != lines[i].d2h || h2d != lines[i].h2d
+		if !moved && p.rz != nil {
+			// A drained generation whose successor is named: the next
+			// reserve moves on.
+			moved = d2h.Sealed() && d2h.Len() == 0
+		}
+		p.runlock()
+		if moved {
 			return nil // something moved meanwhile: go round again
 		}
 	}
