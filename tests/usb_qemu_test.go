@@ -302,3 +302,66 @@ func TestUSBGuestDemo(t *testing.T) {
 	require.Contains(t, res.Table, "usb transfers")
 	t.Logf("guest demo table:\n%s", res.Table)
 }
+
+// TestUSBGuestBench is `ycq bench usb`'s guest, once, with few records:
+// one guest with both devices (the ycq device on vfio-user-pci behind the
+// emulated IOMMU, the ycq USB device on qemu-xhci through usb-redir, both
+// device models served from this process) runs the USB path and the PCIe
+// path side by side with the same echo work, every response checked on
+// both. The result line has every round of both paths at both record
+// sizes, a USB/PCIe ratio for each size, and no USB transfer that needed a
+// copy. Its figures are not checked: they are measurements.
+func TestUSBGuestBench(t *testing.T) {
+	env := usbEnv(t)
+	pcie := startDeviceModel(t)
+	usb := startUSBDeviceModel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const rounds = 2
+	records := map[float64]float64{64: 2000, 16384: 200}
+	cfg := qemu.BothVMConfig{Socket: pcie.socket, USBSocket: usb.socket, Mode: "bench",
+		Params: []string{"ycq.sizes=64,16384", "ycq.brecords=2000,200", fmt.Sprintf("ycq.rounds=%d", rounds), "ycq.pairs=1"}}
+	if testing.Verbose() {
+		cfg.Console = t.Output()
+	}
+	res, err := env.RunBothVM(ctx, cfg)
+	if res != nil && err != nil {
+		t.Logf("guest console:\n%s\nQEMU stderr:\n%s", res.Console, res.Stderr)
+	}
+	require.NoError(t, err)
+	l := res.Line
+	require.Equal(t, "bench", l["mode"])
+	require.Equal(t, float64(0), l["errors"])
+	require.Equal(t, float64(0), l["copies"], "every USB transfer issued on slot memory")
+	require.Positive(t, l["transfers"])
+	b, _ := l["bench_usb"].(map[string]any)
+	require.NotNil(t, b, "the bench figures")
+	require.Equal(t, float64(0), b["copy_share"])
+	rs, _ := b["rounds"].([]any)
+	require.Len(t, rs, 2*2*rounds, "two paths at two record sizes, %d rounds each", rounds)
+	seen := map[string]int{}
+	for _, x := range rs {
+		r := x.(map[string]any)
+		size := r["record_size"].(float64)
+		seen[fmt.Sprintf("%v/%v", r["path"], size)]++
+		require.Equal(t, records[size], r["records"], "%v: every record checked", r)
+		require.Positive(t, r["records_per_s"])
+		require.Positive(t, r["mb_per_s"])
+		require.Equal(t, float64(0), r["copies"])
+		if r["path"] == "usb" {
+			require.Positive(t, r["transfers"], "the USB rounds count their bulk transfers")
+		}
+	}
+	require.Equal(t, map[string]int{"usb/64": rounds, "pcie/64": rounds, "usb/16384": rounds, "pcie/16384": rounds}, seen)
+	ratios, _ := b["ratios"].([]any)
+	require.Len(t, ratios, 2, "a USB/PCIe ratio for each record size")
+	for _, x := range ratios {
+		r := x.(map[string]any)
+		require.Positive(t, r["usb_over_pcie"])
+		require.LessOrEqual(t, r["min"], r["usb_over_pcie"])
+		require.GreaterOrEqual(t, r["max"], r["usb_over_pcie"])
+	}
+	require.Contains(t, res.Table, "usb/pcie")
+	require.Contains(t, res.Table, "needed a copy")
+	t.Logf("guest ran %v; bench table:\n%s", res.Duration.Round(time.Millisecond), res.Table)
+}
