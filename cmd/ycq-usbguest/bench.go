@@ -134,7 +134,8 @@ func runBench(res *result) error {
 		probes = append(probes, float64(rd.ProbeNs))
 	}
 	med, lo, hi := guestbench.Spread(probes)
-	fmt.Printf("guest ping-pong before each round: %.0f ns median, %.0f-%.0f ns (TCG: each vCPU is a host thread)\n", med, lo, hi)
+	fmt.Printf("probe ns: the guest's cache-line ping-pong before a cell's rounds, median (all rounds: %.0f ns median, %.0f-%.0f);\n"+
+		"  under TCG each vCPU is a host thread: a probe far above the others means a busy host, and figures that say less\n", med, lo, hi)
 	fmt.Printf("work: %d pair(s), echo engine, records written in full and every response checked (CRC-32C, pair, sequence);\n"+
 		"  queues of %v slots (by record size), batches of up to %d; usb/pcie: median (min-max) of the rounds' ratios\n",
 		shape.pairs, br.Slots, shape.batch)

@@ -54,6 +54,10 @@ type Cell struct {
 	MBps       float64 `json:"mb_per_s"` // median of the rounds
 	Transfers  uint64  `json:"transfers,omitempty"`
 	Copies     uint64  `json:"copies"`
+	// ProbeNs is the median of the guest's ping-pong probes before the
+	// rounds: where it is far above the others, the vCPUs were not both
+	// running (a busy host), and the cell's figures say less.
+	ProbeNs int64 `json:"probe_ns"`
 }
 
 // Ratio is USB over PCIe at a record size: the median and the spread of
@@ -81,7 +85,7 @@ func Summarize(rounds []Round) ([]Cell, []Ratio) {
 	for _, size := range sizes {
 		byPath := map[string]map[int]Round{}
 		for _, path := range []string{PathUSB, PathPCIe} {
-			var rps, mbps []float64
+			var rps, mbps, probes []float64
 			c := Cell{Path: path, RecordSize: size}
 			byPath[path] = map[int]Round{}
 			for _, r := range rounds {
@@ -91,6 +95,7 @@ func Summarize(rounds []Round) ([]Cell, []Ratio) {
 				byPath[path][r.Round] = r
 				rps = append(rps, r.PerSecond)
 				mbps = append(mbps, r.MBps)
+				probes = append(probes, float64(r.ProbeNs))
 				c.Transfers += r.Transfers
 				c.Copies += r.Copies
 			}
@@ -100,6 +105,8 @@ func Summarize(rounds []Round) ([]Cell, []Ratio) {
 			c.Rounds = len(rps)
 			c.PerSecond, c.MinPerS, c.MaxPerS = Spread(rps)
 			c.MBps, _, _ = Spread(mbps)
+			probe, _, _ := Spread(probes)
+			c.ProbeNs = int64(probe)
 			cells = append(cells, c)
 		}
 		var q []float64
@@ -134,7 +141,7 @@ func Spread(xs []float64) (median, lo, hi float64) {
 // Table prints the cells and ratios, one line a path and record size.
 func Table(w io.Writer, cells []Cell, ratios []Ratio) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "record\tpath\trecords/s\tmin-max\tMB/s\tusb/pcie (min-max)\trounds\tcopies\t\n")
+	fmt.Fprintf(tw, "record\tpath\trecords/s\tmin-max\tMB/s\tusb/pcie (min-max)\trounds\tcopies\tprobe ns\t\n")
 	for _, c := range cells {
 		ratio := ""
 		if c.Path == PathUSB {
@@ -148,8 +155,8 @@ func Table(w io.Writer, cells []Cell, ratios []Ratio) error {
 		if c.Path == PathUSB {
 			copies = fmt.Sprintf("%d of %d transfers", c.Copies, c.Transfers)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f-%.0f\t%.2f\t%s\t%d\t%s\t\n", sizeName(c.RecordSize), c.Path,
-			c.PerSecond, c.MinPerS, c.MaxPerS, c.MBps, ratio, c.Rounds, copies)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f-%.0f\t%.2f\t%s\t%d\t%s\t%d\t\n", sizeName(c.RecordSize), c.Path,
+			c.PerSecond, c.MinPerS, c.MaxPerS, c.MBps, ratio, c.Rounds, copies, c.ProbeNs)
 	}
 	return tw.Flush()
 }

@@ -28,10 +28,11 @@ func TestSummarize(t *testing.T) {
 	}
 	rounds[0].Transfers, rounds[0].Copies = 10, 1
 	rounds[3].Transfers = 5
+	rounds[0].ProbeNs, rounds[3].ProbeNs, rounds[4].ProbeNs = 300, 100, 200
 	cells, ratios := Summarize(rounds)
 	require.Len(t, cells, 3)
 	require.Equal(t, Cell{Path: PathUSB, RecordSize: 64, Rounds: 3, PerSecond: 1000, MinPerS: 500, MaxPerS: 3000,
-		MBps: 0.064, Transfers: 15, Copies: 1}, cells[0])
+		MBps: 0.064, Transfers: 15, Copies: 1, ProbeNs: 200}, cells[0])
 	require.Equal(t, PathPCIe, cells[1].Path)
 	require.Equal(t, 3000.0, cells[1].PerSecond)
 	require.Equal(t, Cell{Path: PathUSB, RecordSize: 16384, Rounds: 1, PerSecond: 50, MinPerS: 50, MaxPerS: 50, MBps: 50 * 16384 / 1e6}, cells[2])
@@ -45,4 +46,5 @@ func TestSummarize(t *testing.T) {
 	require.Contains(t, out, "1 of 15 transfers")
 	require.Contains(t, out, "16 KiB")
 	require.Contains(t, out, "64 B")
+	require.Contains(t, out, "probe ns")
 }
