@@ -15,6 +15,7 @@ import (
 	"github.com/ycq-dev/ycq/cmd/internal/guestbench"
 	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/hostdriver/usbhost"
+	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/ringbench"
 	"github.com/ycq-dev/ycq/vfio/kernel"
 	"github.com/ycq-dev/ycq/vfio/pci"
@@ -31,6 +32,10 @@ type benchResult struct {
 	Memory    []string           `json:"usb_memory"` // where the USB queues were, a record size each
 	Slots     []int              `json:"slots"`      // every queue's slots, a record size each
 	Batch     int                `json:"batch"`
+	// AppOnly is the application's own work alone at each record size:
+	// records filled and checked in one buffer, no transport, a ceiling
+	// for both paths.
+	AppOnly []guestbench.Round `json:"app_only"`
 }
 
 // benchShape is bench mode's work, from the kernel command line.
@@ -136,6 +141,11 @@ func runBench(res *result) error {
 	med, lo, hi := guestbench.Spread(probes)
 	fmt.Printf("probe ns: the guest's cache-line ping-pong before a cell's rounds, median (all rounds: %.0f ns median, %.0f-%.0f);\n"+
 		"  under TCG each vCPU is a host thread: a probe far above the others means a busy host, and figures that say less\n", med, lo, hi)
+	var ceil []string
+	for _, a := range br.AppOnly {
+		ceil = append(ceil, fmt.Sprintf("%.0f records/s at %d B", a.PerSecond, a.RecordSize))
+	}
+	fmt.Printf("the application alone (fill and check in one buffer, no transport, one thread): %s\n", strings.Join(ceil, ", "))
 	fmt.Printf("work: %d pair(s), echo engine, records written in full and every response checked (CRC-32C, pair, sequence);\n"+
 		"  queues of %v slots (by record size), batches of up to %d; usb/pcie: median (min-max) of the rounds' ratios\n",
 		shape.pairs, br.Slots, shape.batch)
@@ -148,6 +158,7 @@ func benchSize(ctx context.Context, dev *kernel.Device, shape benchShape, r int,
 	slots := benchSlots(r)
 	batch := min(shape.batch, slots/2)
 	br.Slots = append(br.Slots, slots)
+	br.AppOnly = append(br.AppOnly, appOnly(r, n))
 	openCtx, cancelOpen := context.WithTimeout(ctx, time.Minute)
 	usb, err := usbhost.Open(openCtx, usbhost.Config{Engine: ycqdev.EngineEcho, RecordSize: r, Pairs: shape.pairs,
 		Slots: slots, DeviceMemory: shape.devmem})
@@ -196,6 +207,20 @@ func benchSize(ctx context.Context, dev *kernel.Device, shape benchShape, r int,
 		}
 	}
 	return errors.Join(usb.Close(), pcie.Close())
+}
+
+// appOnly times what Echo does to n records of r bytes besides moving
+// them: fill each and check it, in one buffer.
+func appOnly(r int, n int64) guestbench.Round {
+	b := make([]byte, r)
+	start := time.Now()
+	for seq := range uint64(n) {
+		guestbench.Records.Fill(b, record.Header{Seq: seq})
+		if _, err := guestbench.Records.Check(b); err != nil {
+			panic(err) // a buffer of our own, written just now
+		}
+	}
+	return guestbench.NewRound("app", r, 0, n, time.Since(start).Seconds())
 }
 
 // echoAll runs echo on every pair at once and returns the time from the
