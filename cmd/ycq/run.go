@@ -36,6 +36,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	socket := fs.String("socket", "", "drive the device model already serving on this socket instead of starting one")
 	bar2 := fs.Bool("bar2", false, "keep queue metadata in the device's BAR2")
 	polling := fs.Bool("polling", false, "poll instead of taking interrupts")
+	resizeEvery := fs.Duration("resize-every", 0, "resize every queue pair this often while streaming (resizable queues); 0: never")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +85,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		demo.HumanBytes(total), *queues, what, *engine, rec)
 	o := demo.Options{Size: total, Queues: *queues, Engine: id, Payload: int(rec), Slots: *slots}
 	o.Driver.MetaInBAR2, o.Driver.Polling = *bar2, *polling
+	o.ResizeEvery = *resizeEvery
 	if isTerminal(stderr) {
 		o.Progress = progressBar(stderr)
 	}

@@ -32,6 +32,10 @@ type Options struct {
 	Payload int    // bytes a request
 	Slots   int    // slots a queue; 256 if 0
 	Driver  hostdriver.Config
+	// ResizeEvery, if not 0, formats the queues resizable and resizes
+	// every pair's two queues this often while the stream runs, growing
+	// and shrinking them around Slots (hostdriver.Pair.Resize).
+	ResizeEvery time.Duration
 	// Progress, if set, is called about five times a second with the
 	// bytes sent and answered so far.
 	Progress func(done, total int64)
@@ -48,6 +52,12 @@ type Result struct {
 	Queues     int
 	Payload    int
 	Engine     uint32
+	// Resizes is how many pair resizes completed during the stream, and
+	// ResizeP50 and ResizeMax how long one took (from its start to the
+	// old generation given back).
+	Resizes              int
+	ResizeP50, ResizeMax time.Duration
+	ResizeEvery          time.Duration
 }
 
 // Run brings the device up, streams, checks, and closes the driver.
@@ -62,6 +72,9 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 		cfg.Slots = 256
 	}
 	cfg.SlotSize = (o.Payload + 7) &^ 7
+	if o.ResizeEvery > 0 {
+		cfg.Resizable = true
+	}
 	drv, err := hostdriver.Open(dev, cfg)
 	if err != nil {
 		return Result{}, err
@@ -109,8 +122,20 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 			return nil
 		},
 	}
+	var resizeErr error
+	var rw sync.WaitGroup
+	streamCtx, streamDone := context.WithCancel(ctx)
+	if o.ResizeEvery > 0 {
+		res.ResizeEvery = o.ResizeEvery
+		rw.Go(func() { resizeErr = resizeLoop(streamCtx, drv, cfg.Slots, o.ResizeEvery) })
+	}
 	err = loop.Run(ctx, drv.Pairs())
 	res.Elapsed = time.Since(start)
+	streamDone()
+	rw.Wait()
+	if err == nil {
+		err = resizeErr
+	}
 	close(stopProgress)
 	pw.Wait()
 	if o.Progress != nil {
@@ -133,7 +158,40 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 		res.P50 = all[len(all)/2]
 		res.P99 = all[min(len(all)-1, int(math.Ceil(0.99*float64(len(all))))-1)]
 	}
+	var took []time.Duration
+	for _, p := range drv.Pairs() {
+		took = append(took, p.ResizeStats().Took...)
+	}
+	slices.Sort(took)
+	if res.Resizes = len(took); len(took) > 0 {
+		res.ResizeP50, res.ResizeMax = took[len(took)/2], took[len(took)-1]
+	}
 	return res, drv.Close()
+}
+
+// resizeLoop resizes every pair of drv every interval until ctx ends:
+// twice slots, half, four times, back to slots, and round again. A resize
+// cut short by the end of the stream is no failure.
+func resizeLoop(ctx context.Context, drv *hostdriver.Driver, slots int, every time.Duration) error {
+	sizes := []int{2 * slots, slots / 2, 4 * slots, slots}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n := min(max(sizes[i%len(sizes)], 2), ycqdev.MaxSlots)
+		for _, p := range drv.Pairs() {
+			if err := p.Resize(ctx, n); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("resize pair %d to %d slots: %w", p.Index(), n, err)
+			}
+		}
+	}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -230,6 +288,10 @@ func (r Result) Table(w io.Writer) {
 	fmt.Fprintf(tw, "latency\tp50 %v, p99 %v (request published to response received)\n", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	fmt.Fprintf(tw, "doorbells/record\t%s (%d)\n", per(r.Doorbells), r.Doorbells)
 	fmt.Fprintf(tw, "interrupts/record\t%s (%d)\n", per(r.Interrupts), r.Interrupts)
+	if r.ResizeEvery > 0 {
+		fmt.Fprintf(tw, "resizes\t%d (both queues of a pair, every %v), each p50 %v, max %v\n", r.Resizes, r.ResizeEvery,
+			r.ResizeP50.Round(time.Microsecond), r.ResizeMax.Round(time.Microsecond))
+	}
 	tw.Flush()
 }
 

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +48,34 @@ func TestRun(t *testing.T) {
 		<-done
 		require.NoError(t, dev.Close())
 	}
+}
+
+// TestRunResizing streams with resizable queues that are resized every
+// millisecond, as `ycq run -resize-every 1ms` does: every record comes back
+// checked, and the result counts the resizes done and how long they took.
+func TestRunResizing(t *testing.T) {
+	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: 2})
+	require.NoError(t, err)
+	defer dev.Close()
+	s, cl, err := fdpass.Socketpair()
+	require.NoError(t, err)
+	srv := devicemodel.NewServer(dev, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeConn(context.Background(), s) }()
+	client, err := user.NewClient(cl, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const size, payload = 32 << 20, 256
+	res, err := Run(ctx, client, Options{Size: size, Queues: 2, Engine: ycqdev.EngineCRC32C, Payload: payload, Slots: 64, ResizeEvery: time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, int64(size/payload), res.Records)
+	require.Positive(t, res.Resizes, "a stream of 32 MiB outlasts a millisecond")
+	require.LessOrEqual(t, res.ResizeP50, res.ResizeMax)
+	var out strings.Builder
+	res.Table(&out)
+	require.Contains(t, out.String(), "resizes")
+	t.Log("\n" + out.String())
+	require.NoError(t, client.Close())
+	<-done
 }
