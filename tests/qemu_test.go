@@ -95,14 +95,16 @@ func (dm *deviceModel) reg64(t *testing.T, off uint64) uint64 {
 // TestGuestDriver is the guest run CI relies on: the guest binds the ycq
 // device with the project's binding code, opens it through kernel VFIO
 // (group and container), streams at least 10,000 checked records through
-// two queue pairs with MSI-X, resets the device in the middle, unbinds and
-// rebinds it, and prints one result line that is checked here.
+// two queue pairs with MSI-X, resizes both queues of every pair while they
+// stream (ycq.resize=1: the device follows, acknowledged through its
+// registers), resets the device in the middle, unbinds and rebinds it, and
+// prints one result line that is checked here.
 func TestGuestDriver(t *testing.T) {
 	env := qemuEnv(t)
 	dm := startDeviceModel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cfg := qemu.VMConfig{Socket: dm.socket, Mode: "test"}
+	cfg := qemu.VMConfig{Socket: dm.socket, Mode: "test", Params: []string{"ycq.resize=1"}}
 	if testing.Verbose() {
 		cfg.Console = t.Output()
 	}
@@ -121,6 +123,9 @@ func TestGuestDriver(t *testing.T) {
 	require.Greater(t, l["interrupts"], float64(0), "MSI-X interrupts reached the guest")
 	require.GreaterOrEqual(t, l["resets"], float64(1))
 	require.Equal(t, float64(1), l["rebinds"])
+	require.GreaterOrEqual(t, l["resizes"], float64(2), "every pair resized while streaming")
+	require.Positive(t, l["resize_us_max"])
+	t.Logf("guest: %v resizes, the longest %v µs", l["resizes"], l["resize_us_max"])
 
 	// Behind the emulated IOMMU QEMU maps guest memory one page a message:
 	// the table held thousands of entries, coalesced into few spans.

@@ -10,7 +10,9 @@
 //	demo   run the host driver's demo (ycq.size, ycq.queues, ycq.payload,
 //	       ycq.engine) and print its table
 //	test   probe, then stream with MSI-X through every queue pair with a
-//	       device reset in the middle, then unbind, rebind and stream again
+//	       device reset in the middle, then unbind, rebind and stream again;
+//	       with ycq.resize=1 the queues are resizable and every pair is
+//	       resized once in each stream, before the reset
 //
 // Every mode ends with one machine-readable line,
 // "YCQ-RESULT {json}", and powers off.
@@ -28,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ycq-dev/ycq/cmd/internal/demo"
@@ -56,6 +59,8 @@ type result struct {
 	Doorbells  uint64  `json:"doorbells"`
 	Resets     int     `json:"resets"`
 	Rebinds    int     `json:"rebinds"`
+	Resizes    int     `json:"resizes"`
+	ResizeUs   float64 `json:"resize_us_max,omitempty"` // the longest resize, in microseconds
 	GBps       float64 `json:"gb_per_s,omitempty"`
 	Error      string  `json:"error,omitempty"`
 }
@@ -236,7 +241,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // crc32c engine, checking every response, with a driver reset in the
 // middle of the traffic.
 func streamWithReset(dev vfio.Device, res *result) error {
-	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: ycqdev.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true})
+	resizable := param("ycq.resize", "0") == "1"
+	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: ycqdev.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true,
+		Resizable: resizable, ResizeDeadline: time.Minute})
 	if err != nil {
 		return err
 	}
@@ -247,11 +254,26 @@ func streamWithReset(dev vfio.Device, res *result) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(drv.Pairs()))
 	counts := make([]int64, len(drv.Pairs()))
-	var resetOnce sync.Once
+	var resetOnce, resizeOnce sync.Once
+	var resizer sync.WaitGroup
+	var resizeErr error
+	var resized atomic.Bool // the reset waits for the resize: Reset excludes it, and it waits for this pair's responses
+	resized.Store(!resizable)
 	for i, p := range drv.Pairs() {
 		wg.Go(func() {
 			counts[i], errs[i] = stream(ctx, drv, p, n, func(got int64) {
-				if i == 0 && got >= n/2 {
+				if resizable && i == 0 && got >= n/4 {
+					// Resize every pair while they stream, from another
+					// goroutine: a resize waits for the responses this
+					// one takes.
+					resizeOnce.Do(func() {
+						resizer.Go(func() {
+							defer resized.Store(true)
+							resizeErr = resizeAll(ctx, drv, 256, res)
+						})
+					})
+				}
+				if i == 0 && got >= n/2 && resized.Load() {
 					resetOnce.Do(func() {
 						if err := drv.Reset(); err != nil {
 							errs[i] = fmt.Errorf("reset: %w", err)
@@ -264,6 +286,8 @@ func streamWithReset(dev vfio.Device, res *result) error {
 		})
 	}
 	wg.Wait()
+	resizer.Wait()
+	errs = append(errs, resizeErr)
 	for i, p := range drv.Pairs() {
 		st := p.Stats()
 		res.Records += counts[i]
@@ -272,6 +296,22 @@ func streamWithReset(dev vfio.Device, res *result) error {
 		fmt.Printf("YCQ-GUEST pair %d: %d records checked, %d interrupts, %d doorbells\n", i, counts[i], st.Interrupts, st.Doorbells)
 	}
 	return errors.Join(errs...)
+}
+
+// resizeAll resizes every pair of drv to slots slots and reports it.
+func resizeAll(ctx context.Context, drv *hostdriver.Driver, slots int, res *result) error {
+	for _, p := range drv.Pairs() {
+		start := time.Now()
+		if err := p.Resize(ctx, slots); err != nil {
+			return fmt.Errorf("resize pair %d: %w", p.Index(), err)
+		}
+		took := time.Since(start)
+		st := p.ResizeStats()
+		res.Resizes++
+		res.ResizeUs = max(res.ResizeUs, float64(took.Microseconds()))
+		fmt.Printf("YCQ-GUEST pair %d resized to generation %d of %d slots in %v\n", p.Index(), st.Generation, st.Slots, took.Round(time.Microsecond))
+	}
+	return nil
 }
 
 // stream sends n 200-byte requests (the demo's request records) on p and
