@@ -590,6 +590,7 @@ func (d *YCQ) setupPair(run *runState, q int, c queueConfig, engine Engine) (_ *
 		if err := d.followD2H(p); err != nil {
 			return nil, deviceError(err, c.d2hMeta)
 		}
+		d.generationNow(p)
 	}
 	return p, nil
 }

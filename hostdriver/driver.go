@@ -16,6 +16,11 @@
 // thread however many pairs), use a Stream; the Pair methods suit a
 // goroutine per side instead.
 //
+// With Config.Resizable the queues are RESIZABLE and Pair.Resize changes a
+// pair's slot count while it streams: the device follows, acknowledging
+// through its registers, and the old generation's DMA memory is given
+// back before Resize returns.
+//
 // A Pair is safe for any number of goroutines on both sides. The driver
 // takes nothing from the device on trust: a device error, a reset, a
 // device that goes away, garbage in the shared metadata or spurious

@@ -319,6 +319,13 @@ func (p *Pair) awaitReg(ctx context.Context, reg uint64, want uint32) error {
 		if v == want {
 			return nil
 		}
+		if i%16 == 15 {
+			// A device reset from elsewhere clears the register: notice
+			// it rather than wait for the deadline.
+			if st, err := d.status(); err != nil || st&ycqdev.StatusEnabled == 0 {
+				d.checkHealth()
+			}
+		}
 		if err := d.Err(); err != nil {
 			return err
 		}

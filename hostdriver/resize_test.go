@@ -196,9 +196,11 @@ func (d *Driver) reg32Read(off uint64) (uint32, error) {
 	return vfio.Read32(d.dev, vfio.BAR0, off)
 }
 
-// TestResizeRacingReset: resizes of both pairs race driver resets while
-// both pairs stream; Resize and Reset exclude each other, a reset brings
-// the device up at the generation the last resize made, and every
+// TestResizeRacingReset: resizes of both pairs race driver resets and
+// function resets from outside the driver while both pairs stream; Resize
+// and Reset exclude each other, a resize cut short by a reset is finished
+// by the next one, a reset brings the device up at the generation the
+// last resize made (the device follows any named after it), and every
 // response is checked, none lost.
 func TestResizeRacingReset(t *testing.T) {
 	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
@@ -234,9 +236,28 @@ func TestResizeRacingReset(t *testing.T) {
 		}
 	})
 	side.Go(func() {
-		for !stop.Load() && resets.Load() < 8 {
+		for i := 0; !stop.Load() && resets.Load() < 8; i++ {
 			time.Sleep(2 * time.Millisecond)
-			if err := d.Reset(); err != nil {
+			if i%2 == 0 {
+				if err := d.Reset(); err != nil {
+					resetErr = err
+					return
+				}
+				resets.Add(1)
+				continue
+			}
+			// A function reset from outside the driver, perhaps in the
+			// middle of a resize, which notices it and stops; the driver
+			// recovers, and the next resize finishes the one cut short.
+			if err := r.dev.Reset(); err != nil {
+				resetErr = err
+				return
+			}
+			for !errors.Is(d.Err(), ErrReset) && ctx.Err() == nil {
+				d.checkHealth()
+				time.Sleep(100 * time.Microsecond)
+			}
+			if err := d.Recover(); err != nil {
 				resetErr = err
 				return
 			}

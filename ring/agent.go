@@ -18,6 +18,12 @@ import (
 // reads. Every word it loads came from the other side and is checked:
 // a stamp no correct agent writes is a *CorruptError, an access the memory
 // refuses a *MemoryError.
+//
+// Attached with want.Resizable, an agent follows the resizes of a
+// RESIZABLE queue (LAYOUT.md, "Resizing"): a producer calls Follow once a
+// batch, a consumer when Peek finds nothing; each moves itself to the
+// generation the link line names, through memory the caller's Reach gives
+// (a device pins it), and the caller switches to the Next data region.
 
 // Memory is the metadata of one queue as an agent reaches it: word loads and
 // stores at byte addresses in the agent's own address space (an IOVA, an
