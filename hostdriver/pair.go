@@ -279,17 +279,10 @@ func (p *Pair) check(err error) error {
 	return err
 }
 
-// kick rings the doorbell if the device sleeps on line (the H2D queue's
-// items line after a publish, the D2H queue's space line after a release).
-func (p *Pair) kick(line ring.WakeLine) error {
-	if !p.sleeping(line) {
-		return nil
-	}
-	return p.ringDoorbell()
-}
-
-// sleeping reports whether the device sleeps on line: kick's look, which
-// for a resizable pair is made with p.rlock held.
+// sleeping reports whether the device sleeps on line (the H2D queue's
+// items line after a publish, the D2H queue's space line after a
+// release), so the doorbell must be rung; for a resizable pair it looks
+// with p.rlock held.
 func (p *Pair) sleeping(line ring.WakeLine) bool {
 	ring.Fence() // our stores first, then the load of the device's registration
 	return line.Waiters().Load() != 0
