@@ -4,12 +4,15 @@
 //	ycq bench ring [-items N] [-rounds R] [-latency-rate R] [-json]
 //	ycq bench ipc [-json]
 //	ycq bench device [-payload 64,4KiB,64KiB] [-min-time 2s] [-rounds 5] [-json]
+//	ycq bench usb [-rounds 5] [-json]
 //	ycq device serve [-socket PATH] [-engine E] [-queues N]
 //	ycq host list | bind ADDR | unbind ADDR
-//	ycq ipc serve [-socket PATH] [-shm NAME] [-block]
-//	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block]
+//	ycq ipc serve [-socket PATH] [-shm NAME] [-block] [-resize-every D]
+//	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block] [-resizable]
+//	ycq ipc resize [-socket PATH] [-session N] [-queue up|down] -slots K
+//	ycq usb serve [-socket PATH] [-pairs N] [-serial S] [-v]
 //	ycq stat -socket PATH | -shm NAME | -file PATH | -pid PID [-json] [-watch 1s [-count N]]
-//	ycq vm run [-mode demo|probe|test]
+//	ycq vm run [-mode demo|probe|test|usb]
 package main
 
 import (
@@ -50,6 +53,7 @@ var commands = []command{
 	{[]string{"ipc", "serve"}, "serve queue pairs in shared memory on a UNIX socket", ipcServe, false},
 	{[]string{"ipc", "connect"}, "join a server's queue pair and move records through it", ipcConnect, false},
 	{[]string{"ipc", "resize"}, "grow or shrink a queue of a running resizable session", ipcResize, false},
+	{[]string{"usb", "serve"}, "serve the ycq USB far processor over usbredir on a UNIX socket (for QEMU's usb-redir)", usbServe, false},
 	{[]string{"stat"}, "show live queues' header, cursors, fill and counters without joining them", stat, false},
 }
 
