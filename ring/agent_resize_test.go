@@ -402,3 +402,73 @@ func TestAgentFollowHostile(t *testing.T) {
 		require.True(t, free)
 	})
 }
+
+// FuzzAgentFollow: a following agent over a link line, a next header and
+// cursors a hostile owner wrote never panics or reaches outside its space;
+// every error is typed and leaves it in its generation with nothing
+// sealed; a follow that succeeds lands on a header that names the
+// generation, slot count and slot size the link promised.
+func FuzzAgentFollow(f *testing.F) {
+	const slotSize = 8
+	f.Add([]byte{2, 0, 0, 0, 4, 0, 0, 0}, []byte{}, uint64(0), uint64(0))
+	f.Add([]byte{3, 0, 0, 0, 4, 0, 0, 0}, []byte{0xff}, uint64(ring.Sealed), uint64(0))
+	f.Fuzz(func(t *testing.T, link, header []byte, prodCursor, consCursor uint64) {
+		sp := newArenas(2, 8, slotSize)
+		cfg := ring.Config{Slots: 4, SlotSize: slotSize, SingleProducer: true, SingleConsumer: true, Resizable: true, Generation: 1}
+		q0, off0 := sp.take(t, cfg)
+		cfg.Generation = 2
+		q1, off1 := sp.take(t, cfg)
+		r, err := ring.NewResizableOn(q0)
+		require.NoError(t, err)
+		require.NoError(t, r.ResizeTo(q1, sp.metaAddr(off1), sp.dataAddr(off1)))
+		copy(sp.mem[off0+ring.OffLink:][:64], link)
+		copy(sp.mem[off1:][:64], header)
+		word64(sp.mem, off0+ring.OffProdCursor).Store(prodCursor)
+		word64(sp.mem, off0+ring.OffConsCursor).Store(consCursor)
+		typed := func(err error) {
+			var (
+				he *ring.HeaderError
+				ce *ring.CorruptError
+				me *ring.MemoryError
+			)
+			if err != nil && !errors.As(err, &he) && !errors.As(err, &ce) && !errors.As(err, &me) {
+				t.Fatalf("untyped error %v", err)
+			}
+		}
+		landed := func(next ring.Next) {
+			h, err := ring.ReadHeader(sp.memory(), next.MetaAddr)
+			require.NoError(t, err)
+			require.Equal(t, next.Generation, h.Generation)
+			require.Equal(t, next.Slots, h.Slots)
+			require.Equal(t, slotSize, h.SlotSize)
+		}
+		geo := ring.Config{Slots: 4, SlotSize: slotSize, Resizable: true}
+		if p, err := ring.AttachProducer(sp.memory(), sp.metaAddr(off0), geo); err == nil {
+			before := word64(sp.mem, off0+ring.OffProdCursor).Load()
+			next, ok, err := p.Follow(nil)
+			typed(err)
+			if ok {
+				landed(next)
+				require.NotZero(t, word64(sp.mem, off0+ring.OffProdCursor).Load()&ring.Sealed, "left sealed")
+			} else {
+				require.Equal(t, before, word64(sp.mem, off0+ring.OffProdCursor).Load(), "not sealed on a refusal")
+				require.Equal(t, uint32(1), p.Generation())
+			}
+		} else {
+			typed(err)
+		}
+		if c, err := ring.AttachConsumer(sp.memory(), sp.metaAddr(off0), geo); err == nil {
+			next, ok, err := c.Follow(nil)
+			typed(err)
+			left := word32(sp.mem, off0+ring.OffLinkLeft).Load()
+			if ok {
+				landed(next)
+				require.Equal(t, next.Generation, left)
+			} else {
+				require.Equal(t, uint32(1), c.Generation())
+			}
+		} else {
+			typed(err)
+		}
+	})
+}
