@@ -309,9 +309,11 @@ type recoverer struct {
 }
 
 // handle recovers from err if it stopped the driver; it returns an error
-// that is not the driver's to recover from.
+// that is not the driver's to recover from. An error a stopped driver does
+// not give (a refused argument, say) is returned as it is: retrying it
+// would spin.
 func (r *recoverer) handle(ctx context.Context, err error) error {
-	if ctx.Err() != nil || errors.Is(err, usbhost.ErrClosed) {
+	if ctx.Err() != nil || errors.Is(err, usbhost.ErrClosed) || !driverStopped(err) {
 		return err
 	}
 	r.mu.Lock()
@@ -331,6 +333,15 @@ func (r *recoverer) handle(ctx context.Context, err error) error {
 	return nil
 }
 
+// driverStopped reports whether err is what a pair's calls return once the
+// driver stopped: the driver's error (an *usbhost.IncompleteError), or a
+// transfer's failure wrapping one of its sentinels.
+func driverStopped(err error) bool {
+	var ie *usbhost.IncompleteError
+	return errors.As(err, &ie) || errors.Is(err, usbhost.ErrGone) || errors.Is(err, usbhost.ErrIO) ||
+		errors.Is(err, usbhost.ErrStall) || errors.Is(err, usbhost.ErrTimeout) || errors.Is(err, usbhost.ErrProtocol)
+}
+
 // stream sends n records on p and checks every echo, in order.
 func stream(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error) (int64, error) {
 	return streamTimed(ctx, p, n, rec, hook, nil)
@@ -348,8 +359,16 @@ type latencies struct {
 // streamTimed is stream, measuring latencies into lat when it is not nil.
 func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, hook func(*usbhost.Pair, int64) error, lat *latencies) (int64, error) {
 	size := p.SlotSize()
-	batch := paramInt("ycq.batch", 256)
+	// A reserve or a receive of more than the queue's slots is refused:
+	// the batch is at most the queues (which measure shrinks to 128 slots
+	// for 16 KiB records, below the default batch).
+	batch := min(paramInt("ycq.batch", 256), p.Slots())
 	want := make([]byte, size)
+	// A sender that gives up ends the receiver's wait for responses that
+	// will not come, and a receiver that gives up the sender's wait for
+	// room: either side returning cancels ctx before it waits for the
+	// sender.
+	ctx, cancel := context.WithCancel(ctx)
 	var sendErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -358,6 +377,7 @@ func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, 
 			if err != nil {
 				if err = rec.handle(ctx, err); err != nil {
 					sendErr = err
+					cancel()
 					return
 				}
 				continue
@@ -373,18 +393,20 @@ func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, 
 			}
 			if err := r.PublishAll(size); err != nil {
 				sendErr = err
+				cancel()
 				return
 			}
 			seq += int64(r.Len())
 		}
 	})
-	defer wg.Wait()
+	stop := func() { cancel(); wg.Wait() }
+	defer stop()
 	var got int64
 	for got < n {
 		r, err := p.Receive(ctx, batch)
 		if err != nil {
 			if err = rec.handle(ctx, err); err != nil {
-				wg.Wait()
+				stop()
 				return got, errors.Join(fmt.Errorf("pair %d after %d: %w", p.Index(), got, err), sendErr)
 			}
 			continue
@@ -395,7 +417,6 @@ func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, 
 				return got, err
 			}
 			if err := check(p, got, b, want); err != nil {
-				wg.Wait()
 				return got, err
 			}
 			if lat != nil {
@@ -410,7 +431,7 @@ func streamTimed(ctx context.Context, p *usbhost.Pair, n int64, rec *recoverer, 
 			return got, err
 		}
 	}
-	wg.Wait()
+	stop()
 	return got, sendErr
 }
 

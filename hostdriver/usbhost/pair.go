@@ -86,6 +86,11 @@ func (p *Pair) SlotSize() int { return p.shape.r }
 // ResponseSize is S, the bytes of every response (0 for the sink engine).
 func (p *Pair) ResponseSize() int { return p.shape.s }
 
+// Slots is the number of slots of the pair's request queue, and of its
+// response queue unless the engine is sink: the most one Reserve,
+// ReserveUpTo or Receive may ask for (a larger n is refused).
+func (p *Pair) Slots() int { return p.shape.slots }
+
 func newPair(d *Driver, i int) (p *Pair, err error) {
 	sh := d.shape
 	p = &Pair{d: d, index: i, shape: sh}
