@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // BenchmarkEcho measures records through one pair of the device and the
@@ -30,7 +31,7 @@ func BenchmarkEcho(b *testing.B) {
 			g.attach()
 			g.setConfiguration(1)
 			g.setQueue(0, ycqdev.EngineEcho, size)
-			k := RecordsPerTransfer(size)
+			k := usbproto.RecordsPerTransfer(size)
 			s := stream{pair: 0, engine: ycqdev.EngineEcho, recSize: size, records: b.N, perTransfer: k,
 				inFlight: 8, inLen: min(k, 64) * size}
 			b.SetBytes(int64(size))

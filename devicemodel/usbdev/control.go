@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/ycq-dev/ycq/usb/redir"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // ctrlResult is what a control request decided: a status, and for an IN
@@ -91,7 +92,7 @@ func (d *Device) standard(out *outbox, c redir.ControlPacket) ctrlResult {
 	case !in && recip == reqRecipDevice && c.Request == reqSetAddress && c.Length == 0 && c.Index == 0 && c.Value <= 127:
 		return ok // QEMU handles the address itself
 	case !in && recip == reqRecipDevice && c.Request == reqSetConfiguration && c.Length == 0 && c.Index == 0:
-		if c.Value > Configuration {
+		if c.Value > usbproto.Configuration {
 			return stall("no configuration %d", c.Value)
 		}
 		d.setConfiguration(out, uint8(c.Value))
@@ -99,13 +100,13 @@ func (d *Device) standard(out *outbox, c redir.ControlPacket) ctrlResult {
 	case in && recip == reqRecipDevice && c.Request == reqGetConfiguration && c.Value == 0 && c.Index == 0:
 		return ctrlResult{status: redir.StatusSuccess, data: []byte{d.configured}}
 	case !in && recip == reqRecipIface && c.Request == reqSetInterface && c.Length == 0:
-		if d.configured != Configuration || c.Index != InterfaceNum || c.Value != 0 {
+		if d.configured != usbproto.Configuration || c.Index != usbproto.InterfaceNum || c.Value != 0 {
 			return stall("no interface %d alternate setting %d", c.Index, c.Value)
 		}
 		d.clearHalts()
 		return ok
 	case in && recip == reqRecipIface && c.Request == reqGetInterface && c.Value == 0:
-		if d.configured != Configuration || c.Index != InterfaceNum {
+		if d.configured != usbproto.Configuration || c.Index != usbproto.InterfaceNum {
 			return stall("no interface %d", c.Index)
 		}
 		return ctrlResult{status: redir.StatusSuccess, data: []byte{0}}
@@ -147,16 +148,16 @@ func (d *Device) getStatus(recip uint8, index uint16) ctrlResult {
 			return status(0)
 		}
 	case reqRecipIface:
-		if index == InterfaceNum && d.configured == Configuration {
+		if index == usbproto.InterfaceNum && d.configured == usbproto.Configuration {
 			return status(0)
 		}
 	case reqRecipEP:
-		if index&^uint16(epDirIn) == 0 {
+		if index&^uint16(usbproto.EndpointDirIn) == 0 {
 			return status(0) // endpoint 0, either direction
 		}
 		if p, ok := d.bulkEndpoint(index); ok {
 			halted := p.outHalted
-			if index&epDirIn != 0 {
+			if index&usbproto.EndpointDirIn != 0 {
 				halted = p.inHalted
 			}
 			if halted {
@@ -171,7 +172,7 @@ func (d *Device) getStatus(recip uint8, index uint16) ctrlResult {
 // bulkEndpoint is the pair whose bulk endpoint wIndex names, in the
 // current configuration.
 func (d *Device) bulkEndpoint(index uint16) (*pair, bool) {
-	if index > 0xFF || d.configured != Configuration {
+	if index > 0xFF || d.configured != usbproto.Configuration {
 		return nil, false
 	}
 	return d.pairOf(uint8(index))
@@ -179,7 +180,7 @@ func (d *Device) bulkEndpoint(index uint16) (*pair, bool) {
 
 // setHalt handles CLEAR_FEATURE and SET_FEATURE(ENDPOINT_HALT).
 func (d *Device) setHalt(out *outbox, index uint16, halt bool) ctrlResult {
-	if index&^uint16(epDirIn) == 0 {
+	if index&^uint16(usbproto.EndpointDirIn) == 0 {
 		if halt {
 			return stall("halting endpoint 0")
 		}
@@ -189,7 +190,7 @@ func (d *Device) setHalt(out *outbox, index uint16, halt bool) ctrlResult {
 	if !found {
 		return stall("no endpoint %#02x", index)
 	}
-	if index&epDirIn != 0 {
+	if index&usbproto.EndpointDirIn != 0 {
 		if halt {
 			p.haltIn(d, out)
 		} else {
@@ -209,17 +210,17 @@ func (d *Device) vendor(out *outbox, c redir.ControlPacket) ctrlResult {
 		return stall("vendor request to recipient %d", c.RequestType&reqRecipMask)
 	}
 	switch c.Request {
-	case ReqGetInfo:
+	case usbproto.ReqGetInfo:
 		if !in || c.Value != 0 || c.Index != 0 {
 			return stall("GET_INFO: bad setup")
 		}
 		return ctrlResult{status: redir.StatusSuccess, data: d.info().Encode(nil)}
-	case ReqSetQueue:
+	case usbproto.ReqSetQueue:
 		if in || c.Value != 0 {
 			return stall("SET_QUEUE: bad setup")
 		}
 		return d.setQueue(c.Index, c.Data)
-	case ReqReset:
+	case usbproto.ReqReset:
 		if in || c.Value != 0 || c.Index != 0 || c.Length != 0 {
 			return stall("RESET: bad setup")
 		}
@@ -227,12 +228,12 @@ func (d *Device) vendor(out *outbox, c redir.ControlPacket) ctrlResult {
 		d.resetCounters()
 		d.resets++
 		return ok
-	case ReqGetCounters:
+	case usbproto.ReqGetCounters:
 		if !in || c.Value != 0 || c.Index != 0 {
 			return stall("GET_COUNTERS: bad setup")
 		}
 		return ctrlResult{status: redir.StatusSuccess, data: d.countersLocked().Encode(nil)}
-	case ReqGetQueue:
+	case usbproto.ReqGetQueue:
 		if !in || c.Value != 0 || int(c.Index) >= len(d.pairs) {
 			return stall("GET_QUEUE: bad setup")
 		}
@@ -246,14 +247,14 @@ func (d *Device) setQueue(index uint16, data []byte) ctrlResult {
 	if int(index) >= len(d.pairs) {
 		return stall("SET_QUEUE: no pair %d", index)
 	}
-	if d.configured != Configuration {
+	if d.configured != usbproto.Configuration {
 		return stall("SET_QUEUE: the device is not configured")
 	}
 	p := d.pairs[index]
 	if p.q != nil {
 		return stall("SET_QUEUE: pair %d is not stopped", index)
 	}
-	s, err := DecodeQueueSetup(data)
+	s, err := usbproto.DecodeQueueSetup(data)
 	if err != nil {
 		return stall("%v", err)
 	}
@@ -261,8 +262,8 @@ func (d *Device) setQueue(index uint16, data []byte) ctrlResult {
 	if !found {
 		return stall("SET_QUEUE: no engine %d", s.Engine)
 	}
-	if err := checkRecordSize(s.RecordSize); err != nil {
-		return stall("SET_QUEUE: %v", err)
+	if !usbproto.ValidRecordSize(int(s.RecordSize)) {
+		return stall("SET_QUEUE: record size %d: want a multiple of %d from %d to %d", s.RecordSize, usbproto.RecordAlign, usbproto.MinRecordSize, usbproto.MaxRecordSize)
 	}
 	if maxLen := d.layout.MaxBulkLength(); int(s.RecordSize) > maxLen {
 		return stall("SET_QUEUE: %d-byte records do not fit this connection's %d-byte bulk length", s.RecordSize, maxLen)

@@ -2,34 +2,24 @@ package usbdev
 
 // The standard USB layouts the device answers with (USB 2.0 chapter 9):
 // the setup packet's codes, and the device, configuration, interface,
-// endpoint, string and device qualifier descriptors. This file owns them;
-// desc_test.go pins each against literal bytes.
+// endpoint, string and device qualifier descriptors. This file owns them
+// (only the device builds them; a host reads them through libusb);
+// desc_test.go pins each against literal bytes. What they carry, the
+// identity of USB.md section 1, is package usbproto's.
 
 import (
 	"encoding/binary"
 	"unicode/utf16"
+
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 var le = binary.LittleEndian
 
-// Identity (USB.md section 1).
+// What the descriptors say beyond the identity of USB.md section 1
+// (usbproto's).
 const (
-	VendorID   = 0x1209 // pid.codes
-	ProductID  = 0x0001 // pid.codes test PID
-	BCDUSB     = 0x0200
-	BCDDevice  = 0x0100
-	MaxPacket0 = 64  // bMaxPacketSize0
-	BulkPacket = 512 // wMaxPacketSize of every bulk endpoint (high speed)
-
-	Configuration = 1 // bConfigurationValue of the one configuration
-	InterfaceNum  = 0 // bInterfaceNumber of the one interface
-	ClassVendor   = 0xFF
-
-	LangEnglishUS = 0x0409
-
-	Manufacturer  = "ycq"
-	Product       = "ycq usb far processor"
-	DefaultSerial = "0001"
+	DefaultSerial = "0001" // string 3, iSerialNumber, when Options.Serial is ""
 
 	maxPowerUnits = 50   // bMaxPower, in 2 mA units: 100 mA
 	attrBusPower  = 0x80 // bmAttributes: reserved bit 7 set, bus powered, no remote wakeup
@@ -77,13 +67,9 @@ const (
 	dtDeviceQualifier = 6
 )
 
-// Endpoint addresses and attributes.
+// Endpoint attributes (the addresses are usbproto's).
 const (
-	epDirIn   = 0x80
-	epNumMask = 0x0F
-	epOutBase = 0x01 // pair i's OUT endpoint is epOutBase+i
-	epInBase  = 0x81 // pair i's IN endpoint is epInBase+i
-	epBulk    = 0x02 // bmAttributes: bulk
+	epBulk = 0x02 // bmAttributes: bulk
 )
 
 // Device descriptor (18 bytes).
@@ -160,12 +146,12 @@ func deviceDescriptor() []byte {
 	b := make([]byte, sizeofDeviceDesc)
 	b[offDevLength] = sizeofDeviceDesc
 	b[offDevType] = dtDevice
-	le.PutUint16(b[offDevBCDUSB:], BCDUSB)
+	le.PutUint16(b[offDevBCDUSB:], usbproto.BCDUSB)
 	b[offDevClass], b[offDevSubClass], b[offDevProtocol] = 0, 0, 0
-	b[offDevMaxPacket0] = MaxPacket0
-	le.PutUint16(b[offDevVendor:], VendorID)
-	le.PutUint16(b[offDevProduct:], ProductID)
-	le.PutUint16(b[offDevBCDDevice:], BCDDevice)
+	b[offDevMaxPacket0] = usbproto.MaxPacket0
+	le.PutUint16(b[offDevVendor:], usbproto.VendorID)
+	le.PutUint16(b[offDevProduct:], usbproto.ProductID)
+	le.PutUint16(b[offDevBCDDevice:], usbproto.BCDDevice)
 	b[offDevManufacturer] = strManufacturer
 	b[offDevProductStr] = strProduct
 	b[offDevSerial] = strSerial
@@ -178,9 +164,9 @@ func qualifierDescriptor() []byte {
 	b := make([]byte, sizeofQualifierDesc)
 	b[offQualLength] = sizeofQualifierDesc
 	b[offQualType] = dtDeviceQualifier
-	le.PutUint16(b[offQualBCDUSB:], BCDUSB)
+	le.PutUint16(b[offQualBCDUSB:], usbproto.BCDUSB)
 	b[offQualClass], b[offQualSubClass], b[offQualProtocol] = 0, 0, 0
-	b[offQualMaxPacket0] = MaxPacket0
+	b[offQualMaxPacket0] = usbproto.MaxPacket0
 	b[offQualNumConfigs] = 1
 	b[offQualReserved] = 0
 	return b
@@ -196,27 +182,27 @@ func configDescriptor(pairs int) []byte {
 	c[offCfgType] = dtConfiguration
 	le.PutUint16(c[offCfgTotalLength:], uint16(total))
 	c[offCfgNumIfaces] = 1
-	c[offCfgValue] = Configuration
+	c[offCfgValue] = usbproto.Configuration
 	c[offCfgString] = 0
 	c[offCfgAttributes] = attrBusPower
 	c[offCfgMaxPower] = maxPowerUnits
 	f := b[sizeofConfigDesc:][:sizeofIfaceDesc]
 	f[offIfLength] = sizeofIfaceDesc
 	f[offIfType] = dtInterface
-	f[offIfNumber] = InterfaceNum
-	f[offIfAlt] = 0
+	f[offIfNumber] = usbproto.InterfaceNum
+	f[offIfAlt] = usbproto.AltSetting
 	f[offIfNumEndpoints] = uint8(2 * pairs)
-	f[offIfClass], f[offIfSubClass], f[offIfProtocol] = ClassVendor, 0, 0
+	f[offIfClass], f[offIfSubClass], f[offIfProtocol] = usbproto.ClassVendor, 0, 0
 	f[offIfString] = 0
 	at := sizeofConfigDesc + sizeofIfaceDesc
 	for i := range pairs {
-		for _, addr := range []uint8{outEndpoint(i), inEndpoint(i)} {
+		for _, addr := range []uint8{usbproto.OutEndpoint(i), usbproto.InEndpoint(i)} {
 			e := b[at:][:sizeofEndpointDesc]
 			e[offEPLength] = sizeofEndpointDesc
 			e[offEPType] = dtEndpoint
 			e[offEPAddress] = addr
 			e[offEPAttributes] = epBulk
-			le.PutUint16(e[offEPMaxPacket:], BulkPacket)
+			le.PutUint16(e[offEPMaxPacket:], usbproto.BulkPacket)
 			e[offEPInterval] = 0
 			at += sizeofEndpointDesc
 		}
@@ -230,11 +216,11 @@ func stringDescriptor(index uint8, serial string) ([]byte, bool) {
 	var units []uint16
 	switch index {
 	case strLangIDs:
-		units = []uint16{LangEnglishUS}
+		units = []uint16{usbproto.LangEnglishUS}
 	case strManufacturer:
-		units = utf16.Encode([]rune(Manufacturer))
+		units = utf16.Encode([]rune(usbproto.Manufacturer))
 	case strProduct:
-		units = utf16.Encode([]rune(Product))
+		units = utf16.Encode([]rune(usbproto.Product))
 	case strSerial:
 		units = utf16.Encode([]rune(serial))
 	default:
@@ -249,7 +235,3 @@ func stringDescriptor(index uint8, serial string) ([]byte, bool) {
 	}
 	return b, true
 }
-
-// outEndpoint and inEndpoint are pair i's endpoint addresses.
-func outEndpoint(i int) uint8 { return uint8(epOutBase + i) }
-func inEndpoint(i int) uint8  { return uint8(epInBase + i) }

@@ -3,6 +3,8 @@ package usbdev
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // cat joins byte slices.
@@ -88,8 +90,8 @@ func TestConfigDescriptorGolden(t *testing.T) {
 	if got := configDescriptor(2); !bytes.Equal(got, want) {
 		t.Fatalf("configuration descriptor\n got % x\nwant % x", got, want)
 	}
-	if n := len(configDescriptor(MaxPairs)); n != configTotalLength(MaxPairs) || n != 9+9+16*7 {
-		t.Fatalf("%d-pair configuration: %d bytes", MaxPairs, n)
+	if n := len(configDescriptor(usbproto.MaxPairs)); n != configTotalLength(usbproto.MaxPairs) || n != 9+9+16*7 {
+		t.Fatalf("%d-pair configuration: %d bytes", usbproto.MaxPairs, n)
 	}
 }
 
@@ -108,7 +110,7 @@ func TestStringDescriptorsGolden(t *testing.T) {
 			t.Errorf("string %d\n got % x\nwant % x", tc.index, got, tc.want)
 		}
 	}
-	if b, ok := stringDescriptor(strProduct, ""); !ok || len(b) != 2+2*len(Product) || decodeString(b) != Product {
+	if b, ok := stringDescriptor(strProduct, ""); !ok || len(b) != 2+2*len(usbproto.Product) || decodeString(b) != usbproto.Product {
 		t.Errorf("product string % x", b)
 	}
 	if _, ok := stringDescriptor(4, DefaultSerial); ok {

@@ -10,10 +10,11 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // ReadLimit is the longest usbredir packet body the device reads (a bulk
-// OUT transfer above MaxTransferBytes but within it is refused with a
+// OUT transfer above usbproto.MaxTransferBytes but within it is refused with a
 // STALL; a longer packet ends the connection).
 const ReadLimit = 1<<20 + 64
 
@@ -97,8 +98,8 @@ func New(conn io.ReadWriteCloser, opt Options) (*Device, error) {
 	if opt.Pairs == 0 {
 		opt.Pairs = DefaultPairs
 	}
-	if opt.Pairs < 1 || opt.Pairs > MaxPairs {
-		return nil, fmt.Errorf("%w: %d queue pairs: want 1 to %d", ErrInvalid, opt.Pairs, MaxPairs)
+	if opt.Pairs < 1 || opt.Pairs > usbproto.MaxPairs {
+		return nil, fmt.Errorf("%w: %d queue pairs: want 1 to %d", ErrInvalid, opt.Pairs, usbproto.MaxPairs)
 	}
 	if opt.Serial == "" {
 		opt.Serial = DefaultSerial
@@ -120,7 +121,7 @@ func New(conn io.ReadWriteCloser, opt Options) (*Device, error) {
 		engines:    engines,
 		config:     configDescriptor(opt.Pairs),
 		want:       true,
-		configured: Configuration,
+		configured: usbproto.Configuration,
 		held:       make(map[uint64]struct{}),
 		kick:       make(chan struct{}, 1),
 		room:       make(chan struct{}, 1),
@@ -129,7 +130,7 @@ func New(conn io.ReadWriteCloser, opt Options) (*Device, error) {
 		served:     make(chan struct{}),
 	}
 	for i := range opt.Pairs {
-		d.pairs = append(d.pairs, &pair{index: i, outEP: outEndpoint(i), inEP: inEndpoint(i)})
+		d.pairs = append(d.pairs, &pair{index: i, outEP: usbproto.OutEndpoint(i), inEP: usbproto.InEndpoint(i)})
 	}
 	return d, nil
 }
@@ -342,15 +343,15 @@ func (d *Device) maybeConnect(out *outbox) {
 		return
 	}
 	d.stopAll(out) // nothing is held while disconnected; this clears halts
-	d.configured = Configuration
+	d.configured = usbproto.Configuration
 	d.connected = true
 	out.add(0, d.interfaceInfo())
 	out.add(0, d.epInfo())
 	out.add(0, redir.DeviceConnect{
 		Speed:            redir.SpeedHigh,
-		VendorID:         VendorID,
-		ProductID:        ProductID,
-		DeviceVersionBCD: BCDDevice,
+		VendorID:         usbproto.VendorID,
+		ProductID:        usbproto.ProductID,
+		DeviceVersionBCD: usbproto.BCDDevice,
 	})
 }
 
@@ -358,10 +359,10 @@ func (d *Device) maybeConnect(out *outbox) {
 // with mu held.
 func (d *Device) interfaceInfo() redir.InterfaceInfo {
 	var f redir.InterfaceInfo
-	if d.configured == Configuration {
+	if d.configured == usbproto.Configuration {
 		f.Count = 1
-		f.Number[0] = InterfaceNum
-		f.Class[0] = ClassVendor
+		f.Number[0] = usbproto.InterfaceNum
+		f.Class[0] = usbproto.ClassVendor
 	}
 	return f
 }
@@ -372,18 +373,18 @@ func (d *Device) epInfo() redir.EPInfo {
 	for i := range e.EPType {
 		e.EPType[i] = redir.EPInvalid
 	}
-	for _, ep := range []uint8{0x00, epDirIn} {
+	for _, ep := range []uint8{0x00, usbproto.EndpointDirIn} {
 		i := redir.EndpointIndex(ep)
 		e.EPType[i] = redir.EPControl
-		e.MaxPacketSize[i] = MaxPacket0
+		e.MaxPacketSize[i] = usbproto.MaxPacket0
 	}
-	if d.configured == Configuration {
+	if d.configured == usbproto.Configuration {
 		for _, p := range d.pairs {
 			for _, ep := range []uint8{p.outEP, p.inEP} {
 				i := redir.EndpointIndex(ep)
 				e.EPType[i] = redir.EPBulk
-				e.Interface[i] = InterfaceNum
-				e.MaxPacketSize[i] = BulkPacket
+				e.Interface[i] = usbproto.InterfaceNum
+				e.MaxPacketSize[i] = usbproto.BulkPacket
 			}
 		}
 	}
@@ -406,15 +407,15 @@ func (d *Device) engineMask() uint32 {
 }
 
 // info is GET_INFO's answer.
-func (d *Device) info() Info {
-	return Info{
-		Version:               ProtocolVersion,
+func (d *Device) info() usbproto.Info {
+	return usbproto.Info{
+		Version:               usbproto.ProtocolVersion,
 		Pairs:                 uint8(len(d.pairs)),
-		MaxRecordSize:         MaxRecordSize,
-		MaxRecordsPerTransfer: MaxRecordsPerTransfer,
-		MaxTransferBytes:      MaxTransferBytes,
-		OutWindow:             OutWindow,
-		InWindow:              InWindow,
+		MaxRecordSize:         usbproto.MaxRecordSize,
+		MaxRecordsPerTransfer: usbproto.MaxRecordsPerTransfer,
+		MaxTransferBytes:      usbproto.MaxTransferBytes,
+		OutWindow:             usbproto.OutWindow,
+		InWindow:              usbproto.InWindow,
 		Engines:               d.engineMask(),
 	}
 }

@@ -6,7 +6,10 @@
 // a bulk OUT and a bulk IN endpoint per queue pair, the vendor control
 // requests (GET_INFO, SET_QUEUE, RESET, GET_COUNTERS, GET_QUEUE), the
 // framing of records in bulk transfers, and what cancels, resets,
-// configuration changes and replugs do.
+// configuration changes and replugs do. Package ycqdev/usbproto holds what
+// of it both sides share (identity, endpoints, the vendor requests, their
+// limits and data layouts); this package adds the standard descriptors
+// (desc.go) and the device's behaviour.
 //
 // # The device is a ring user
 //
@@ -40,8 +43,9 @@
 // # Memory
 //
 // Bounded by the contract's windows: per pair, its two rings (at most
-// 512 KiB of slots each), at most OutWindow staged OUT transfers of at
-// most MaxTransferBytes, at most InWindow held IN requests; per
+// 512 KiB of slots each), at most usbproto.OutWindow staged OUT transfers
+// of at most usbproto.MaxTransferBytes, at most usbproto.InWindow held IN
+// requests; per
 // connection, the reader's buffer (at most ReadLimit). A peer that sends
 // more OUT transfers than the window while the rings are full is not read
 // from until there is room (backpressure, never unbounded buffering).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // enumerate does what a guest kernel does when the device appears: reads
@@ -18,7 +19,7 @@ func enumerate(t *testing.T, g *guest, pairs int) {
 		t.Fatalf("first 8 bytes of the device descriptor: % x", b)
 	}
 	dev := g.controlIn(0, reqGetDescriptor, dtDevice<<8, 0, 18)
-	if len(dev) != sizeofDeviceDesc || le.Uint16(dev[offDevVendor:]) != VendorID || le.Uint16(dev[offDevProduct:]) != ProductID {
+	if len(dev) != sizeofDeviceDesc || le.Uint16(dev[offDevVendor:]) != usbproto.VendorID || le.Uint16(dev[offDevProduct:]) != usbproto.ProductID {
 		t.Fatalf("device descriptor % x", dev)
 	}
 	head := g.controlIn(0, reqGetDescriptor, dtConfiguration<<8, 0, sizeofConfigDesc)
@@ -27,20 +28,20 @@ func enumerate(t *testing.T, g *guest, pairs int) {
 		t.Fatalf("wTotalLength %d, want %d", total, configTotalLength(pairs))
 	}
 	cfg := g.controlIn(0, reqGetDescriptor, dtConfiguration<<8, 0, total)
-	if len(cfg) != int(total) || cfg[sizeofConfigDesc+offIfClass] != ClassVendor || int(cfg[sizeofConfigDesc+offIfNumEndpoints]) != 2*pairs {
+	if len(cfg) != int(total) || cfg[sizeofConfigDesc+offIfClass] != usbproto.ClassVendor || int(cfg[sizeofConfigDesc+offIfNumEndpoints]) != 2*pairs {
 		t.Fatalf("configuration descriptor % x", cfg)
 	}
 	langs := g.controlIn(0, reqGetDescriptor, dtString<<8, 0, 255)
 	if !bytes.Equal(langs, []byte{4, dtString, 0x09, 0x04}) {
 		t.Fatalf("LANGID string % x", langs)
 	}
-	for i, want := range []string{Manufacturer, Product, DefaultSerial} {
-		b := g.controlIn(0, reqGetDescriptor, dtString<<8|uint16(i+1), LangEnglishUS, 255)
+	for i, want := range []string{usbproto.Manufacturer, usbproto.Product, DefaultSerial} {
+		b := g.controlIn(0, reqGetDescriptor, dtString<<8|uint16(i+1), usbproto.LangEnglishUS, 255)
 		if got := decodeString(b); got != want {
 			t.Fatalf("string %d: %q, want %q", i+1, got, want)
 		}
 	}
-	g.setConfiguration(Configuration)
+	g.setConfiguration(usbproto.Configuration)
 }
 
 func decodeString(b []byte) string {
@@ -97,12 +98,12 @@ func TestEnumerate(t *testing.T) {
 		if ep.EPType[i] != want {
 			t.Errorf("ep_info endpoint %#02x: type %d, want %d", addr, ep.EPType[i], want)
 		}
-		if want == redir.EPBulk && ep.MaxPacketSize[i] != BulkPacket {
+		if want == redir.EPBulk && ep.MaxPacketSize[i] != usbproto.BulkPacket {
 			t.Errorf("ep_info endpoint %#02x: max packet size %d", addr, ep.MaxPacketSize[i])
 		}
 	}
 	// Serial and strings.
-	if got := decodeString(g.controlIn(0, reqGetDescriptor, dtString<<8|strSerial, LangEnglishUS, 255)); got != "sn-7" {
+	if got := decodeString(g.controlIn(0, reqGetDescriptor, dtString<<8|strSerial, usbproto.LangEnglishUS, 255)); got != "sn-7" {
 		t.Errorf("serial %q", got)
 	}
 	// A descriptor read shorter than it is comes back truncated.
@@ -113,12 +114,12 @@ func TestEnumerate(t *testing.T) {
 		t.Errorf("device qualifier % x", b)
 	}
 	// GET_INFO.
-	info, err := DecodeInfo(g.controlIn(VendorIn, ReqGetInfo, 0, 0, 64))
+	info, err := usbproto.DecodeInfo(g.controlIn(usbproto.VendorIn, usbproto.ReqGetInfo, 0, 0, 64))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInfo := Info{Version: ProtocolVersion, Pairs: 3, MaxRecordSize: MaxRecordSize, MaxRecordsPerTransfer: MaxRecordsPerTransfer,
-		MaxTransferBytes: MaxTransferBytes, OutWindow: OutWindow, InWindow: InWindow, Engines: 1<<1 | 1<<2 | 1<<3 | 1<<4}
+	wantInfo := usbproto.Info{Version: usbproto.ProtocolVersion, Pairs: 3, MaxRecordSize: usbproto.MaxRecordSize, MaxRecordsPerTransfer: usbproto.MaxRecordsPerTransfer,
+		MaxTransferBytes: usbproto.MaxTransferBytes, OutWindow: usbproto.OutWindow, InWindow: usbproto.InWindow, Engines: 1<<1 | 1<<2 | 1<<3 | 1<<4}
 	if info != wantInfo {
 		t.Errorf("GET_INFO %+v, want %+v", info, wantInfo)
 	}
@@ -130,7 +131,7 @@ func TestEnumerate(t *testing.T) {
 		t.Errorf("get_configuration: %+v", cs)
 	}
 	g.setConfiguration(0)
-	if st := g.controlOut(VendorOut, ReqSetQueue, 0, 0, QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 64}.Encode(nil)); st != redir.StatusStall {
+	if st := g.controlOut(usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, usbproto.QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 64}.Encode(nil)); st != redir.StatusStall {
 		t.Errorf("SET_QUEUE unconfigured: status %d, want a stall", st)
 	}
 	g.setConfiguration(1)
@@ -146,15 +147,15 @@ func TestEnumerate(t *testing.T) {
 		}
 	}
 	// GET_QUEUE before and after SET_QUEUE.
-	if s := g.queueState(2); s != (QueueState{}) {
+	if s := g.queueState(2); s != (usbproto.QueueState{}) {
 		t.Errorf("GET_QUEUE of a stopped pair: %+v", s)
 	}
 	g.setQueue(2, ycqdev.EngineCRC32C, 4096)
-	want := QueueState{Engine: ycqdev.EngineCRC32C, RecordSize: 4096, ResponseSize: 8, RecordsPerTransfer: 64, RingSlots: 128, State: QueueRunning}
+	want := usbproto.QueueState{Engine: ycqdev.EngineCRC32C, RecordSize: 4096, ResponseSize: 8, RecordsPerTransfer: 64, RingSlots: 128, State: usbproto.QueueRunning}
 	if s := g.queueState(2); s != want {
 		t.Errorf("GET_QUEUE %+v, want %+v", s, want)
 	}
-	if st := g.controlOut(VendorOut, ReqSetQueue, 0, 2, QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 64}.Encode(nil)); st != redir.StatusStall {
+	if st := g.controlOut(usbproto.VendorOut, usbproto.ReqSetQueue, 0, 2, usbproto.QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 64}.Encode(nil)); st != redir.StatusStall {
 		t.Errorf("SET_QUEUE on a running pair: status %d, want a stall", st)
 	}
 	if c := d.Counters(); c.BadControl != 4 {

@@ -12,8 +12,4 @@ var (
 	// ErrInvalid: a caller passed an argument out of range (Options, or
 	// Plug on a plugged device, Unplug on an unplugged one).
 	ErrInvalid = errors.New("usbdev: invalid argument")
-	// ErrLayout: a vendor request's data has the wrong size for its layout.
-	ErrLayout = errors.New("usbdev: bad vendor request layout")
-	// ErrRequest: a control request the device refuses (it answers STALL).
-	ErrRequest = errors.New("usbdev: request refused")
 )

@@ -7,6 +7,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel/usbdev"
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // A usb-guest (what QEMU's usb-redir is) meets the device over a pipe: the
@@ -52,25 +53,25 @@ func Example() {
 	}
 
 	control := func(c redir.ControlPacket) redir.ControlPacket {
-		c.Endpoint = c.RequestType & 0x80
+		c.Endpoint = c.RequestType & usbproto.EndpointDirIn
 		if err := w.Send(1, c); err != nil {
 			panic(err)
 		}
 		_, b := next()
 		return b.(redir.ControlPacket)
 	}
-	info, _ := usbdev.DecodeInfo(control(redir.ControlPacket{RequestType: usbdev.VendorIn, Request: usbdev.ReqGetInfo, Length: usbdev.SizeofInfo}).Data)
+	info, _ := usbproto.DecodeInfo(control(redir.ControlPacket{RequestType: usbproto.VendorIn, Request: usbproto.ReqGetInfo, Length: usbproto.SizeofInfo}).Data)
 	fmt.Printf("%d queue pairs, records up to %d bytes\n", info.Pairs, info.MaxRecordSize)
-	setup := usbdev.QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 8}.Encode(nil)
-	st := control(redir.ControlPacket{RequestType: usbdev.VendorOut, Request: usbdev.ReqSetQueue, Index: 0, Length: 8, Data: setup}).Status
+	setup := usbproto.QueueSetup{Engine: ycqdev.EngineEcho, RecordSize: 8}.Encode(nil)
+	st := control(redir.ControlPacket{RequestType: usbproto.VendorOut, Request: usbproto.ReqSetQueue, Index: 0, Length: usbproto.SizeofQueueSetup, Data: setup}).Status
 	fmt.Println("SET_QUEUE status", st)
 
-	if err := w.Send(2, redir.BulkPacket{Endpoint: 0x01, Length: 8, Data: []byte("ycq usb!")}); err != nil {
+	if err := w.Send(2, redir.BulkPacket{Endpoint: usbproto.OutEndpoint(0), Length: 8, Data: []byte("ycq usb!")}); err != nil {
 		panic(err)
 	}
 	_, b = next()
 	fmt.Printf("OUT: %d bytes taken\n", b.(redir.BulkPacket).Length)
-	if err := w.Send(3, redir.BulkPacket{Endpoint: 0x81, Length: 512}); err != nil {
+	if err := w.Send(3, redir.BulkPacket{Endpoint: usbproto.InEndpoint(0), Length: 512}); err != nil {
 		panic(err)
 	}
 	_, b = next()

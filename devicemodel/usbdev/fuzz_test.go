@@ -10,6 +10,7 @@ import (
 
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // fuzzLayout is the layout a QEMU-like guest and the device settle on.
@@ -25,7 +26,7 @@ func pkt(id uint64, b redir.Body) []byte {
 // transfers both ways, cancels, resets, refused requests.
 func fuzzSeeds() [][]byte {
 	setup := func(pair uint16, engine, size uint32) []byte {
-		return pkt(2, redir.ControlPacket{RequestType: VendorOut, Request: ReqSetQueue, Index: pair, Length: 8, Data: QueueSetup{Engine: engine, RecordSize: size}.Encode(nil)})
+		return pkt(2, redir.ControlPacket{RequestType: usbproto.VendorOut, Request: usbproto.ReqSetQueue, Index: pair, Length: 8, Data: usbproto.QueueSetup{Engine: engine, RecordSize: size}.Encode(nil)})
 	}
 	rec := bytes.Repeat([]byte{7}, 64)
 	return [][]byte{
@@ -37,7 +38,7 @@ func fuzzSeeds() [][]byte {
 			pkt(4, redir.BulkPacket{Endpoint: 0x01, Length: 128, Data: append(rec, rec...)}),
 			pkt(5, redir.BulkPacket{Endpoint: 0x81, Length: 64}),
 			pkt(5, redir.CancelDataPacket{}),
-			pkt(6, redir.ControlPacket{Endpoint: 0x80, RequestType: VendorIn, Request: ReqGetCounters, Length: 4096}),
+			pkt(6, redir.ControlPacket{Endpoint: 0x80, RequestType: usbproto.VendorIn, Request: usbproto.ReqGetCounters, Length: 4096}),
 		}, nil),
 		bytes.Join([][]byte{
 			setup(1, ycqdev.EngineCRC32C, 64),
@@ -46,7 +47,7 @@ func fuzzSeeds() [][]byte {
 			pkt(4, redir.BulkPacket{Endpoint: 0x81, Length: 1 << 16}),
 			pkt(5, redir.BulkPacket{Endpoint: 0x02, Length: 63, Data: rec[:63]}),
 			pkt(6, redir.ControlPacket{RequestType: reqRecipEP, Request: reqClearFeature, Index: 0x02}),
-			pkt(7, redir.ControlPacket{RequestType: VendorOut, Request: ReqReset}),
+			pkt(7, redir.ControlPacket{RequestType: usbproto.VendorOut, Request: usbproto.ReqReset}),
 			pkt(0, redir.Reset{}),
 		}, nil),
 		bytes.Join([][]byte{
@@ -129,17 +130,17 @@ func FuzzDevice(f *testing.F) {
 func (d *Device) checkBounds() error {
 	held := 0
 	for _, p := range d.pairs {
-		if len(p.ins) > InWindow {
+		if len(p.ins) > usbproto.InWindow {
 			return fmt.Errorf("pair %d holds %d IN requests", p.index, len(p.ins))
 		}
 		held += len(p.ins)
 		if q := p.q; q != nil {
-			if len(q.staged) > OutWindow {
+			if len(q.staged) > usbproto.OutWindow {
 				return fmt.Errorf("pair %d holds %d OUT transfers", p.index, len(q.staged))
 			}
 			held += len(q.staged)
 			for _, s := range q.staged {
-				if len(s.data) > MaxTransferBytes {
+				if len(s.data) > usbproto.MaxTransferBytes {
 					return fmt.Errorf("pair %d staged %d bytes", p.index, len(s.data))
 				}
 			}
@@ -156,10 +157,10 @@ func (d *Device) checkBounds() error {
 // with its id and setup, a success to an IN request carries at most
 // wLength bytes, and a refusal carries none.
 func FuzzControl(f *testing.F) {
-	f.Add(uint8(VendorIn), uint8(ReqGetInfo), uint16(0), uint16(0), uint16(24), []byte(nil))
-	f.Add(uint8(VendorOut), uint8(ReqSetQueue), uint16(0), uint16(1), uint16(8), QueueSetup{Engine: 2, RecordSize: 64}.Encode(nil))
-	f.Add(uint8(VendorOut), uint8(ReqReset), uint16(0), uint16(0), uint16(0), []byte(nil))
-	f.Add(uint8(0x80), uint8(reqGetDescriptor), uint16(dtString<<8|2), uint16(LangEnglishUS), uint16(3), []byte(nil))
+	f.Add(uint8(usbproto.VendorIn), uint8(usbproto.ReqGetInfo), uint16(0), uint16(0), uint16(24), []byte(nil))
+	f.Add(uint8(usbproto.VendorOut), uint8(usbproto.ReqSetQueue), uint16(0), uint16(1), uint16(8), usbproto.QueueSetup{Engine: 2, RecordSize: 64}.Encode(nil))
+	f.Add(uint8(usbproto.VendorOut), uint8(usbproto.ReqReset), uint16(0), uint16(0), uint16(0), []byte(nil))
+	f.Add(uint8(0x80), uint8(reqGetDescriptor), uint16(dtString<<8|2), uint16(usbproto.LangEnglishUS), uint16(3), []byte(nil))
 	f.Add(uint8(reqRecipEP), uint8(reqSetFeature), uint16(0), uint16(0x81), uint16(0), []byte(nil))
 	f.Add(uint8(0), uint8(reqSetConfiguration), uint16(0), uint16(0), uint16(0), []byte(nil))
 	f.Fuzz(func(t *testing.T, reqType, req uint8, value, index, length uint16, data []byte) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/ycq-dev/ycq/usb/redir"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // handle answers one packet. It returns an error only when the device
@@ -176,7 +177,7 @@ func (d *Device) setConfigurationPacket(id uint64, c uint8) error {
 	switch {
 	case !d.connected:
 		out.add(id, redir.ConfigurationStatus{Status: redir.StatusIOError, Configuration: d.configured})
-	case c > Configuration:
+	case c > usbproto.Configuration:
 		d.badControl++
 		out.add(id, redir.ConfigurationStatus{Status: redir.StatusStall, Configuration: d.configured})
 	default:
@@ -219,7 +220,7 @@ func (d *Device) altSettingPacket(id uint64, iface, alt uint8, set bool) error {
 	switch {
 	case !d.connected:
 		st.Status = redir.StatusIOError
-	case d.configured != Configuration || iface != InterfaceNum || (set && alt != 0):
+	case d.configured != usbproto.Configuration || iface != usbproto.InterfaceNum || (set && alt != 0):
 		d.badControl++
 		st.Status = redir.StatusStall
 	case set:
@@ -240,11 +241,11 @@ func (d *Device) clearHalts() {
 
 // pairOf returns the pair whose bulk endpoint ep is, if the device has it.
 func (d *Device) pairOf(ep uint8) (*pair, bool) {
-	n := int(ep & epNumMask)
-	if ep&^(epDirIn|epNumMask) != 0 || n < 1 || n > len(d.pairs) {
+	i, ok := usbproto.EndpointPair(ep)
+	if !ok || i >= len(d.pairs) {
 		return nil, false
 	}
-	return d.pairs[n-1], true
+	return d.pairs[i], true
 }
 
 // bulk handles a bulk_packet: an OUT transfer with its data, or an IN
@@ -254,7 +255,7 @@ func (d *Device) bulk(id uint64, b redir.BulkPacket) error {
 	if !ok || b.StreamID != 0 {
 		return d.refuseData(id, b.Endpoint, "bulk_packet for endpoint %#02x, stream %d: no such endpoint", b.Endpoint, b.StreamID)
 	}
-	if b.Endpoint&epDirIn != 0 {
+	if b.Endpoint&usbproto.EndpointDirIn != 0 {
 		return d.bulkIn(id, p, b.Length)
 	}
 	return d.bulkOut(id, p, b.Data)
@@ -274,7 +275,7 @@ func (d *Device) admit(id uint64) (redir.Status, string) {
 	switch {
 	case !d.connected:
 		return redir.StatusIOError, ""
-	case d.configured != Configuration:
+	case d.configured != usbproto.Configuration:
 		d.badPackets++
 		return redir.StatusInval, "the device is not configured"
 	}
@@ -301,9 +302,9 @@ func (d *Device) bulkIn(id uint64, p *pair, length uint32) error {
 		why = fmt.Sprintf("IN request of %d bytes", length)
 		p.haltIn(d, &out)
 		st = redir.StatusStall
-	case len(p.ins) >= InWindow:
+	case len(p.ins) >= usbproto.InWindow:
 		p.badTransfers.Add(1)
-		why = fmt.Sprintf("more than %d IN requests held", InWindow)
+		why = fmt.Sprintf("more than %d IN requests held", usbproto.InWindow)
 		st = redir.StatusInval
 	default:
 		p.ins = append(p.ins, inRequest{id: id, length: length})
@@ -365,7 +366,7 @@ func (d *Device) tryOut(id uint64, p *pair, data []byte) (bool, error) {
 		p.requests.Add(uint64(len(data) / q.recSize))
 		p.outBytes.Add(uint64(len(data)))
 		out.add(id, redir.BulkPacket{Endpoint: p.outEP, Status: redir.StatusSuccess, Length: uint32(len(data))})
-	case len(q.staged) >= OutWindow:
+	case len(q.staged) >= usbproto.OutWindow:
 		d.mu.Unlock()
 		return false, nil
 	default:

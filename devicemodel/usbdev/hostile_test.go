@@ -9,6 +9,7 @@ import (
 
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // raw writes a packet of type typ with this body as is, in the guest's
@@ -28,7 +29,7 @@ func (g *guest) raw(typ redir.Type, id uint64, body []byte) {
 // said about the packets before is in by then.
 func (g *guest) sync() {
 	g.t.Helper()
-	if _, err := DecodeInfo(g.controlIn(VendorIn, ReqGetInfo, 0, 0, SizeofInfo)); err != nil {
+	if _, err := usbproto.DecodeInfo(g.controlIn(usbproto.VendorIn, usbproto.ReqGetInfo, 0, 0, usbproto.SizeofInfo)); err != nil {
 		g.t.Fatal(err)
 	}
 }
@@ -84,7 +85,7 @@ func TestHostilePackets(t *testing.T) {
 		{"truncated control_packet", redir.TypeControlPacket, []byte{0x80, 6, 0x80}},
 		{"bulk OUT whose length lies", redir.TypeBulkPacket, redir.BulkPacket{Endpoint: 0x01, Length: 100, Data: make([]byte, 50)}.Encode(nil, l)},
 		{"bulk IN carrying guest data", redir.TypeBulkPacket, redir.BulkPacket{Endpoint: 0x81, Length: 8, Data: make([]byte, 8)}.Encode(nil, l)},
-		{"control OUT with fewer data bytes than wLength", redir.TypeControlPacket, redir.ControlPacket{RequestType: VendorOut, Request: ReqSetQueue, Length: 8, Data: make([]byte, 4)}.Encode(nil, l)},
+		{"control OUT with fewer data bytes than wLength", redir.TypeControlPacket, redir.ControlPacket{RequestType: usbproto.VendorOut, Request: usbproto.ReqSetQueue, Length: 8, Data: make([]byte, 4)}.Encode(nil, l)},
 		{"buffered_bulk_packet from the guest", redir.TypeBufferedBulkPacket, redir.BufferedBulkPacket{Endpoint: 0x81, Length: 4, Data: make([]byte, 4)}.Encode(nil, l)},
 		{"second hello", redir.TypeHello, redir.Hello{Version: "again"}.Encode(nil, l)},
 		{"filter_filter", redir.TypeFilterFilter, redir.FilterFilter{Rules: "-1,-1,-1,-1,0"}.Encode(nil, l)},
@@ -164,7 +165,7 @@ func TestHostilePackets(t *testing.T) {
 	}
 	// A control packet whose endpoint disagrees with its direction.
 	id := g.id()
-	if err := g.send(id, redir.ControlPacket{Endpoint: 0x80, RequestType: VendorOut, Request: ReqReset}); err != nil {
+	if err := g.send(id, redir.ControlPacket{Endpoint: 0x80, RequestType: usbproto.VendorOut, Request: usbproto.ReqReset}); err != nil {
 		t.Fatal(err)
 	}
 	if r := g.wait(g.ctrl, "control on the wrong endpoint"); r.body.(redir.ControlPacket).Status != redir.StatusInval {
@@ -173,31 +174,33 @@ func TestHostilePackets(t *testing.T) {
 
 	// Control requests refused with a STALL.
 	bc := d.Counters().BadControl
-	setup := func(engine, size uint32) []byte { return QueueSetup{Engine: engine, RecordSize: size}.Encode(nil) }
+	setup := func(engine, size uint32) []byte {
+		return usbproto.QueueSetup{Engine: engine, RecordSize: size}.Encode(nil)
+	}
 	stalls := []struct {
 		what             string
 		reqType, req     uint8
 		value, index, ln uint16
 		data             []byte
 	}{
-		{"unknown vendor request", VendorIn, 0x77, 0, 0, 8, nil},
-		{"GET_INFO with wValue 1", VendorIn, ReqGetInfo, 1, 0, 24, nil},
-		{"GET_INFO as OUT", VendorOut, ReqGetInfo, 0, 0, 0, nil},
-		{"vendor request to the interface", VendorIn | reqRecipIface, ReqGetInfo, 0, 0, 24, nil},
+		{"unknown vendor request", usbproto.VendorIn, 0x77, 0, 0, 8, nil},
+		{"GET_INFO with wValue 1", usbproto.VendorIn, usbproto.ReqGetInfo, 1, 0, 24, nil},
+		{"GET_INFO as OUT", usbproto.VendorOut, usbproto.ReqGetInfo, 0, 0, 0, nil},
+		{"vendor request to the interface", usbproto.VendorIn | reqRecipIface, usbproto.ReqGetInfo, 0, 0, 24, nil},
 		{"class request", 0x21, 0x09, 0, 0, 0, nil},
-		{"SET_QUEUE with 7 bytes", VendorOut, ReqSetQueue, 0, 0, 7, make([]byte, 7)},
-		{"SET_QUEUE with 9 bytes", VendorOut, ReqSetQueue, 0, 0, 9, make([]byte, 9)},
-		{"SET_QUEUE of pair 9", VendorOut, ReqSetQueue, 0, 9, 8, setup(1, 64)},
-		{"SET_QUEUE of engine 9", VendorOut, ReqSetQueue, 0, 0, 8, setup(9, 64)},
-		{"SET_QUEUE of engine 0", VendorOut, ReqSetQueue, 0, 0, 8, setup(0, 64)},
-		{"SET_QUEUE of 12-byte records", VendorOut, ReqSetQueue, 0, 0, 8, setup(1, 12)},
-		{"SET_QUEUE of 1 MiB records", VendorOut, ReqSetQueue, 0, 0, 8, setup(1, 1<<20)},
-		{"SET_QUEUE of 0-byte records", VendorOut, ReqSetQueue, 0, 0, 8, setup(1, 0)},
-		{"RESET with data", VendorOut, ReqReset, 0, 0, 1, []byte{1}},
-		{"RESET with wIndex", VendorOut, ReqReset, 0, 1, 0, nil},
-		{"GET_QUEUE of pair 2", VendorIn, ReqGetQueue, 0, 2, 24, nil},
+		{"SET_QUEUE with 7 bytes", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 7, make([]byte, 7)},
+		{"SET_QUEUE with 9 bytes", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 9, make([]byte, 9)},
+		{"SET_QUEUE of pair 9", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 9, 8, setup(1, 64)},
+		{"SET_QUEUE of engine 9", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 8, setup(9, 64)},
+		{"SET_QUEUE of engine 0", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 8, setup(0, 64)},
+		{"SET_QUEUE of 12-byte records", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 8, setup(1, 12)},
+		{"SET_QUEUE of 1 MiB records", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 8, setup(1, 1<<20)},
+		{"SET_QUEUE of 0-byte records", usbproto.VendorOut, usbproto.ReqSetQueue, 0, 0, 8, setup(1, 0)},
+		{"RESET with data", usbproto.VendorOut, usbproto.ReqReset, 0, 0, 1, []byte{1}},
+		{"RESET with wIndex", usbproto.VendorOut, usbproto.ReqReset, 0, 1, 0, nil},
+		{"GET_QUEUE of pair 2", usbproto.VendorIn, usbproto.ReqGetQueue, 0, 2, 24, nil},
 		{"GET_DESCRIPTOR BOS", reqDirIn, reqGetDescriptor, 0x0F << 8, 0, 5, nil},
-		{"GET_DESCRIPTOR string 9", reqDirIn, reqGetDescriptor, dtString<<8 | 9, LangEnglishUS, 255, nil},
+		{"GET_DESCRIPTOR string 9", reqDirIn, reqGetDescriptor, dtString<<8 | 9, usbproto.LangEnglishUS, 255, nil},
 		{"GET_DESCRIPTOR configuration 1", reqDirIn, reqGetDescriptor, dtConfiguration<<8 | 1, 0, 9, nil},
 		{"GET_DESCRIPTOR other speed", reqDirIn, reqGetDescriptor, 7 << 8, 0, 9, nil},
 		{"GET_STATUS of endpoint 0x85", reqDirIn | reqRecipEP, reqGetStatus, 0, 0x85, 2, nil},
@@ -262,7 +265,7 @@ func TestHostileTransfers(t *testing.T) {
 	d, g, _ := start(t, Options{})
 	g.setConfiguration(1)
 	g.setQueue(0, ycqdev.EngineEcho, 64)
-	out, in := outEndpoint(0), inEndpoint(0)
+	out, in := usbproto.OutEndpoint(0), usbproto.InEndpoint(0)
 	clearHalt := func(ep uint8) {
 		t.Helper()
 		if st := g.controlOut(reqRecipEP, reqClearFeature, featureEndpointHalt, uint16(ep), nil); st != redir.StatusSuccess {
@@ -299,11 +302,11 @@ func TestHostileTransfers(t *testing.T) {
 	}
 	// OUT on a stopped pair.
 	id := g.id()
-	if err := g.bulkOut(outEndpoint(1), id, make([]byte, 64)); err != nil {
+	if err := g.bulkOut(usbproto.OutEndpoint(1), id, make([]byte, 64)); err != nil {
 		t.Fatal(err)
 	}
-	g.expectBulk("OUT on a stopped pair", outEndpoint(1), id, redir.StatusStall)
-	clearHalt(outEndpoint(1))
+	g.expectBulk("OUT on a stopped pair", usbproto.OutEndpoint(1), id, redir.StatusStall)
+	clearHalt(usbproto.OutEndpoint(1))
 
 	// IN: two held, then one shorter than a response halts the endpoint
 	// and stalls all three.
@@ -351,22 +354,22 @@ func TestHostileTransfers(t *testing.T) {
 	g.raw(redir.TypeCancelDataPacket, dup, nil)
 	g.expectBulk("the cancelled original", in, dup, redir.StatusCancelled)
 	var window []uint64
-	for range InWindow {
+	for range usbproto.InWindow {
 		id := g.id()
 		window = append(window, id)
-		if err := g.bulkIn(inEndpoint(1), id, 64); err != nil {
+		if err := g.bulkIn(usbproto.InEndpoint(1), id, 64); err != nil {
 			t.Fatal(err)
 		}
 	}
 	id = g.id()
-	if err := g.bulkIn(inEndpoint(1), id, 64); err != nil {
+	if err := g.bulkIn(usbproto.InEndpoint(1), id, 64); err != nil {
 		t.Fatal(err)
 	}
-	g.expectBulk("beyond the IN window", inEndpoint(1), id, redir.StatusInval)
+	g.expectBulk("beyond the IN window", usbproto.InEndpoint(1), id, redir.StatusInval)
 	for _, id := range window {
 		g.raw(redir.TypeCancelDataPacket, id, nil)
 	}
-	cancelled(t, g, inEndpoint(1), window)
+	cancelled(t, g, usbproto.InEndpoint(1), window)
 	g.sync()
 	g.quiet("after the hostile transfers")
 

@@ -8,6 +8,7 @@ import (
 	"github.com/ycq-dev/ycq/devicemodel"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/usb/redir"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // engineBatch bounds the records the engine loop takes from one pair's
@@ -87,9 +88,9 @@ func newQueue(engineID uint32, e devicemodel.Engine, recSize int) (*queue, error
 		engineID:    engineID,
 		engine:      e,
 		recSize:     recSize,
-		respSize:    ResponseSize(engineID, recSize),
-		perTransfer: RecordsPerTransfer(recSize),
-		slots:       RingSlots(recSize),
+		respSize:    usbproto.ResponseSize(engineID, recSize),
+		perTransfer: usbproto.RecordsPerTransfer(recSize),
+		slots:       usbproto.RingSlots(recSize),
 		curN:        -1,
 	}
 	cfg := ring.Config{Slots: q.slots, SlotSize: recSize, SingleProducer: true, SingleConsumer: true}
@@ -126,7 +127,7 @@ func (q *queue) buffer(n int) []byte {
 // recycle keeps a staging buffer for reuse, up to OutWindow of them.
 // Called with mu held.
 func (q *queue) recycle(b []byte) {
-	if len(q.spare) < OutWindow {
+	if len(q.spare) < usbproto.OutWindow {
 		q.spare = append(q.spare, b[:0])
 	}
 }
@@ -147,8 +148,8 @@ func (q *queue) putRecords(data []byte) bool {
 }
 
 // counters reads the pair's counters.
-func (p *pair) counters() PairCounters {
-	return PairCounters{
+func (p *pair) counters() usbproto.PairCounters {
+	return usbproto.PairCounters{
 		Requests:     p.requests.Load(),
 		Responses:    p.responses.Load(),
 		OutBytes:     p.outBytes.Load(),
@@ -166,10 +167,10 @@ func (p *pair) zeroCounters() {
 }
 
 // state is GET_QUEUE's answer. Called with mu held.
-func (p *pair) state() QueueState {
-	var s QueueState
+func (p *pair) state() usbproto.QueueState {
+	var s usbproto.QueueState
 	if q := p.q; q != nil {
-		s = QueueState{
+		s = usbproto.QueueState{
 			Engine:             q.engineID,
 			RecordSize:         uint32(q.recSize),
 			ResponseSize:       uint32(q.respSize),
@@ -177,16 +178,16 @@ func (p *pair) state() QueueState {
 			RingSlots:          uint16(q.slots),
 		}
 		if q.failed {
-			s.State |= QueueFailed
+			s.State |= usbproto.QueueFailed
 		} else {
-			s.State |= QueueRunning
+			s.State |= usbproto.QueueRunning
 		}
 	}
 	if p.outHalted {
-		s.State |= QueueOutHalted
+		s.State |= usbproto.QueueOutHalted
 	}
 	if p.inHalted {
-		s.State |= QueueInHalted
+		s.State |= usbproto.QueueInHalted
 	}
 	return s
 }

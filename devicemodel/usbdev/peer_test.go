@@ -20,6 +20,7 @@ import (
 
 	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/usb/redir"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // guestCaps is what QEMU 11's usb-redir advertises.
@@ -98,9 +99,9 @@ func newGuest(t testing.TB, conn net.Conn, caps redir.Caps) *guest {
 		done:   make(chan struct{}),
 		rerr:   make(chan error, 1),
 	}
-	for i := range MaxPairs {
-		g.bulk[outEndpoint(i)] = make(chan reply, 4096)
-		g.bulk[inEndpoint(i)] = make(chan reply, 4096)
+	for i := range usbproto.MaxPairs {
+		g.bulk[usbproto.OutEndpoint(i)] = make(chan reply, 4096)
+		g.bulk[usbproto.InEndpoint(i)] = make(chan reply, 4096)
 	}
 	g.bulk[0] = make(chan reply, 4096) // anything for an endpoint the device lacks
 	go g.read(caps)
@@ -252,7 +253,7 @@ func (g *guest) attach() redir.EPInfo {
 	g.event(redir.TypeInterfaceInfo)
 	ep := g.event(redir.TypeEPInfo).body.(redir.EPInfo)
 	dc := g.event(redir.TypeDeviceConnect).body.(redir.DeviceConnect)
-	if dc.VendorID != VendorID || dc.ProductID != ProductID || dc.Speed != redir.SpeedHigh {
+	if dc.VendorID != usbproto.VendorID || dc.ProductID != usbproto.ProductID || dc.Speed != redir.SpeedHigh {
 		g.t.Fatalf("device_connect %+v", dc)
 	}
 	return ep
@@ -294,7 +295,7 @@ func (g *guest) controlOut(reqType, req uint8, value, index uint16, data []byte)
 // setQueue sends SET_QUEUE and requires success.
 func (g *guest) setQueue(pair int, engine uint32, recSize int) {
 	g.t.Helper()
-	if st := g.controlOut(VendorOut, ReqSetQueue, 0, uint16(pair), QueueSetup{Engine: engine, RecordSize: uint32(recSize)}.Encode(nil)); st != redir.StatusSuccess {
+	if st := g.controlOut(usbproto.VendorOut, usbproto.ReqSetQueue, 0, uint16(pair), usbproto.QueueSetup{Engine: engine, RecordSize: uint32(recSize)}.Encode(nil)); st != redir.StatusSuccess {
 		g.t.Fatalf("SET_QUEUE pair %d engine %d record size %d: status %d", pair, engine, recSize, st)
 	}
 }
@@ -302,7 +303,7 @@ func (g *guest) setQueue(pair int, engine uint32, recSize int) {
 // reset sends RESET and requires success.
 func (g *guest) reset() {
 	g.t.Helper()
-	if st := g.controlOut(VendorOut, ReqReset, 0, 0, nil); st != redir.StatusSuccess {
+	if st := g.controlOut(usbproto.VendorOut, usbproto.ReqReset, 0, 0, nil); st != redir.StatusSuccess {
 		g.t.Fatalf("RESET: status %d", st)
 	}
 }
@@ -310,7 +311,7 @@ func (g *guest) reset() {
 // counters reads GET_COUNTERS.
 func (g *guest) counters() Counters {
 	g.t.Helper()
-	c, err := DecodeCounters(g.controlIn(VendorIn, ReqGetCounters, 0, 0, 4096))
+	c, err := usbproto.DecodeCounters(g.controlIn(usbproto.VendorIn, usbproto.ReqGetCounters, 0, 0, 4096))
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -318,9 +319,9 @@ func (g *guest) counters() Counters {
 }
 
 // queueState reads GET_QUEUE.
-func (g *guest) queueState(pair int) QueueState {
+func (g *guest) queueState(pair int) usbproto.QueueState {
 	g.t.Helper()
-	s, err := DecodeQueueState(g.controlIn(VendorIn, ReqGetQueue, 0, uint16(pair), SizeofQueueState))
+	s, err := usbproto.DecodeQueueState(g.controlIn(usbproto.VendorIn, usbproto.ReqGetQueue, 0, uint16(pair), usbproto.SizeofQueueState))
 	if err != nil {
 		g.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // holdSome puts transfers on the device that it must hold: on pair 0
@@ -16,18 +17,18 @@ import (
 func holdSome(t *testing.T, d *Device, g *guest, ins int) (outs, held []uint64) {
 	t.Helper()
 	const recSize, k = 64, 16
-	slots := RingSlots(recSize)
+	slots := usbproto.RingSlots(recSize)
 	fit := 2 * slots / k // transfers the receive and transmit rings take
-	for range fit + OutWindow {
+	for range fit + usbproto.OutWindow {
 		id := g.id()
 		buf := make([]byte, k*recSize)
-		if err := g.bulkOut(outEndpoint(0), id, buf); err != nil {
+		if err := g.bulkOut(usbproto.OutEndpoint(0), id, buf); err != nil {
 			t.Fatal(err)
 		}
 		outs = append(outs, id)
 	}
 	for i := range fit {
-		if _, c := g.completion(outEndpoint(0)); c.Status != redir.StatusSuccess {
+		if _, c := g.completion(usbproto.OutEndpoint(0)); c.Status != redir.StatusSuccess {
 			t.Fatalf("OUT transfer %d of %d that fit: status %d", i, fit, c.Status)
 		}
 	}
@@ -35,11 +36,11 @@ func holdSome(t *testing.T, d *Device, g *guest, ins int) (outs, held []uint64) 
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		q := d.pairs[0].q
-		return q != nil && len(q.staged) == OutWindow
+		return q != nil && len(q.staged) == usbproto.OutWindow
 	})
 	for range ins {
 		id := g.id()
-		if err := g.bulkIn(inEndpoint(1), id, 4096); err != nil {
+		if err := g.bulkIn(usbproto.InEndpoint(1), id, 4096); err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, id)
@@ -88,11 +89,11 @@ func TestResetMidStream(t *testing.T) {
 
 	outs, ins := holdSome(t, d, g, 5)
 	id := g.id()
-	if err := g.send(id, redir.ControlPacket{RequestType: VendorOut, Request: ReqReset}); err != nil {
+	if err := g.send(id, redir.ControlPacket{RequestType: usbproto.VendorOut, Request: usbproto.ReqReset}); err != nil {
 		t.Fatal(err)
 	}
-	lastOut := cancelled(t, g, outEndpoint(0), outs)
-	lastIn := cancelled(t, g, inEndpoint(1), ins)
+	lastOut := cancelled(t, g, usbproto.OutEndpoint(0), outs)
+	lastIn := cancelled(t, g, usbproto.InEndpoint(1), ins)
 	r := g.wait(g.ctrl, "RESET's answer")
 	if c := r.body.(redir.ControlPacket); r.hdr.ID != id || c.Status != redir.StatusSuccess {
 		t.Fatalf("RESET: %+v", r)
@@ -101,7 +102,7 @@ func TestResetMidStream(t *testing.T) {
 		t.Fatalf("RESET answered (packet %d) before its cancellations (packets %d, %d)", r.seq, lastOut, lastIn)
 	}
 	c := g.counters()
-	if c.Resets != 1 || c.BadControl != 0 || c.BadPackets != 0 || c.Pairs[0] != (PairCounters{}) || c.Pairs[1] != (PairCounters{}) {
+	if c.Resets != 1 || c.BadControl != 0 || c.BadPackets != 0 || c.Pairs[0] != (usbproto.PairCounters{}) || c.Pairs[1] != (usbproto.PairCounters{}) {
 		t.Fatalf("counters after RESET: %+v", c)
 	}
 	for i := range DefaultPairs {
@@ -126,21 +127,21 @@ func TestResetMidStream(t *testing.T) {
 	if err := g.send(0, redir.Reset{}); err != nil {
 		t.Fatal(err)
 	}
-	lastOut = cancelled(t, g, outEndpoint(0), outs)
-	lastIn = cancelled(t, g, inEndpoint(1), ins)
+	lastOut = cancelled(t, g, usbproto.OutEndpoint(0), outs)
+	lastIn = cancelled(t, g, usbproto.InEndpoint(1), ins)
 	id = g.id()
-	if err := g.send(id, redir.ControlPacket{Endpoint: 0x80, RequestType: VendorIn, Request: ReqGetCounters, Length: 4096}); err != nil {
+	if err := g.send(id, redir.ControlPacket{Endpoint: 0x80, RequestType: usbproto.VendorIn, Request: usbproto.ReqGetCounters, Length: 4096}); err != nil {
 		t.Fatal(err)
 	}
 	r = g.wait(g.ctrl, "GET_COUNTERS")
 	if r.seq < lastOut || r.seq < lastIn {
 		t.Fatalf("a bus reset's cancellations (packets %d, %d) came after the next answer (%d)", lastOut, lastIn, r.seq)
 	}
-	c, err := DecodeCounters(r.body.(redir.ControlPacket).Data)
+	c, err := usbproto.DecodeCounters(r.body.(redir.ControlPacket).Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fits := uint64(2 * RingSlots(64))
+	fits := uint64(2 * usbproto.RingSlots(64))
 	if c.Resets != 2 || c.Pairs[1].Requests != 10000 || c.Pairs[0].Requests != 10000+fits {
 		t.Fatalf("counters after a bus reset: %+v", c)
 	}
@@ -165,8 +166,8 @@ func TestUnplugPlug(t *testing.T) {
 	if err := d.Unplug(); err != nil {
 		t.Fatal(err)
 	}
-	lastOut := cancelled(t, g, outEndpoint(0), outs)
-	lastIn := cancelled(t, g, inEndpoint(1), ins)
+	lastOut := cancelled(t, g, usbproto.OutEndpoint(0), outs)
+	lastIn := cancelled(t, g, usbproto.InEndpoint(1), ins)
 	r := g.event(redir.TypeDeviceDisconnect)
 	if r.seq < lastOut || r.seq < lastIn {
 		t.Fatalf("device_disconnect (packet %d) before the cancellations (%d, %d)", r.seq, lastOut, lastIn)
@@ -178,13 +179,13 @@ func TestUnplugPlug(t *testing.T) {
 		t.Fatal("a second Unplug succeeded")
 	}
 	// Unplugged: I/O errors.
-	if err := g.bulkOut(outEndpoint(0), g.id(), make([]byte, 64)); err != nil {
+	if err := g.bulkOut(usbproto.OutEndpoint(0), g.id(), make([]byte, 64)); err != nil {
 		t.Fatal(err)
 	}
-	if _, c := g.completion(outEndpoint(0)); c.Status != redir.StatusIOError {
+	if _, c := g.completion(usbproto.OutEndpoint(0)); c.Status != redir.StatusIOError {
 		t.Fatalf("OUT while unplugged: status %d", c.Status)
 	}
-	if st := g.control(VendorIn, ReqGetInfo, 0, 0, 64, nil).Status; st != redir.StatusIOError {
+	if st := g.control(usbproto.VendorIn, usbproto.ReqGetInfo, 0, 0, 64, nil).Status; st != redir.StatusIOError {
 		t.Fatalf("GET_INFO while unplugged: status %d", st)
 	}
 	if err := g.send(g.id(), redir.SetConfiguration{Configuration: 1}); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/usb/redir"
 	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 var (
@@ -45,10 +46,10 @@ func (s stream) run(g *guest) error {
 }
 
 func (s stream) produce(g *guest) error {
-	ep := outEndpoint(s.pair)
+	ep := usbproto.OutEndpoint(s.pair)
 	outstanding, sent := map[uint64]int{}, 0
 	for sent < s.records || len(outstanding) > 0 {
-		if sent < s.records && len(outstanding) < OutWindow {
+		if sent < s.records && len(outstanding) < usbproto.OutWindow {
 			k := min(s.perTransfer, s.records-sent)
 			buf := make([]byte, k*s.recSize)
 			for i := range k {
@@ -77,8 +78,8 @@ func (s stream) produce(g *guest) error {
 }
 
 func (s stream) consume(g *guest) error {
-	ep := inEndpoint(s.pair)
-	respSize := ResponseSize(s.engine, s.recSize)
+	ep := usbproto.InEndpoint(s.pair)
+	respSize := usbproto.ResponseSize(s.engine, s.recSize)
 	want := s.records
 	outstanding := map[uint64]bool{}
 	post := func() error {
@@ -210,8 +211,8 @@ func TestStreamTwoPairs(t *testing.T) {
 	c := g.counters()
 	for _, s := range ss {
 		pc := c.Pairs[s.pair]
-		rs := ResponseSize(s.engine, s.recSize)
-		want := PairCounters{Requests: uint64(s.records), Responses: uint64(s.records),
+		rs := usbproto.ResponseSize(s.engine, s.recSize)
+		want := usbproto.PairCounters{Requests: uint64(s.records), Responses: uint64(s.records),
 			OutBytes: uint64(s.records * s.recSize), InBytes: uint64(s.records * rs)}
 		if pc != want {
 			t.Errorf("pair %d counters %+v, want %+v", s.pair, pc, want)
@@ -233,7 +234,7 @@ func TestLargeRecords(t *testing.T) {
 	g.setConfiguration(1)
 	for _, size := range []int{16 << 10, 64 << 10} {
 		ss := []stream{
-			{pair: 0, engine: ycqdev.EngineEcho, recSize: size, records: 300, perTransfer: RecordsPerTransfer(size), inFlight: 6, inLen: 2 * size},
+			{pair: 0, engine: ycqdev.EngineEcho, recSize: size, records: 300, perTransfer: usbproto.RecordsPerTransfer(size), inFlight: 6, inLen: 2 * size},
 			{pair: 1, engine: ycqdev.EngineCRC32C, recSize: size, records: 300, perTransfer: 2, inFlight: 4, inLen: 64},
 		}
 		setQueues(g, ss)
