@@ -42,14 +42,17 @@ provision:
 
 ## tools: the C compilers the tests build with (ring's header check, the C
 ## reference and its sanitizer run; clang for its cross builds to 32-bit,
-## microcontroller and big-endian targets), and libusb's headers and pkg-config for
-## the cgo USB host driver (hostdriver/usbhost, gousb), installed once from
-## Debian's packages
+## microcontroller and big-endian targets), usbredirect (usbredir's own
+## usb-host, the third-party peer of tests/usbredir_interop_test.go), and
+## libusb's headers and pkg-config for the cgo USB host driver
+## (hostdriver/usbhost, gousb), installed once from Debian's packages
 tools:
 	@command -v gcc >/dev/null 2>&1 || { echo "installing gcc"; apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
 	@command -v clang >/dev/null 2>&1 || { echo "installing clang (ring/c's cross builds)"; apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang; }
+	@command -v usbredirect >/dev/null 2>&1 || { echo "installing usbredirect (usbredir's usb-host, the USB interop peer)"; apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends usbredirect; }
 	@{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libusb-1.0; } || { \
 		echo "installing libusb-1.0-0-dev and pkg-config"; apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libusb-1.0-0-dev pkg-config; }
