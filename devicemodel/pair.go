@@ -301,6 +301,11 @@ func (d *YCQ) followD2H(p *queuePair) error {
 // followH2D moves the host-to-device side on once it has drained its
 // generation, and reports whether it did.
 func (d *YCQ) followH2D(p *queuePair) (bool, error) {
+	// One load while the generation is not drained, and nothing made for
+	// the move: step calls this whenever it finds the queue empty.
+	if drained, err := p.h2d.Drained(); err != nil || !drained {
+		return false, err
+	}
 	var next pinned
 	n, ok, err := p.h2d.Follow(p.reach(&next, vfio.DMARead))
 	if err != nil || !ok {
