@@ -5,12 +5,15 @@ import (
 	"log/slog"
 	"math/bits"
 	"time"
+
+	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // Config says which device to drive and how.
 type Config struct {
-	// Vendor and Product find the device; DefaultVendor and
-	// DefaultProduct if 0.
+	// Vendor and Product find the device; usbproto.VendorID and
+	// usbproto.ProductID if 0.
 	Vendor, Product uint16
 	// Pairs is the number of queue pairs; all the device has if 0.
 	Pairs int
@@ -57,10 +60,10 @@ type Config struct {
 // withDefaults fills in the zero fields that need no device.
 func (c Config) withDefaults() Config {
 	if c.Vendor == 0 && c.Product == 0 {
-		c.Vendor, c.Product = DefaultVendor, DefaultProduct
+		c.Vendor, c.Product = usbproto.VendorID, usbproto.ProductID
 	}
 	if c.Engine == 0 {
-		c.Engine = engineEcho
+		c.Engine = ycqdev.EngineEcho
 	}
 	if c.RecordSize == 0 {
 		c.RecordSize = 4096
@@ -95,51 +98,78 @@ type pairShape struct {
 	inTransfers  int
 }
 
-// shape checks c against the device's info and works out the pairs'
-// shape.
-func (c Config) shape(info Info) (pairShape, error) {
+// checkInfo refuses a GET_INFO answer whose limits are outside what a
+// driver of contract version 1 can run with, rather than trust them: the
+// version, 1 to usbproto.MaxPairs pairs, and limits no device needs to
+// exceed (16 MiB records, 64 Ki records or 64 MiB a transfer).
+func checkInfo(in usbproto.Info) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: GET_INFO: "+format, append([]any{ErrProtocol}, args...)...)
+	}
+	switch {
+	case in.Version != usbproto.ProtocolVersion:
+		return bad("version %d, want %d", in.Version, usbproto.ProtocolVersion)
+	case in.Pairs < 1 || in.Pairs > usbproto.MaxPairs:
+		return bad("%d pairs, want 1 to %d", in.Pairs, usbproto.MaxPairs)
+	case in.MaxRecordSize < usbproto.MinRecordSize || in.MaxRecordSize > 1<<24:
+		return bad("max_record_size %d", in.MaxRecordSize)
+	case in.MaxRecordsPerTransfer < 1 || in.MaxRecordsPerTransfer > 1<<16:
+		return bad("max_records_per_transfer %d", in.MaxRecordsPerTransfer)
+	case in.MaxTransferBytes < usbproto.MinRecordSize || in.MaxTransferBytes > 1<<26:
+		return bad("max_transfer_bytes %d", in.MaxTransferBytes)
+	case in.OutWindow < 1 || in.InWindow < 1:
+		return bad("windows %d OUT, %d IN", in.OutWindow, in.InWindow)
+	}
+	return nil
+}
+
+// shape checks c against the device's info (which checkInfo passed) and
+// works out the pairs' shape.
+func (c Config) shape(info usbproto.Info) (pairShape, error) {
 	bad := func(format string, args ...any) (pairShape, error) {
 		return pairShape{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
-	if c.Pairs < 0 || c.Pairs > info.Pairs {
-		return bad("%d pairs, the device has %d", c.Pairs, info.Pairs)
+	pairs, maxRecord, maxTransfer := int(info.Pairs), int(info.MaxRecordSize), int(info.MaxTransferBytes)
+	outWindow, inWindow := int(info.OutWindow), int(info.InWindow)
+	if c.Pairs < 0 || c.Pairs > pairs {
+		return bad("%d pairs, the device has %d", c.Pairs, pairs)
 	}
 	if c.Engine > 31 || info.Engines&(1<<c.Engine) == 0 {
 		return bad("engine %d: the device's engines are %#x", c.Engine, info.Engines)
 	}
 	r := c.RecordSize
-	if r < minRecordSize || r%recordAlign != 0 || r > info.MaxRecordSize {
-		return bad("record size %d: want a multiple of %d from %d to %d", r, recordAlign, minRecordSize, info.MaxRecordSize)
+	if r < usbproto.MinRecordSize || r%usbproto.RecordAlign != 0 || r > maxRecord {
+		return bad("record size %d: want a multiple of %d from %d to %d", r, usbproto.RecordAlign, usbproto.MinRecordSize, maxRecord)
 	}
 	if c.Slots < 2 || bits.OnesCount(uint(c.Slots)) != 1 {
 		return bad("%d slots: want a power of two", c.Slots)
 	}
-	sh := pairShape{engine: c.Engine, r: r, s: responseSize(c.Engine, r), slots: c.Slots}
-	kmax := min(info.MaxRecordsPerTransfer, info.MaxTransferBytes/r)
+	sh := pairShape{engine: c.Engine, r: r, s: usbproto.ResponseSize(c.Engine, r), slots: c.Slots}
+	kmax := min(int(info.MaxRecordsPerTransfer), maxTransfer/r)
 	if kmax < 1 {
-		return bad("record size %d: above the device's %d-byte transfers", r, info.MaxTransferBytes)
+		return bad("record size %d: above the device's %d-byte transfers", r, maxTransfer)
 	}
 	sh.outRecords = kmax
 	if c.RecordsPerTransfer > 0 {
 		sh.outRecords = min(c.RecordsPerTransfer, kmax)
 	}
-	sh.outTransfers = info.OutWindow
+	sh.outTransfers = outWindow
 	if c.OutTransfers > 0 {
-		sh.outTransfers = min(c.OutTransfers, info.OutWindow)
+		sh.outTransfers = min(c.OutTransfers, outWindow)
 	}
-	sh.inTransfers = min(8, info.InWindow)
+	sh.inTransfers = min(8, inWindow)
 	if c.InTransfers > 0 {
-		sh.inTransfers = min(c.InTransfers, info.InWindow)
+		sh.inTransfers = min(c.InTransfers, inWindow)
 	}
 	if sh.s > 0 {
 		// Every IN transfer in flight holds its slots: leave the
 		// application half the queue.
-		sh.inResponses = max(1, min(info.MaxTransferBytes/sh.s, c.Slots/2/sh.inTransfers))
+		sh.inResponses = max(1, min(maxTransfer/sh.s, c.Slots/2/sh.inTransfers))
 		if c.ResponsesPerTransfer > 0 {
-			sh.inResponses = min(c.ResponsesPerTransfer, info.MaxTransferBytes/sh.s)
+			sh.inResponses = min(c.ResponsesPerTransfer, maxTransfer/sh.s)
 		}
 		if sh.inResponses < 1 {
-			return bad("response size %d: above the device's %d-byte transfers", sh.s, info.MaxTransferBytes)
+			return bad("response size %d: above the device's %d-byte transfers", sh.s, maxTransfer)
 		}
 	}
 	if sh.outRecords > c.Slots {

@@ -1,6 +1,7 @@
 // Package usbhost drives the ycq USB far processor (the device of
-// devicemodel/usbdev, whose contract is devicemodel/usbdev/USB.md) from the
-// host, over libusb through github.com/google/gousb v1.1.3 (cgo, Debian's
+// devicemodel/usbdev, whose contract is devicemodel/usbdev/USB.md, its
+// identity, vendor requests and their layouts in package ycqdev/usbproto,
+// which the device uses too) from the host, over libusb through github.com/google/gousb v1.1.3 (cgo, Debian's
 // libusb-1.0-0-dev). It gives the same zero-copy API as the PCIe host
 // driver (package hostdriver), so an application switches transport
 // without rewriting its loop: reserve request slots, fill them in place,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ycq-dev/ycq/dma"
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // Driver drives one ycq USB device: its queue pairs, their bulk transfers,
@@ -31,7 +32,7 @@ type Driver struct {
 	err     error         // why the driver stopped; nil while it runs
 	failed  chan struct{} // closed when err is set
 	engines *engines      // the pairs' transport goroutines, nil while stopped
-	info    Info
+	info    usbproto.Info
 
 	resets, recoveries atomic.Uint64
 }
@@ -66,12 +67,12 @@ func openWith(ctx context.Context, cfg Config, open opener) (_ *Driver, err erro
 	}
 	// Whatever ran before (another driver's queues) stops: SET_QUEUE
 	// takes only stopped pairs.
-	if err := d.vendorOut(reqReset, 0, nil); err != nil {
+	if err := d.vendorOut(usbproto.ReqReset, 0, nil); err != nil {
 		return nil, fmt.Errorf("usbhost: RESET: %w", err)
 	}
 	n := cfg.Pairs
 	if n == 0 {
-		n = d.info.Pairs
+		n = int(d.info.Pairs)
 	}
 	for i := range n {
 		p, err := newPair(d, i)
@@ -117,7 +118,7 @@ func (d *Driver) find(ctx context.Context) (device, error) {
 func (d *Driver) Pairs() []*Pair { return d.pairs }
 
 // Info is the device's GET_INFO answer from when it was last opened.
-func (d *Driver) Info() Info {
+func (d *Driver) Info() usbproto.Info {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.info
@@ -212,7 +213,7 @@ func (d *Driver) Reset(ctx context.Context) error {
 	if d.dev == nil {
 		return d.recoverLocked(ctx)
 	}
-	if err := d.vendorOut(reqReset, 0, nil); err != nil {
+	if err := d.vendorOut(usbproto.ReqReset, 0, nil); err != nil {
 		d.fail(fmt.Errorf("reset: %w", err))
 		return d.Err()
 	}
@@ -241,7 +242,7 @@ func (d *Driver) Recover(ctx context.Context) error {
 func (d *Driver) recoverLocked(ctx context.Context) error {
 	if d.dev != nil {
 		// Still there? A reset then clears whatever stopped it.
-		if err := d.vendorOut(reqReset, 0, nil); err == nil {
+		if err := d.vendorOut(usbproto.ReqReset, 0, nil); err == nil {
 			d.resets.Add(1)
 			d.recoveries.Add(1)
 			return d.restart()
@@ -254,7 +255,7 @@ func (d *Driver) recoverLocked(ctx context.Context) error {
 	}
 	d.dev = dev
 	info, err := d.getInfo()
-	if err == nil && info.Pairs < len(d.pairs) {
+	if err == nil && int(info.Pairs) < len(d.pairs) {
 		err = fmt.Errorf("%w: the device came back with %d pairs, the driver runs %d", ErrProtocol, info.Pairs, len(d.pairs))
 	}
 	if err == nil {
@@ -263,7 +264,7 @@ func (d *Driver) recoverLocked(ctx context.Context) error {
 	if err == nil {
 		// A replugged device has its pairs stopped; one that only
 		// looked gone may not: SET_QUEUE takes stopped pairs only.
-		if err = d.vendorOut(reqReset, 0, nil); err == nil {
+		if err = d.vendorOut(usbproto.ReqReset, 0, nil); err == nil {
 			d.resets.Add(1)
 		}
 	}
@@ -354,7 +355,7 @@ func (d *Driver) vendorIn(req uint8, index uint16, n int) ([]byte, error) {
 		return nil, ErrGone
 	}
 	b := make([]byte, n)
-	got, err := d.dev.control(vendorIn, req, 0, index, b, d.cfg.Timeout)
+	got, err := d.dev.control(usbproto.VendorIn, req, 0, index, b, d.cfg.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("usbhost: vendor request %#02x: %w", req, err)
 	}
@@ -368,7 +369,7 @@ func (d *Driver) vendorOut(req uint8, index uint16, data []byte) error {
 	if d.dev == nil {
 		return ErrGone
 	}
-	got, err := d.dev.control(vendorOut, req, 0, index, data, d.cfg.Timeout)
+	got, err := d.dev.control(usbproto.VendorOut, req, 0, index, data, d.cfg.Timeout)
 	if err != nil {
 		return fmt.Errorf("usbhost: vendor request %#02x: %w", req, err)
 	}
@@ -378,56 +379,70 @@ func (d *Driver) vendorOut(req uint8, index uint16, data []byte) error {
 	return nil
 }
 
-func (d *Driver) getInfo() (Info, error) {
-	b, err := d.vendorIn(reqGetInfo, 0, sizeofInfo)
+// getInfo reads GET_INFO and refuses limits the driver cannot run with.
+func (d *Driver) getInfo() (usbproto.Info, error) {
+	b, err := d.vendorIn(usbproto.ReqGetInfo, 0, usbproto.SizeofInfo)
 	if err != nil {
-		return Info{}, fmt.Errorf("usbhost: GET_INFO: %w", err)
+		return usbproto.Info{}, fmt.Errorf("usbhost: GET_INFO: %w", err)
 	}
-	return decodeInfo(b)
+	in, err := usbproto.DecodeInfo(b)
+	if err != nil {
+		return usbproto.Info{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return in, checkInfo(in)
 }
 
 // setQueues sends SET_QUEUE for every pair and checks with GET_QUEUE that
 // each runs as asked.
 func (d *Driver) setQueues() error {
 	for _, p := range d.pairs {
-		if err := d.vendorOut(reqSetQueue, uint16(p.index), encodeQueueSetup(d.shape.engine, d.shape.r)); err != nil {
+		setup := usbproto.QueueSetup{Engine: d.shape.engine, RecordSize: uint32(d.shape.r)}.Encode(nil)
+		if err := d.vendorOut(usbproto.ReqSetQueue, uint16(p.index), setup); err != nil {
 			return fmt.Errorf("usbhost: SET_QUEUE pair %d: %w", p.index, err)
 		}
 		q, err := d.queueState(p.index)
 		if err != nil {
 			return err
 		}
-		if !q.Running() || q.Engine != d.shape.engine || q.RecordSize != d.shape.r || q.ResponseSize != d.shape.s {
+		if !q.Running() || q.Engine != d.shape.engine || int(q.RecordSize) != d.shape.r || int(q.ResponseSize) != d.shape.s {
 			return fmt.Errorf("%w: pair %d after SET_QUEUE: %+v, want engine %d, R %d, S %d running",
 				ErrProtocol, p.index, q, d.shape.engine, d.shape.r, d.shape.s)
 		}
-		if q.RecordsPerTransfer < d.shape.outRecords && q.RecordsPerTransfer > 0 {
+		if k := int(q.RecordsPerTransfer); k < d.shape.outRecords && k > 0 {
 			return fmt.Errorf("%w: pair %d takes %d records a transfer, the driver sends %d", ErrProtocol, p.index, q.RecordsPerTransfer, d.shape.outRecords)
 		}
 	}
 	return nil
 }
 
-func (d *Driver) queueState(pair int) (QueueState, error) {
-	b, err := d.vendorIn(reqGetQueue, uint16(pair), sizeofQueueState)
+func (d *Driver) queueState(pair int) (usbproto.QueueState, error) {
+	b, err := d.vendorIn(usbproto.ReqGetQueue, uint16(pair), usbproto.SizeofQueueState)
 	if err != nil {
-		return QueueState{}, fmt.Errorf("usbhost: GET_QUEUE pair %d: %w", pair, err)
+		return usbproto.QueueState{}, fmt.Errorf("usbhost: GET_QUEUE pair %d: %w", pair, err)
 	}
-	return decodeQueueState(b)
+	q, err := usbproto.DecodeQueueState(b)
+	if err != nil {
+		return usbproto.QueueState{}, fmt.Errorf("%w: pair %d: %w", ErrProtocol, pair, err)
+	}
+	return q, nil
 }
 
 // Counters reads the device's counters (GET_COUNTERS).
-func (d *Driver) Counters() (Counters, error) {
+func (d *Driver) Counters() (usbproto.Counters, error) {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
 	if err := d.checkOpen(); err != nil {
-		return Counters{}, err
+		return usbproto.Counters{}, err
 	}
-	b, err := d.vendorIn(reqGetCounters, 0, countersSize(maxPairs))
+	b, err := d.vendorIn(usbproto.ReqGetCounters, 0, usbproto.SizeofCounters(usbproto.MaxPairs))
 	if err != nil {
-		return Counters{}, fmt.Errorf("usbhost: GET_COUNTERS: %w", err)
+		return usbproto.Counters{}, fmt.Errorf("usbhost: GET_COUNTERS: %w", err)
 	}
-	return decodeCounters(b)
+	c, err := usbproto.DecodeCounters(b)
+	if err != nil {
+		return usbproto.Counters{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return c, nil
 }
 
 // Stats count what the driver did.

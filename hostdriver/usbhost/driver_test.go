@@ -13,6 +13,8 @@ import (
 
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/testenv"
+	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // plugs is an opener over fake devices: each open returns the current
@@ -213,7 +215,7 @@ func TestStallClearsHalt(t *testing.T) {
 	var seen error
 	err := streamChecked(ctx, d.Pairs()[0], 2000, func(got int) {
 		if got >= 500 {
-			once.Do(func() { f.set(f.stall, outEndpoint(0)) })
+			once.Do(func() { f.set(f.stall, usbproto.OutEndpoint(0)) })
 		}
 	}, func(err error) error {
 		if !errors.Is(err, ErrStall) {
@@ -228,7 +230,7 @@ func TestStallClearsHalt(t *testing.T) {
 	require.ErrorIs(t, seen, ErrStall)
 	require.Contains(t, seen.Error(), "halt cleared")
 	f.mu.Lock()
-	require.Contains(t, f.cleared, outEndpoint(0))
+	require.Contains(t, f.cleared, usbproto.OutEndpoint(0))
 	f.mu.Unlock()
 }
 
@@ -236,7 +238,7 @@ func TestStallClearsHalt(t *testing.T) {
 func TestTimeoutTyped(t *testing.T) {
 	f := newFake(1)
 	d, _ := openFake(t, f, Config{Timeout: time.Second})
-	f.set(f.timeout, outEndpoint(0))
+	f.set(f.timeout, usbproto.OutEndpoint(0))
 	p := d.Pairs()[0]
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -258,7 +260,7 @@ func TestTimeoutTyped(t *testing.T) {
 func TestHostileINCompletion(t *testing.T) {
 	f := newFake(1)
 	d, _ := openFake(t, f, Config{})
-	f.set(f.junk, inEndpoint(0))
+	f.set(f.junk, usbproto.InEndpoint(0))
 	p := d.Pairs()[0]
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -345,7 +347,7 @@ func TestCloseEndsRecover(t *testing.T) {
 // TestSinkReleasesOnCompletion: with the sink engine a request is done
 // once its OUT transfer completed; no IN transfer runs.
 func TestSinkReleasesOnCompletion(t *testing.T) {
-	d, _ := openFake(t, newFake(1), Config{Engine: engineSink, Slots: 64})
+	d, _ := openFake(t, newFake(1), Config{Engine: ycqdev.EngineSink, Slots: 64})
 	p := d.Pairs()[0]
 	require.Zero(t, p.ResponseSize())
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/ycq-dev/ycq/ring"
+	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // The transport: per pair, one goroutine keeps OUT transfers in flight on
@@ -159,9 +161,9 @@ func (p *Pair) answer(k int) error {
 			break
 		}
 		need := 1
-		if p.shape.engine == engineSource {
+		if p.shape.engine == ycqdev.EngineSource {
 			s, off := h.find(h.answered)
-			need = answers(p.shape.engine, p.h2dData[(s.slot+off)*p.shape.r:][:p.shape.r])
+			need = usbproto.Responses(p.shape.engine, p.h2dData[(s.slot+off)*p.shape.r:][:p.shape.r])
 		}
 		take := min(k, need-h.partial)
 		h.partial += take
@@ -298,7 +300,7 @@ type outFlight struct {
 
 // runOut keeps up to OutTransfers OUT transfers in flight on p.
 func (e *engines) runOut(p *Pair) {
-	ep := outEndpoint(p.index)
+	ep := usbproto.OutEndpoint(p.index)
 	free, ok := e.transfers(p, ep, p.shape.outTransfers)
 	if !ok {
 		return
@@ -431,7 +433,7 @@ type inFlight struct {
 // runIn keeps up to InTransfers IN transfers in flight on p, each on a run
 // of reserved response slots.
 func (e *engines) runIn(p *Pair) {
-	ep := inEndpoint(p.index)
+	ep := usbproto.InEndpoint(p.index)
 	free, ok := e.transfers(p, ep, p.shape.inTransfers)
 	if !ok {
 		return

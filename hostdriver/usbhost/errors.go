@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // Sentinel errors; check them with errors.Is.
@@ -50,7 +52,7 @@ type TransferError struct {
 
 func (e *TransferError) Error() string {
 	dir := "OUT"
-	if e.Endpoint&0x80 != 0 {
+	if e.Endpoint&usbproto.EndpointDirIn != 0 {
 		dir = "IN"
 	}
 	msg := fmt.Sprintf("usbhost: pair %d: %s transfer on endpoint %#02x: %v", e.Pair, dir, e.Endpoint, e.Err)

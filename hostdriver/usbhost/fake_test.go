@@ -4,6 +4,9 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/ycq-dev/ycq/ycqdev"
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // fakeDevice is an in-memory ycq USB device keeping USB.md for the subset
@@ -29,6 +32,9 @@ type fakeDevice struct {
 	memory  bool              // deviceMemory succeeds
 	mapped  int               // device memory regions not unmapped
 	live    map[*fakeTransfer]bool
+	// mangle, if set, rewrites the answer to vendor IN request req
+	// before the driver sees it: a device that lies.
+	mangle func(req uint8, p []byte) []byte
 }
 
 func newFake(pairs int) *fakeDevice {
@@ -37,17 +43,10 @@ func newFake(pairs int) *fakeDevice {
 		timeout: map[uint8]bool{}, junk: map[uint8]bool{}, live: map[*fakeTransfer]bool{}}
 }
 
-func (f *fakeDevice) info() []byte {
-	p := make([]byte, sizeofInfo)
-	le.PutUint16(p[offInfoVersion:], protocolVersion)
-	p[offInfoPairs] = byte(f.pairs)
-	le.PutUint32(p[offInfoMaxRecord:], 65536)
-	le.PutUint32(p[offInfoMaxRecords:], 256)
-	le.PutUint32(p[offInfoMaxTransfer:], 262144)
-	le.PutUint16(p[offInfoOutWindow:], 4)
-	le.PutUint16(p[offInfoInWindow:], 64)
-	le.PutUint32(p[offInfoEngines:], 1<<engineEcho|1<<engineSink)
-	return p
+func (f *fakeDevice) info() usbproto.Info {
+	return usbproto.Info{Version: usbproto.ProtocolVersion, Pairs: uint8(f.pairs), MaxRecordSize: usbproto.MaxRecordSize,
+		MaxRecordsPerTransfer: usbproto.MaxRecordsPerTransfer, MaxTransferBytes: usbproto.MaxTransferBytes,
+		OutWindow: usbproto.OutWindow, InWindow: usbproto.InWindow, Engines: 1<<ycqdev.EngineEcho | 1<<ycqdev.EngineSink}
 }
 
 func (f *fakeDevice) control(rType, req uint8, _, index uint16, data []byte, _ time.Duration) (int, error) {
@@ -57,9 +56,9 @@ func (f *fakeDevice) control(rType, req uint8, _, index uint16, data []byte, _ t
 		return 0, ErrGone
 	}
 	switch {
-	case rType == vendorIn && req == reqGetInfo:
-		return copy(data, f.info()), nil
-	case rType == vendorOut && req == reqReset:
+	case rType == usbproto.VendorIn && req == usbproto.ReqGetInfo:
+		return copy(data, f.answer(req, f.info().Encode(nil))), nil
+	case rType == usbproto.VendorOut && req == usbproto.ReqReset:
 		f.resets++
 		for i := range f.pairs {
 			f.running[i] = false
@@ -70,31 +69,34 @@ func (f *fakeDevice) control(rType, req uint8, _, index uint16, data []byte, _ t
 			f.held[i] = nil
 		}
 		return 0, nil
-	case rType == vendorOut && req == reqSetQueue && int(index) < f.pairs && len(data) == sizeofQueueSetup:
-		if f.running[index] {
+	case rType == usbproto.VendorOut && req == usbproto.ReqSetQueue && int(index) < f.pairs:
+		s, err := usbproto.DecodeQueueSetup(data)
+		if err != nil || f.running[index] {
 			return 0, ErrStall
 		}
-		f.r = int(le.Uint32(data[offSetupRecordSize:]))
-		f.engine = le.Uint32(data[offSetupEngine:])
+		f.r, f.engine = int(s.RecordSize), s.Engine
 		f.running[index] = true
 		return len(data), nil
-	case rType == vendorIn && req == reqGetQueue && int(index) < f.pairs:
-		p := make([]byte, sizeofQueueState)
+	case rType == usbproto.VendorIn && req == usbproto.ReqGetQueue && int(index) < f.pairs:
+		var q usbproto.QueueState
 		if f.running[index] {
-			le.PutUint32(p[offQueueEngine:], f.engine)
-			le.PutUint32(p[offQueueRecordSize:], uint32(f.r))
-			le.PutUint32(p[offQueueResponseSize:], uint32(responseSize(f.engine, f.r)))
-			le.PutUint32(p[offQueuePerTransfer:], uint32(min(256, 262144/f.r)))
-			le.PutUint16(p[offQueueState:], queueRunning)
+			q = usbproto.QueueState{Engine: f.engine, RecordSize: uint32(f.r), ResponseSize: uint32(usbproto.ResponseSize(f.engine, f.r)),
+				RecordsPerTransfer: uint32(usbproto.RecordsPerTransfer(f.r)), State: usbproto.QueueRunning}
 		}
-		return copy(data, p), nil
-	case rType == vendorIn && req == reqGetCounters:
-		p := make([]byte, countersSize(f.pairs))
-		le.PutUint32(p[offCtrResets:], uint32(f.resets))
-		p[offCtrPairs] = byte(f.pairs)
-		return copy(data, p), nil
+		return copy(data, f.answer(req, q.Encode(nil))), nil
+	case rType == usbproto.VendorIn && req == usbproto.ReqGetCounters:
+		c := usbproto.Counters{Resets: uint32(f.resets), Pairs: make([]usbproto.PairCounters, f.pairs)}
+		return copy(data, f.answer(req, c.Encode(nil))), nil
 	}
 	return 0, ErrStall
+}
+
+// answer is p, the answer to vendor IN request req, as f.mangle has it.
+func (f *fakeDevice) answer(req uint8, p []byte) []byte {
+	if f.mangle == nil {
+		return p
+	}
+	return f.mangle(req, p)
 }
 
 func (f *fakeDevice) newTransfer(ep uint8) (transfer, error) {
@@ -198,7 +200,7 @@ func (x *fakeTransfer) submit(buf []byte, timeout time.Duration) error {
 		return ErrGone
 	}
 	x.buf, x.ch, x.in, x.n, x.err = buf, make(chan struct{}), true, 0, nil
-	pair := int(x.ep&0x7f) - 1
+	pair, _ := usbproto.EndpointPair(x.ep)
 	switch {
 	case f.halted[x.ep]:
 		x.complete(0, ErrStall)
@@ -209,13 +211,13 @@ func (x *fakeTransfer) submit(buf []byte, timeout time.Duration) error {
 	case f.timeout[x.ep] && timeout > 0:
 		delete(f.timeout, x.ep)
 		x.complete(0, ErrTimeout)
-	case x.ep&0x80 == 0: // OUT: whole records, echoed
+	case x.ep&usbproto.EndpointDirIn == 0: // OUT: whole records, echoed
 		if !f.running[pair] || len(buf)%f.r != 0 {
 			f.halted[x.ep] = true
 			x.complete(0, ErrStall)
 			return nil
 		}
-		for off := 0; off < len(buf) && f.engine == engineEcho; off += f.r {
+		for off := 0; off < len(buf) && f.engine == ycqdev.EngineEcho; off += f.r {
 			f.pending[pair] = append(f.pending[pair], append([]byte(nil), buf[off:off+f.r]...))
 		}
 		x.complete(len(buf), nil)

@@ -40,6 +40,8 @@ import (
 	"time"
 
 	"github.com/google/gousb"
+
+	"github.com/ycq-dev/ycq/ycqdev/usbproto"
 )
 
 // usbOpener opens the device cfg names with gousb. Each attempt makes a
@@ -66,11 +68,11 @@ func usbOpener(cfg Config) opener {
 			}
 			return nil, fmt.Errorf("%w: %04x:%04x", ErrNotFound, cfg.Vendor, cfg.Product)
 		}
-		if g.cfg, err = g.dev.Config(configValue); err != nil {
-			return nil, fmt.Errorf("usbhost: configuration %d: %w", configValue, gousbError(err))
+		if g.cfg, err = g.dev.Config(usbproto.Configuration); err != nil {
+			return nil, fmt.Errorf("usbhost: configuration %d: %w", usbproto.Configuration, gousbError(err))
 		}
-		if g.intf, err = g.cfg.Interface(interfaceNum, 0); err != nil {
-			return nil, fmt.Errorf("usbhost: claim interface %d: %w", interfaceNum, gousbError(err))
+		if g.intf, err = g.cfg.Interface(usbproto.InterfaceNum, usbproto.AltSetting); err != nil {
+			return nil, fmt.Errorf("usbhost: claim interface %d: %w", usbproto.InterfaceNum, gousbError(err))
 		}
 		if g.h, err = deviceHandle(g.dev); err != nil {
 			return nil, err
