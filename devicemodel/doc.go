@@ -18,4 +18,10 @@
 // accesses share it, so an unmap completes only after the accesses to its
 // range. When the client goes, the server detaches the device (which
 // resets it) before it serves the next.
+//
+// The ycq device follows resizes of RESIZABLE queues (ycqdev/REGISTERS.md,
+// "Resizing a queue pair"): its loop takes up the RESIZE register between
+// batches, follows the link lines as package ring's single agent does,
+// pins each new generation's memory and gives back the old pins before it
+// shows the new GENERATION, so the host may unmap the old memory then.
 package devicemodel
