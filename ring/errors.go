@@ -38,9 +38,11 @@ var (
 	ErrSealed = errors.New("ring: generation sealed by a resize; reserve through the Resizable")
 	// ErrResizing: a Resize or ResizeTo found the previous one not yet
 	// followed: a single producer has not reserved since and so has not
-	// sealed the generation it is leaving. Nothing changed; try again
-	// once it has (ResizePending says), or give up after a deadline.
-	ErrResizing = errors.New("ring: the previous resize is not yet followed by the single producer")
+	// sealed the generation it is leaving (ResizePending says so); or Add
+	// found this process's agents that many resizes behind. Nothing
+	// changed; try again once they have followed, or give up after a
+	// deadline.
+	ErrResizing = errors.New("ring: the previous resize is not yet followed")
 	// ErrNotLast: a consumer tried to give records back, but another run
 	// was reserved after this one. The records are still held by the run:
 	// read and release them.

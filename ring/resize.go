@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -281,7 +282,8 @@ func (r *Resizable) Add(q *Queue) error {
 		return invalidf("generation %d given twice", q.gen)
 	}
 	if len(r.given) >= maxGiven {
-		return invalidf("%d generations given and not yet named", len(r.given))
+		// Producers here have not followed the resizes yet.
+		return fmt.Errorf("%w: %d generations given here and not yet followed", ErrResizing, len(r.given))
 	}
 	r.given[q.gen] = &generation{q: q}
 	// Agents here may be asleep on a generation that names this one.
@@ -320,8 +322,21 @@ func (r *Resizable) successor(g *generation) (*generation, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.link(g)
+}
+
+// link is successor's second half, with r.mu held.
+func (r *Resizable) link(g *generation) (*generation, error) {
 	if n := g.next.Load(); n != nil {
 		return n, nil
+	}
+	link := g.q.m.link()
+	want := link.next.Load()
+	if want == 0 {
+		return nil, nil
+	}
+	if gen := nextGeneration(g.q.gen); want != gen {
+		return nil, corruptf("generation %d links to generation %d: want %d", g.q.gen, want, gen)
 	}
 	n := r.given[want]
 	if n == nil {
@@ -374,10 +389,15 @@ func (r *Resizable) Retire() []*Queue {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*Queue
-	for g := r.oldest; g != r.tail; {
-		n := g.next.Load()
+	for g := r.oldest; ; {
+		// The next generation, linked here if another process named it
+		// and gave it; the newest has none.
+		n, err := r.link(g)
+		if err != nil || n == nil {
+			break
+		}
 		final, done := g.final()
-		if n == nil || !done || g.q.m.cons.cursor.Load() != final {
+		if !done || g.q.m.cons.cursor.Load() != final {
 			break
 		}
 		if _, held := g.q.heldSlots(final, final); held != 0 {
