@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone ./ipc:FuzzRequest ./ipc:FuzzStatReply ./cmd/ycq:FuzzStatRegion \
 	./vfio/user:FuzzDecodeHeader ./vfio/user:FuzzDecodePayload ./vfio/user:FuzzDecodeVersion \
 	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
-	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./ring:FuzzResizeLink ./ipc:FuzzSessionMsg ./ipc:FuzzTakeGeneration ./internal/record:FuzzCheck \
+	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./ring:FuzzResizeLink ./ring:FuzzAgentFollow ./ipc:FuzzSessionMsg ./ipc:FuzzTakeGeneration ./internal/record:FuzzCheck \
 	./usb/redir:FuzzReader ./usb/redir:FuzzDecodeHeader ./usb/redir:FuzzDecodeHello \
 	./usb/redir:FuzzDecodeControlPacket ./usb/redir:FuzzDecodeBulkPacket ./usb/redir:FuzzDecodeInterruptPacket \
 	./usb/redir:FuzzDecodeBufferedBulkPacket ./usb/redir:FuzzDecodeEPInfo ./usb/redir:FuzzDecodeDeviceConnect \
