@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -247,7 +248,9 @@ func TestResizeRacesClose(t *testing.T) {
 	path := startServer(t, ServerOptions{ResizeEvery: 100 * time.Microsecond, ResizeDeadline: 50 * time.Millisecond})
 	before := testenv.OpenFDs(t)
 	stop := make(chan struct{})
-	asked := make(chan int)
+	asked := make(chan int, 1)
+	var stopOnce sync.Once
+	t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) })
 	go func() {
 		n := 0
 		defer func() { asked <- n }()
@@ -257,7 +260,14 @@ func TestResizeRacesClose(t *testing.T) {
 				return
 			default:
 			}
-			_, err := Resize(context.Background(), path, session, []string{QueueUp, QueueDown}[n%2], 16<<(n%3))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := Resize(ctx, path, session, []string{QueueUp, QueueDown}[n%2], 16<<(n%3))
+			late := ctx.Err() != nil
+			cancel()
+			if late {
+				t.Errorf("resize request %d: no answer within 30 s: %v", n, err)
+				return
+			}
 			if err != nil && strings.Contains(err.Error(), "no running session") {
 				session++ // that one is over; the next may be starting
 				if session > 8 {
@@ -273,7 +283,7 @@ func TestResizeRacesClose(t *testing.T) {
 		testenv.WaitFor(t, "records to flow", func() bool { return c.Progress() > uint64(1000*(i+1)) })
 		require.NoError(t, c.Close(), "close %d", i)
 	}
-	close(stop)
+	stopOnce.Do(func() { close(stop) })
 	t.Logf("%d resize requests asked while clients came and went", <-asked)
 	testenv.WaitFor(t, "the server to let go", func() bool { return testenv.OpenFDs(t) <= before })
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -28,7 +29,14 @@ func startServer(t *testing.T, opt ServerOptions) string {
 	go func() { done <- Serve(ctx, l, opt) }()
 	t.Cleanup(func() {
 		cancel()
-		require.NoError(t, <-done)
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(2 * time.Minute):
+			// A server that does not stop is a bug: show where it is.
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+			t.Fatal("Serve did not return within 2 minutes of its context ending")
+		}
 	})
 	return path
 }
