@@ -392,6 +392,15 @@ func (st *resizeState) take(g *Generation, fds []int, slotSize int) error {
 	if st.closed {
 		return fail(fmt.Errorf("%w: the session is over", ErrResizeRefused))
 	}
+	if _, ok := st.rs[i].Withdraw(g.Number); ok {
+		// Offered before and rolled back by the server (our answer came
+		// too late): this offer replaces that one.
+		if old, ok := st.regions[i][g.Number]; ok {
+			old[0].Close()
+			old[1].Close()
+			delete(st.regions[i], g.Number)
+		}
+	}
 	if err := st.rs[i].Add(q); err != nil {
 		return fail(err)
 	}

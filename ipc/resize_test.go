@@ -287,3 +287,34 @@ func TestResizeRacesClose(t *testing.T) {
 	t.Logf("%d resize requests asked while clients came and went", <-asked)
 	testenv.WaitFor(t, "the server to let go", func() bool { return testenv.OpenFDs(t) <= before })
 }
+
+// TestTakeReoffer: a generation offered again under the same number (the
+// server rolled the first offer back, our answer having come too late)
+// replaces the first: the client takes it, and gives the first one's
+// regions back.
+func TestTakeReoffer(t *testing.T) {
+	p, err := CreatePair(Geometry{Slots: 16, SlotSize: 64, Resizable: true}, "", dma.Options{})
+	require.NoError(t, err)
+	defer p.Close()
+	st, err := newResizeState(p, Mode{})
+	require.NoError(t, err)
+	before := testenv.OpenFDs(t)
+	offer := func() {
+		g := Geometry{Slots: 32, SlotSize: 64, Resizable: true}
+		_, regs, err := generationRegions(QueueUp, g, 2)
+		require.NoError(t, err)
+		fds := make([]int, 2)
+		for i, r := range regs {
+			fds[i], err = unix.Dup(r.FD())
+			require.NoError(t, err)
+			require.NoError(t, r.Close())
+		}
+		require.NoError(t, st.take(&Generation{Queue: QueueUp, Number: 2, Slots: 32}, fds, 64))
+	}
+	offer()
+	offer()
+	require.Len(t, st.regions[0], 1, "the second offer replaced the first")
+	require.Equal(t, before+2, testenv.OpenFDs(t), "only the second offer's two regions are held")
+	require.NoError(t, st.close())
+	require.Equal(t, before, testenv.OpenFDs(t))
+}

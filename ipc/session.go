@@ -99,9 +99,19 @@ func (s *session) watch() {
 			// peer is gone or sent its Done first.
 			_ = s.send(sessionMsg{Added: &a})
 		case m.Added != nil && !s.client && s.rz != nil && len(fds) == 0:
-			select {
-			case s.rz.acks <- *m.Added:
-			default: // an answer nobody waits for any more
+			// The newest answer wins: one left in the channel is for a
+			// resize that gave up waiting.
+			for {
+				select {
+				case s.rz.acks <- *m.Added:
+				default:
+					select {
+					case <-s.rz.acks:
+					default:
+					}
+					continue
+				}
+				break
 			}
 		case m.Generation != nil, m.Added != nil, len(fds) != 0:
 			fdpass.CloseAll(fds)

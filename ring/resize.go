@@ -291,6 +291,20 @@ func (r *Resizable) Add(q *Queue) error {
 	return nil
 }
 
+// Withdraw takes back a generation Add was given that the chain does not
+// name yet (the agent that resizes gave up on it, and may offer the number
+// again), and returns its queue for the caller to give back its regions.
+func (r *Resizable) Withdraw(gen uint32) (*Queue, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g, ok := r.given[gen]
+	if !ok {
+		return nil, false
+	}
+	delete(r.given, gen)
+	return g.q, true
+}
+
 // maxGiven bounds the generations Add holds before the chain names them.
 const maxGiven = 16
 

@@ -492,3 +492,27 @@ func TestResizeRetire(t *testing.T) {
 	require.Empty(t, r.Retire())
 	require.Equal(t, uint64(1), r.Stats().Generations)
 }
+
+// TestResizeWithdraw: a generation given but not yet named can be taken
+// back, and its number given again.
+func TestResizeWithdraw(t *testing.T) {
+	cfg := ring.Config{Slots: 8, SlotSize: 8, Resizable: true}
+	q, err := ring.New(cfg)
+	require.NoError(t, err)
+	r, err := ring.NewResizableOn(q)
+	require.NoError(t, err)
+	next := cfg
+	next.Generation = 2
+	g2, err := ring.New(next)
+	require.NoError(t, err)
+	require.NoError(t, r.Add(g2))
+	require.ErrorIs(t, r.Add(g2), ring.ErrInvalid, "given twice")
+	got, ok := r.Withdraw(2)
+	require.True(t, ok)
+	require.Same(t, g2, got)
+	_, ok = r.Withdraw(2)
+	require.False(t, ok, "withdrawn already")
+	again, err := ring.New(next)
+	require.NoError(t, err)
+	require.NoError(t, r.Add(again), "the number may be given again")
+}
