@@ -100,37 +100,13 @@ func (e *Env) RunBothVM(ctx context.Context, cfg BothVMConfig) (*VMResult, error
 	if cfg.Init == "" {
 		cfg.Init = DefaultUSBGuest
 	}
-	if cfg.Module == "" {
-		m, err := moduleDir()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Module = m
-	}
-	initBin, libs, err := GoBuildCgo(ctx, cfg.Module, cfg.Init)
+	module, err := orModuleDir(cfg.Module)
 	if err != nil {
 		return nil, err
 	}
-	modFiles, _, err := e.ModuleFiles(BothGuestModules()...)
+	files, err := e.cgoGuestFiles(ctx, module, cfg.Init, BothGuestModules())
 	if err != nil {
 		return nil, err
 	}
-	files := append(BaseFiles(), File{Path: "/init", Mode: 0o755, Data: initBin})
-	files = append(files, libs...)
-	files = append(files, modFiles...)
-	res, err := e.Boot(ctx, cfg.bootConfig(files))
-	if res == nil {
-		return nil, err
-	}
-	vr := guestResult(res)
-	if err != nil {
-		return vr, err
-	}
-	if vr.Line == nil {
-		return vr, errors.New("qemu: the guest printed no YCQ-RESULT line")
-	}
-	if msg, _ := vr.Line["error"].(string); msg != "" {
-		return vr, fmt.Errorf("qemu: the guest failed: %s", msg)
-	}
-	return vr, nil
+	return e.runGuest(ctx, cfg.bootConfig(files))
 }

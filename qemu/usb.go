@@ -1,11 +1,9 @@
 package qemu
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -219,17 +217,18 @@ func USBArgs(socket string) []string {
 // USBGuestFiles are the initramfs of a USB guest: BaseFiles, the cgo
 // /init and what it needs to run, and USBGuestModules with their list.
 func (e *Env) USBGuestFiles(ctx context.Context, module, pkg string) ([]File, error) {
+	return e.cgoGuestFiles(ctx, module, pkg, USBGuestModules)
+}
+
+// cgoGuestFiles are the initramfs of a guest whose /init is pkg built
+// with cgo: BaseFiles, the /init and the shared libraries it loads, and
+// modules with their list.
+func (e *Env) cgoGuestFiles(ctx context.Context, module, pkg string, modules []string) ([]File, error) {
 	initBin, libs, err := GoBuildCgo(ctx, module, pkg)
 	if err != nil {
 		return nil, err
 	}
-	modFiles, _, err := e.ModuleFiles(USBGuestModules...)
-	if err != nil {
-		return nil, err
-	}
-	files := append(BaseFiles(), File{Path: "/init", Mode: 0o755, Data: initBin})
-	files = append(files, libs...)
-	return append(files, modFiles...), nil
+	return e.guestFiles(initBin, libs, modules)
 }
 
 // RunUSBVM boots a USB guest and returns once it powered off, with its
@@ -248,68 +247,19 @@ func (e *Env) RunUSBVM(ctx context.Context, cfg USBVMConfig) (*VMResult, error) 
 	if cfg.Init == "" {
 		cfg.Init = DefaultUSBGuest
 	}
-	if cfg.Module == "" {
-		m, err := moduleDir()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Module = m
-	}
-	files, err := e.USBGuestFiles(ctx, cfg.Module, cfg.Init)
+	module, err := orModuleDir(cfg.Module)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"-smp", fmt.Sprint(cfg.CPUs)}, USBArgs(cfg.Socket)...)
-	res, err := e.Boot(ctx, BootConfig{
+	files, err := e.USBGuestFiles(ctx, module, cfg.Init)
+	if err != nil {
+		return nil, err
+	}
+	return e.runGuest(ctx, BootConfig{
 		Files:   files,
 		Memory:  cfg.Memory,
 		Append:  append([]string{"no_timer_check", "ycq.mode=" + cfg.Mode}, cfg.Params...),
-		Args:    args,
+		Args:    append([]string{"-smp", fmt.Sprint(cfg.CPUs)}, USBArgs(cfg.Socket)...),
 		Console: cfg.Console,
 	})
-	if res == nil {
-		return nil, err
-	}
-	vr := guestResult(res)
-	if err != nil {
-		return vr, err
-	}
-	if vr.Line == nil {
-		return vr, errors.New("qemu: the guest printed no YCQ-RESULT line")
-	}
-	if msg, _ := vr.Line["error"].(string); msg != "" {
-		return vr, fmt.Errorf("qemu: the guest failed: %s", msg)
-	}
-	return vr, nil
-}
-
-// guestResult decodes the console's last YCQ-RESULT line and its table.
-// (RunVM's guest prints lines before its result; this one may not.)
-func guestResult(res *Result) *VMResult {
-	vr := &VMResult{Result: res}
-	sc := bufio.NewScanner(strings.NewReader(res.Console))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	inTable := false
-	var table strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
-		// The first line the guest prints may follow the firmware's
-		// terminal escapes, without a newline between them.
-		_, after, isResult := strings.Cut(line, "YCQ-RESULT ")
-		switch {
-		case isResult:
-			var m map[string]any
-			if json.Unmarshal([]byte(after), &m) == nil {
-				vr.Line = m
-			}
-		case strings.HasSuffix(line, "YCQ-TABLE-BEGIN"):
-			inTable = true
-		case line == "YCQ-TABLE-END":
-			inTable = false
-		case inTable:
-			table.WriteString(line + "\n")
-		}
-	}
-	vr.Table = table.String()
-	return vr
 }

@@ -53,57 +53,53 @@ func (e *Env) RunVM(ctx context.Context, cfg VMConfig) (*VMResult, error) {
 	if cfg.Memory == "" {
 		cfg.Memory = "1G"
 	}
-	if cfg.Module == "" {
-		m, err := moduleDir()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Module = m
-	}
-	initBin, err := GoBuild(ctx, cfg.Module, "./cmd/ycq-guest")
+	module, err := orModuleDir(cfg.Module)
 	if err != nil {
 		return nil, err
 	}
-	modFiles, _, err := e.ModuleFiles(GuestModules...)
+	initBin, err := GoBuild(ctx, module, "./cmd/ycq-guest")
+	if err != nil {
+		return nil, err
+	}
+	files, err := e.guestFiles(initBin, nil, GuestModules)
+	if err != nil {
+		return nil, err
+	}
+	// VFIOUserAppend says why each kernel parameter is there.
+	return e.runGuest(ctx, BootConfig{
+		Files:   files,
+		Machine: VFIOUserMachine,
+		Memory:  cfg.Memory,
+		Append:  slices.Concat(VFIOUserAppend, []string{"ycq.mode=" + cfg.Mode}, cfg.Params),
+		Args:    append([]string{"-smp", "2"}, VFIOUserArgs(cfg.Socket, cfg.Memory)...),
+		Console: cfg.Console,
+	})
+}
+
+// guestFiles are the initramfs of a guest: BaseFiles, the /init initBin
+// and the shared libraries it loads (libs, nil for a static one), and
+// modules with their list.
+func (e *Env) guestFiles(initBin []byte, libs []File, modules []string) ([]File, error) {
+	modFiles, _, err := e.ModuleFiles(modules...)
 	if err != nil {
 		return nil, err
 	}
 	files := append(BaseFiles(), File{Path: "/init", Mode: 0o755, Data: initBin})
-	files = append(files, modFiles...)
-	// VFIOUserAppend says why each kernel parameter is there.
-	appendArgs := slices.Concat(VFIOUserAppend, []string{"ycq.mode=" + cfg.Mode}, cfg.Params)
-	res, err := e.Boot(ctx, BootConfig{
-		Files:   files,
-		Machine: VFIOUserMachine,
-		Memory:  cfg.Memory,
-		Append:  appendArgs,
-		Args:    append([]string{"-smp", "2"}, VFIOUserArgs(cfg.Socket, cfg.Memory)...),
-		Console: cfg.Console,
-	})
+	files = append(files, libs...)
+	return append(files, modFiles...), nil
+}
+
+// runGuest boots bc and returns once the guest powered off, with its
+// YCQ-RESULT line and table decoded: what RunVM, RunUSBVM and RunBothVM
+// share. A guest that printed no result line, or whose result carries an
+// error, is an error too. The result is nil only when the guest did not
+// boot.
+func (e *Env) runGuest(ctx context.Context, bc BootConfig) (*VMResult, error) {
+	res, err := e.Boot(ctx, bc)
 	if res == nil {
 		return nil, err
 	}
-	vr := &VMResult{Result: res}
-	sc := bufio.NewScanner(strings.NewReader(res.Console))
-	inTable := false
-	var table strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "YCQ-RESULT "):
-			var m map[string]any
-			if jerr := json.Unmarshal([]byte(strings.TrimPrefix(line, "YCQ-RESULT ")), &m); jerr == nil {
-				vr.Line = m
-			}
-		case line == "YCQ-TABLE-BEGIN":
-			inTable = true
-		case line == "YCQ-TABLE-END":
-			inTable = false
-		case inTable:
-			table.WriteString(line + "\n")
-		}
-	}
-	vr.Table = table.String()
+	vr := guestResult(res)
 	if err != nil {
 		return vr, err
 	}
@@ -114,6 +110,46 @@ func (e *Env) RunVM(ctx context.Context, cfg VMConfig) (*VMResult, error) {
 		return vr, fmt.Errorf("qemu: the guest failed: %s", msg)
 	}
 	return vr, nil
+}
+
+// guestResult decodes the console's last YCQ-RESULT line and its table.
+// A guest's first line may not start a console line (see below), so a
+// result is found anywhere in one.
+func guestResult(res *Result) *VMResult {
+	vr := &VMResult{Result: res}
+	sc := bufio.NewScanner(strings.NewReader(res.Console))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	inTable := false
+	var table strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		// The first line the guest prints may follow the firmware's
+		// terminal escapes, without a newline between them.
+		_, after, isResult := strings.Cut(line, "YCQ-RESULT ")
+		switch {
+		case isResult:
+			var m map[string]any
+			if json.Unmarshal([]byte(after), &m) == nil {
+				vr.Line = m
+			}
+		case strings.HasSuffix(line, "YCQ-TABLE-BEGIN"):
+			inTable = true
+		case line == "YCQ-TABLE-END":
+			inTable = false
+		case inTable:
+			table.WriteString(line + "\n")
+		}
+	}
+	vr.Table = table.String()
+	return vr
+}
+
+// orModuleDir is dir, or the ycq module's directory when dir is empty.
+func orModuleDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return moduleDir()
 }
 
 // moduleDir finds the ycq module's directory with `go env GOMOD`.
