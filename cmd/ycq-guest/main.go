@@ -21,14 +21,12 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,27 +65,15 @@ type result struct {
 
 func main() {
 	guest.Main(func() error {
-		res := result{Mode: param("ycq.mode", "probe")}
+		res := result{Mode: guest.Param("ycq.mode", "probe")}
 		err := run(&res)
 		if err != nil {
 			res.Error = err.Error()
 			res.Errors++
 		}
-		b, _ := json.Marshal(res)
-		fmt.Printf("YCQ-RESULT %s\n", b)
+		guest.PrintResult(res)
 		return err
 	})
-}
-
-// param reads name=value from the kernel command line.
-func param(name, def string) string {
-	b, _ := os.ReadFile("/proc/cmdline")
-	for _, f := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(f, name+"="); ok {
-			return v
-		}
-	}
-	return def
 }
 
 func run(res *result) error {
@@ -95,7 +81,7 @@ func run(res *result) error {
 	// Reserve huge pages, so the driver's DMA memory is physically
 	// contiguous in 2 MiB pieces (QEMU still maps it a 4 KiB page at a
 	// time, and the device model coalesces the pages again).
-	if err := os.WriteFile("/proc/sys/vm/nr_hugepages", []byte(param("ycq.hugepages", "64")), 0o644); err != nil {
+	if err := os.WriteFile("/proc/sys/vm/nr_hugepages", []byte(guest.Param("ycq.hugepages", "64")), 0o644); err != nil {
 		fmt.Printf("YCQ-GUEST no huge pages: %v\n", err)
 	}
 	mods, err := guest.LoadModules(guest.ModuleList)
@@ -211,10 +197,10 @@ func probeDMA(dev vfio.Device) error {
 }
 
 func runDemo(dev vfio.Device, res *result) error {
-	size, _ := strconv.ParseInt(param("ycq.size", "67108864"), 10, 64)
-	queues, _ := strconv.Atoi(param("ycq.queues", "2"))
-	payload, _ := strconv.Atoi(param("ycq.payload", "4096"))
-	engine, ok := devicemodel.EngineID(param("ycq.engine", "crc32c"))
+	size, _ := strconv.ParseInt(guest.Param("ycq.size", "67108864"), 10, 64)
+	queues, _ := strconv.Atoi(guest.Param("ycq.queues", "2"))
+	payload, _ := strconv.Atoi(guest.Param("ycq.payload", "4096"))
+	engine, ok := devicemodel.EngineID(guest.Param("ycq.engine", "crc32c"))
 	if !ok {
 		return errors.New("bad ycq.engine")
 	}
@@ -241,7 +227,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // crc32c engine, checking every response, with a driver reset in the
 // middle of the traffic.
 func streamWithReset(dev vfio.Device, res *result) error {
-	resizable := param("ycq.resize", "0") == "1"
+	resizable := guest.Param("ycq.resize", "0") == "1"
 	drv, err := hostdriver.Open(dev, hostdriver.Config{Engine: ycqdev.EngineCRC32C, Slots: 512, SlotSize: 4096, Huge: true,
 		Resizable: resizable, ResizeDeadline: time.Minute})
 	if err != nil {

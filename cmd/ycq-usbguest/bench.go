@@ -17,6 +17,7 @@ import (
 	"github.com/ycq-dev/ycq/hostdriver/usbhost"
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/ringbench"
+	"github.com/ycq-dev/ycq/qemu/guest"
 	"github.com/ycq-dev/ycq/vfio/kernel"
 	"github.com/ycq-dev/ycq/vfio/pci"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -50,15 +51,15 @@ type benchShape struct {
 
 func benchParams() (benchShape, error) {
 	s := benchShape{rounds: paramInt("ycq.rounds", 5), pairs: paramInt("ycq.pairs", 1), batch: paramInt("ycq.batch", 64),
-		devmem: param("ycq.devmem", "1") == "1"}
-	for _, f := range strings.Split(param("ycq.sizes", "64,16384"), ",") {
+		devmem: guest.Param("ycq.devmem", "1") == "1"}
+	for _, f := range strings.Split(guest.Param("ycq.sizes", "64,16384"), ",") {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < guestbench.Records.HeaderSize() || n%8 != 0 {
 			return s, fmt.Errorf("bad ycq.sizes %q", f)
 		}
 		s.sizes = append(s.sizes, n)
 	}
-	for _, f := range strings.Split(param("ycq.brecords", "100000,10000"), ",") {
+	for _, f := range strings.Split(guest.Param("ycq.brecords", "100000,10000"), ",") {
 		n, err := strconv.ParseInt(f, 10, 64)
 		if err != nil || n < 1 {
 			return s, fmt.Errorf("bad ycq.brecords %q", f)

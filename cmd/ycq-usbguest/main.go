@@ -35,14 +35,12 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,13 +87,12 @@ type bench struct {
 
 func main() {
 	guest.Main(func() error {
-		res := result{Mode: param("ycq.mode", "probe")}
+		res := result{Mode: guest.Param("ycq.mode", "probe")}
 		err := run(&res)
 		if err != nil {
 			res.Error = err.Error()
 		}
-		b, _ := json.Marshal(res)
-		fmt.Printf("YCQ-RESULT %s\n", b)
+		guest.PrintResult(res)
 		return err
 	})
 }
@@ -143,17 +140,6 @@ func waitUSB(limit time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// param reads name=value from the kernel command line.
-func param(name, def string) string {
-	b, _ := os.ReadFile("/proc/cmdline")
-	for _, f := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(f, name+"="); ok {
-			return v
-		}
-	}
-	return def
 }
 
 // format is the records' layout: (queue, sequence) in the header, a
@@ -442,10 +428,10 @@ func runDemo(res *result) error {
 	if err := waitUSB(30 * time.Second); err != nil {
 		return err
 	}
-	size, _ := strconv.ParseInt(param("ycq.size", "67108864"), 10, 64)
+	size, _ := strconv.ParseInt(guest.Param("ycq.size", "67108864"), 10, 64)
 	queues := paramInt("ycq.queues", 2)
 	payload := paramInt("ycq.payload", 4096)
-	engine, ok := devicemodel.EngineID(param("ycq.engine", "crc32c"))
+	engine, ok := devicemodel.EngineID(guest.Param("ycq.engine", "crc32c"))
 	if !ok || (engine != ycqdev.EngineEcho && engine != ycqdev.EngineCRC32C) {
 		return errors.New("bad ycq.engine: echo or crc32c")
 	}
@@ -457,7 +443,7 @@ func runDemo(res *result) error {
 		slots /= 2
 	}
 	drv, err := usbhost.Open(openCtx, usbhost.Config{Engine: engine, RecordSize: payload, Pairs: queues, Slots: slots,
-		DeviceMemory: param("ycq.devmem", "0") == "1"})
+		DeviceMemory: guest.Param("ycq.devmem", "0") == "1"})
 	cancelOpen()
 	if err != nil {
 		return err
@@ -543,7 +529,7 @@ func check(p *usbhost.Pair, got int64, b, want []byte) error {
 
 func paramInt(name string, def int) int {
 	var v int
-	if _, err := fmt.Sscan(param(name, ""), &v); err != nil || v <= 0 {
+	if _, err := fmt.Sscan(guest.Param(name, ""), &v); err != nil || v <= 0 {
 		return def
 	}
 	return v
