@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ycq-dev/ycq/devicemodel/usbdev"
@@ -110,27 +105,18 @@ func benchUSB(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	env, err := qemu.Find(ctx, true, stderr) // provisions on first use
+	h, done, err := startGuestHost(*timeout, "ycq-bench-usb-", stderr)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "ycq-bench-usb-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sock := filepath.Join(dir, "device.sock")
-	_, stopDevice, err := serveVFIOUser(sock, work.pairs, log)
+	defer done()
+	sock := filepath.Join(h.dir, "device.sock")
+	_, stopDevice, err := serveVFIOUser(sock, work.pairs, h.log)
 	if err != nil {
 		return err
 	}
 	defer stopDevice()
-	um, err := serveUSB(filepath.Join(dir, "usbredir.sock"), work.pairs, log)
+	um, err := serveUSB(filepath.Join(h.dir, "usbredir.sock"), work.pairs, h.log)
 	if err != nil {
 		return err
 	}
@@ -142,15 +128,13 @@ func benchUSB(args []string, stdout, stderr io.Writer) error {
 	}
 	if !*asJSON {
 		fmt.Fprintf(stdout, "booting a guest (QEMU %s, kernel %s) with the ycq device on vfio-user-pci and the ycq USB device on qemu-xhci + usb-redir...\n",
-			filepath.Base(env.QEMU), env.KernelVersion)
+			filepath.Base(h.env.QEMU), h.env.KernelVersion)
 	}
 	before := hostProbe()
-	res, err := env.RunBothVM(ctx, cfg)
+	res, err := h.env.RunBothVM(h.ctx, cfg)
 	after := hostProbe()
 	if err != nil {
-		if res != nil && !*console {
-			fmt.Fprintf(stderr, "guest console:\n%s\n", res.Console)
-		}
+		showConsole(stderr, res, err, *console)
 		return err
 	}
 	um.Close()

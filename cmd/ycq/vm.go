@@ -57,21 +57,12 @@ func vmRun(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	env, err := qemu.Find(ctx, true, stderr) // provisions on first use
+	h, done, err := startGuestHost(*timeout, "ycq-vm-", stderr)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "ycq-vm-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	defer done()
+	ctx, env, dir, log := h.ctx, h.env, h.dir, h.log
 	params := []string{
 		fmt.Sprintf("ycq.size=%d", total), fmt.Sprintf("ycq.queues=%d", *queues),
 		fmt.Sprintf("ycq.payload=%d", rec), "ycq.engine=" + *engine,
@@ -98,9 +89,7 @@ func vmRun(args []string, stdout, stderr io.Writer) error {
 		st := srv.DMAStats()
 		fmt.Fprintf(stdout, "guest ran %v; device model: %d DMA_MAP messages\n", res.Duration.Round(time.Millisecond), st.Maps)
 	}
-	if err != nil && res != nil && !*console {
-		fmt.Fprintf(stderr, "guest console:\n%s\n", res.Console)
-	}
+	showConsole(stderr, res, err, *console)
 	return err
 }
 
@@ -146,10 +135,48 @@ func vmRunUSB(ctx context.Context, env *qemu.Env, dir string, queues int, params
 		fmt.Fprintf(stdout, "guest ran %v; USB device model: %d connection(s), %d requests, %d responses, %d bad transfers, %d resets\n",
 			res.Duration.Round(time.Millisecond), served, reqs, resps, bad, ctr.Resets)
 	}
-	if err != nil && res != nil && console == nil {
+	showConsole(stderr, res, err, console != nil)
+	return err
+}
+
+// guestHost is what a command that runs a QEMU guest sets up here: a
+// context that ends on SIGINT, SIGTERM or the timeout, the QEMU
+// environment (provisioned on first use), a temporary directory for the
+// device models' sockets, and a logger of warnings for them.
+type guestHost struct {
+	ctx context.Context
+	env *qemu.Env
+	dir string
+	log *slog.Logger
+}
+
+// startGuestHost sets up a guestHost, its directory named from dirPrefix;
+// done removes the directory and ends the context.
+func startGuestHost(timeout time.Duration, dirPrefix string, stderr io.Writer) (h guestHost, done func(), err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	end := func() { cancel(); stop() }
+	env, err := qemu.Find(ctx, true, stderr) // provisions on first use
+	if err != nil {
+		end()
+		return guestHost{}, nil, err
+	}
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		end()
+		return guestHost{}, nil, err
+	}
+	h = guestHost{ctx: ctx, env: env, dir: dir,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return h, func() { os.RemoveAll(dir); end() }, nil
+}
+
+// showConsole prints the guest's serial console to stderr when the guest
+// failed (err) and its console was not already shown as it ran (shown).
+func showConsole(stderr io.Writer, res *qemu.VMResult, err error, shown bool) {
+	if err != nil && res != nil && !shown {
 		fmt.Fprintf(stderr, "guest console:\n%s\n", res.Console)
 	}
-	return err
 }
 
 // printGuest prints the guest's table and its result line.
