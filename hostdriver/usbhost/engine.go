@@ -307,23 +307,15 @@ func (e *engines) runOut(p *Pair) {
 	}
 	var inflight []outFlight
 	defer func() {
-		// Cancel what is in flight and wait for each, in order: their
-		// completions count (a completed OUT needs no resending for the
-		// sink), their failures do not (they will be sent again).
-		for _, f := range inflight {
-			f.x.cancel()
-		}
-		for _, f := range inflight {
-			<-f.x.done()
+		// What was in flight: its completions count (a completed OUT
+		// needs no resending for the sink), its failures do not (they
+		// will be sent again).
+		drain(inflight, free, func(f outFlight) {
 			if n, err := f.x.result(); err == nil && n == f.size {
 				p.outXfers.Add(1)
 				p.outCompleted(f.n)
 			}
-			free = append(free, f.x)
-		}
-		for _, x := range free {
-			x.free()
-		}
+		})
 	}()
 	line := p.h2d.ItemsWake()
 	r := p.shape.r
@@ -355,72 +347,27 @@ func (e *engines) runOut(p *Pair) {
 		}
 		return submitted, true
 	}
-	for {
-		select {
-		case <-e.stop:
-			return
-		default:
-		}
-		if _, ok := fill(); !ok {
-			return
-		}
-		// Wait for the oldest transfer, or (with a transfer free) for
-		// records, or the end. Registered as a sleeper on the items
-		// line, try once more before sleeping: a publish since the last
-		// try either shows now or kicks.
-		var head, work <-chan struct{}
-		if len(inflight) > 0 {
-			head = inflight[0].x.done()
-		}
-		if len(free) > 0 {
-			work = p.outWork.arm()
-			line.Waiters().Add(1) // a locked add: the barrier the publisher's kick pairs with
-			n, ok := fill()
-			if n > 0 || !ok {
-				line.Waiters().Add(^uint32(0))
-				if !ok {
-					return
-				}
-				continue
-			}
-		}
-		select {
-		case <-head:
-		case <-work:
-		case <-e.stop:
-		}
-		if work != nil {
-			line.Waiters().Add(^uint32(0))
-		}
-		if len(inflight) == 0 {
-			continue
-		}
-		select {
-		case <-inflight[0].x.done():
-		default:
-			continue
-		}
-		f := inflight[0]
-		inflight = inflight[1:]
-		free = append(free, f.x)
+	// The publisher kicks p.outWork after its publish.
+	pump(e, line, &p.outWork, &free, &inflight, fill, func(f outFlight) bool {
 		n, err := f.x.result()
 		switch {
 		case err == nil && n == f.size:
 			p.outXfers.Add(1)
 			if err := p.outCompleted(f.n); err != nil {
 				e.d.fail(fmt.Errorf("usbhost: pair %d: release requests: %w", p.index, err))
-				return
+				return false
 			}
 		case errors.Is(err, errCancelled):
 			// Stopping: the records go out again after the restart.
 		case err == nil:
 			e.failTransfer(p, ep, n, fmt.Errorf("%w: %d bytes of %d sent", ErrProtocol, n, f.size))
-			return
+			return false
 		default:
 			e.failTransfer(p, ep, n, err)
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 type inFlight struct {
@@ -482,17 +429,8 @@ func (e *engines) runIn(p *Pair) {
 		return err
 	}
 	defer func() {
-		for _, f := range inflight {
-			f.x.cancel()
-		}
-		for _, f := range inflight {
-			<-f.x.done()
-			complete(f) // responses that came before the cancel count
-			free = append(free, f.x)
-		}
-		for _, x := range free {
-			x.free()
-		}
+		// Responses that came before the cancel count.
+		drain(inflight, free, func(f inFlight) { complete(f) })
 	}()
 	line := p.d2h.SpaceWake()
 	next := p.inNext // the next position this side reserves (it is the only producer)
@@ -543,6 +481,33 @@ func (e *engines) runIn(p *Pair) {
 		}
 		return submitted, true
 	}
+	// The application's release kicks p.inRoom.
+	pump(e, line, &p.inRoom, &free, &inflight, fill, func(f inFlight) bool {
+		if err := complete(f); err != nil && !errors.Is(err, errCancelled) {
+			e.failTransfer(p, ep, 0, err)
+			return false
+		}
+		return true
+	})
+}
+
+// flight is a transfer in flight with what it carries (outFlight,
+// inFlight).
+type flight interface{ xfer() transfer }
+
+func (f outFlight) xfer() transfer { return f.x }
+func (f inFlight) xfer() transfer  { return f.x }
+
+// pump is the loop runOut and runIn share. Until the engines stop or a
+// step fails, it fills (fill submits on free transfers what there is,
+// appending to inflight; false means the driver failed), then waits for
+// the oldest transfer in flight, or, with a transfer free, for more work
+// (wake, fired by kick on line), or for the end. The oldest transfer, once
+// done, goes back to free and to complete, which returns false to end the
+// loop. pump alone appends to free and takes from inflight's head while it
+// runs; fill and complete run on its goroutine.
+func pump[F flight](e *engines, line ring.WakeLine, wake *signal, free *[]transfer, inflight *[]F,
+	fill func() (submitted int, ok bool), complete func(F) bool) {
 	for {
 		select {
 		case <-e.stop:
@@ -552,13 +517,17 @@ func (e *engines) runIn(p *Pair) {
 		if _, ok := fill(); !ok {
 			return
 		}
-		var head, room <-chan struct{}
-		if len(inflight) > 0 {
-			head = inflight[0].x.done()
+		// Wait for the oldest transfer, or (with a transfer free) for
+		// work, or the end. Registered as a sleeper on line, try once
+		// more before sleeping: work since the last try either shows now
+		// or kicks.
+		var head, work <-chan struct{}
+		if len(*inflight) > 0 {
+			head = (*inflight)[0].xfer().done()
 		}
-		if len(free) > 0 {
-			room = p.inRoom.arm()
-			line.Waiters().Add(1) // pairs with the releaser's kick
+		if len(*free) > 0 {
+			work = wake.arm()
+			line.Waiters().Add(1) // a locked add: the barrier the kick's fence pairs with
 			n, ok := fill()
 			if n > 0 || !ok {
 				line.Waiters().Add(^uint32(0))
@@ -570,26 +539,42 @@ func (e *engines) runIn(p *Pair) {
 		}
 		select {
 		case <-head:
-		case <-room:
+		case <-work:
 		case <-e.stop:
 		}
-		if room != nil {
+		if work != nil {
 			line.Waiters().Add(^uint32(0))
 		}
-		if len(inflight) == 0 {
+		if len(*inflight) == 0 {
 			continue
 		}
+		f := (*inflight)[0]
 		select {
-		case <-inflight[0].x.done():
+		case <-f.xfer().done():
 		default:
 			continue
 		}
-		f := inflight[0]
-		inflight = inflight[1:]
-		free = append(free, f.x)
-		if err := complete(f); err != nil && !errors.Is(err, errCancelled) {
-			e.failTransfer(p, ep, 0, err)
+		*inflight = (*inflight)[1:]
+		*free = append(*free, f.xfer())
+		if !complete(f) {
 			return
 		}
+	}
+}
+
+// drain is what runOut and runIn do last: cancel every transfer in flight,
+// wait for each, in order, and hand it to finish, then free every
+// transfer.
+func drain[F flight](inflight []F, free []transfer, finish func(F)) {
+	for _, f := range inflight {
+		f.xfer().cancel()
+	}
+	for _, f := range inflight {
+		<-f.xfer().done()
+		finish(f)
+		free = append(free, f.xfer())
+	}
+	for _, x := range free {
+		x.free()
 	}
 }
