@@ -205,6 +205,13 @@ func WriteInitramfs(p string, files []File) (err error) {
 // directory), and returns its bytes. It runs the `go` on PATH, which `go
 // test` puts first.
 func GoBuild(ctx context.Context, dir, pkg string) ([]byte, error) {
+	return goBuild(ctx, dir, pkg, false, nil)
+}
+
+// goBuild is GoBuild and GoBuildCgo: it builds pkg for linux/amd64, with
+// cgo or without, into a temporary file and returns its bytes; inspect,
+// when not nil, looks at the file first (an error from it is goBuild's).
+func goBuild(ctx context.Context, dir, pkg string, cgo bool, inspect func(bin string) error) ([]byte, error) {
 	gocmd, err := exec.LookPath("go")
 	if err != nil {
 		return nil, fmt.Errorf("qemu: go build %s: %w", pkg, err)
@@ -217,11 +224,20 @@ func GoBuild(ctx context.Context, dir, pkg string) ([]byte, error) {
 	out := filepath.Join(tmp, "init")
 	cmd := exec.CommandContext(ctx, gocmd, "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+	cgoEnabled, what := "CGO_ENABLED=0", ""
+	if cgo {
+		cgoEnabled, what = "CGO_ENABLED=1", " (cgo)"
+	}
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", cgoEnabled)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("qemu: go build %s: %w\n%s", pkg, err, stderr.Bytes())
+		return nil, fmt.Errorf("qemu: go build %s%s: %w\n%s", pkg, what, err, stderr.Bytes())
+	}
+	if inspect != nil {
+		if err := inspect(out); err != nil {
+			return nil, err
+		}
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {

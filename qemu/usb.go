@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -148,31 +147,13 @@ func importedLibraries(lib string) ([]string, error) {
 // which Debian ships no static archive, and a static glibc program cannot
 // load libraries later. Copying a handful of libraries is the robust way.
 func GoBuildCgo(ctx context.Context, dir, pkg string) ([]byte, []File, error) {
-	gocmd, err := exec.LookPath("go")
-	if err != nil {
-		return nil, nil, fmt.Errorf("qemu: go build %s: %w", pkg, err)
-	}
-	tmp, err := os.MkdirTemp("", "ycq-gobuild-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("qemu: go build %s: %w", pkg, err)
-	}
-	defer os.RemoveAll(tmp)
-	out := filepath.Join(tmp, "init")
-	cmd := exec.CommandContext(ctx, gocmd, "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, nil, fmt.Errorf("qemu: go build %s (cgo): %w\n%s", pkg, err, stderr.Bytes())
-	}
-	libs, err := SharedLibraries(out)
+	var libs []File
+	b, err := goBuild(ctx, dir, pkg, true, func(bin string) (err error) {
+		libs, err = SharedLibraries(bin)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return nil, nil, fmt.Errorf("qemu: go build %s: %w", pkg, err)
 	}
 	return b, libs, nil
 }
