@@ -18,10 +18,11 @@ package devicemodel
 //     an fd is a span of its own, reached with DMA_READ/DMA_WRITE.
 //
 // Lookups are binary searches over spans: O(log n). Mapping an entry that
-// extends a span grows its mapping in place (mremap) when it is the
-// span's right neighbour, or maps the union afresh from the new fd and
-// unmaps the old pieces otherwise; a sequential 4096-page map ends as one
-// span. Unmapping an entry inside a span unmaps just its pages (munmap of
+// extends a span grows its mapping (mremap, moving it if it must, a
+// pinned span's only in place) when it is the span's right neighbour, or
+// maps the union afresh from the new fd and unmaps the old pieces
+// otherwise (never a pinned span's); a sequential 4096-page map ends as
+// one span. Unmapping an entry inside a span unmaps just its pages (munmap of
 // the sub-range) and splits the span in two.
 //
 // Concurrency: one RWMutex. Device accesses hold it shared while they
@@ -335,9 +336,10 @@ func (t *DMATable) mapFile(fd int, fi fileInfo, e dmaEntry, offset uint64) error
 	}
 	if left != nil && right == nil {
 		// The common case, a sequential map: grow the left span's
-		// mapping in place over the file's next pages. In place, the
-		// address stays, so a pinned span may grow too.
-		if mem, err := mremapGrow(left.vm, int(left.size+e.size)); err == nil {
+		// mapping over the file's next pages. A pinned span grows only
+		// in place: its holders keep the address (moving it would leave
+		// them a view of unmapped, or later reused, addresses).
+		if mem, err := mremapGrow(left.vm, int(left.size+e.size), len(left.pins) == 0); err == nil {
 			left.vm, left.mem = mem, mem
 			left.size += e.size
 			left.entries++

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -518,6 +519,56 @@ func TestDMATablePin(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, uint64(1), tab.Stats().Revokes)
 	release() // a second release is harmless
+}
+
+// TestDMATablePinnedSpanGrowsInPlaceOnly: a map that extends a pinned
+// span whose mapping cannot grow in place (the addresses after it are
+// taken) leaves the span where it is, so the holder's view stays the
+// client's memory; the new page gets a span of its own. (The table used
+// to move the mapping: the holder was left with unmapped addresses, and
+// the ycq device behind QEMU read zeroed metadata or faulted when the
+// host mapped a resize's generation right after its live queues.)
+func TestDMATablePinnedSpanGrowsInPlaceOnly(t *testing.T) {
+	r := memfd(t, 4*page)
+	tab := devicemodel.NewDMATable(nil, 0)
+	defer tab.Close()
+	rw := vfio.DMARead | vfio.DMAWrite
+	mapPages(t, tab, r, 0x100000, []int{0, 1})
+	b, release, err := tab.Pin(0x100000, 2*page, rw, func() { t.Error("nothing was unmapped, yet the pin was revoked") })
+	require.NoError(t, err)
+	defer release()
+	occupyAfter(t, b)
+
+	mapPages(t, tab, r, 0x100000, []int{2, 3})
+	require.True(t, touch(b, 2*page-1, 0x5a), "the pinned view is no longer mapped")
+	require.Equal(t, byte(0x5a), r.Bytes()[2*page-1], "the pinned view is not the client's memory")
+	got := make([]byte, 3*page)
+	require.NoError(t, tab.Read(0x100000+page, got))
+	require.Equal(t, r.Bytes()[page:4*page], got)
+	require.Equal(t, 2, tab.Stats().Spans, "the pinned span cannot grow: the new pages are a span of their own")
+
+	// Once let go, the span may move to grow.
+	release()
+	require.NoError(t, tab.Unmap(0x100000+2*page, 2*page))
+	mapPages(t, tab, r, 0x100000, []int{2})
+	require.Equal(t, 1, tab.Stats().Spans)
+	require.NoError(t, tab.Read(0x100000, got))
+	require.Equal(t, r.Bytes()[:3*page], got)
+}
+
+// touch writes v at b[i], reporting false if the memory faulted.
+func touch(b []byte, i int, v byte) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	b[i] = v
+	return true
 }
 
 // pinHolder holds a pinned view the way the ycq device does: asked to let

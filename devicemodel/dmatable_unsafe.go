@@ -30,10 +30,16 @@ func munmapBytes(b []byte) error {
 	return unix.MunmapPtr(unsafe.Pointer(&b[0]), uintptr(len(b)))
 }
 
-// mremapGrow grows the mapping b to n bytes, moving it if it must; for a
-// shared file mapping the new pages map the file's next offsets.
-func mremapGrow(b []byte, n int) ([]byte, error) {
-	p, err := unix.MremapPtr(unsafe.Pointer(&b[0]), uintptr(len(b)), nil, uintptr(n), unix.MREMAP_MAYMOVE)
+// mremapGrow grows the mapping b to n bytes; for a shared file mapping the
+// new pages map the file's next offsets. With move it may move the mapping
+// (the old address is then unmapped); without, it grows in place or fails
+// (ENOMEM when the addresses after b are taken).
+func mremapGrow(b []byte, n int, move bool) ([]byte, error) {
+	flags := 0
+	if move {
+		flags = unix.MREMAP_MAYMOVE
+	}
+	p, err := unix.MremapPtr(unsafe.Pointer(&b[0]), uintptr(len(b)), nil, uintptr(n), flags)
 	if err != nil {
 		return nil, err
 	}
