@@ -139,17 +139,19 @@ type dmaSpan struct {
 	entries    int
 	// pins are the holders of direct views of mem (Pin); while there
 	// are any, the span's address must not change, so it is never mapped
-	// afresh, and removing it waits for them to let go.
+	// afresh, and unmapping pages a pin views waits for it to let go.
 	pins []*dmaPin
 }
 
-// dmaPin is one Pin: the span it holds, how to ask its holder to let go,
-// and a channel closed when it has.
+// dmaPin is one Pin: the range it views and the span that holds it (the
+// part that keeps the range when an unmap elsewhere splits the span), how
+// to ask its holder to let go, and a channel closed when it has.
 type dmaPin struct {
-	span     *dmaSpan
-	revoke   func()
-	released chan struct{}
-	once     sync.Once
+	iova, size uint64
+	span       *dmaSpan // under t.mu
+	revoke     func()
+	released   chan struct{}
+	once       sync.Once
 }
 
 func (s *dmaSpan) end() uint64 { return s.iova + s.size }
@@ -488,7 +490,9 @@ func (t *DMATable) unmapRangeLocked(a, size uint64) (ei, ej int, err error) {
 }
 
 // unmapEntryLocked removes entry ei, unmapping its pages and splitting its
-// span if the span has other entries. t.mu held.
+// span if the span has other entries; the span's pins, none of which views
+// the entry (lockUnpinned saw to that), go with the part that holds their
+// range. t.mu held.
 func (t *DMATable) unmapEntryLocked(ei int) error {
 	a, size := t.entries[ei].iova, t.entries[ei].size
 	si := t.spanAt(a)
@@ -511,6 +515,14 @@ func (t *DMATable) unmapEntryLocked(ei int) error {
 			m := s.mem[at+size:]
 			parts = append(parts, &dmaSpan{iova: a + size, size: rest, perm: s.perm, mem: m, vm: m,
 				file: s.file, off: s.off + at + size, align: s.align, entries: s.entries - 1 - (ei - first)})
+		}
+		for _, p := range s.pins {
+			for _, part := range parts {
+				if part.iova <= p.iova && p.iova < part.end() {
+					p.span = part
+					part.pins = append(part.pins, p)
+				}
+			}
 		}
 		t.replaceSpans(si, 1, parts...)
 	}
@@ -560,9 +572,10 @@ func (t *DMATable) Close() error {
 // use directly, without a table lookup per access, if the range is
 // memory-backed, lies in one span, and that span allows perm. The view
 // stays valid until the holder calls release: until then the span's
-// address does not change, and an unmap of any part of it first calls
-// revoke (from the unmapping goroutine, at most once), then waits for
-// release. revoke must make the holder stop touching the slice and call
+// address does not change, and an unmap of any of the pinned bytes first
+// calls revoke (from the unmapping goroutine, at most once), then waits
+// for release; an unmap of other pages of the span leaves the view alone
+// (the span's remaining pages keep their addresses). revoke must make the holder stop touching the slice and call
 // release soon, without calling into the table. Accesses through the
 // slice are the holder's to guard against faults (debug.SetPanicOnFault).
 func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func()) (b []byte, release func(), err error) {
@@ -578,13 +591,13 @@ func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func(
 		return nil, nil, fmt.Errorf("%w: pin [%#x, +%#x): not one memory-backed span with permissions %#x",
 			ErrDMAFault, a, size, uint32(perm))
 	}
-	p := &dmaPin{span: s, revoke: revoke, released: make(chan struct{})}
+	p := &dmaPin{iova: a, size: size, span: s, revoke: revoke, released: make(chan struct{})}
 	s.pins = append(s.pins, p)
 	t.pins.Add(1)
 	release = func() {
 		p.once.Do(func() {
 			t.mu.Lock()
-			s.pins = slices.DeleteFunc(s.pins, func(q *dmaPin) bool { return q == p })
+			p.span.pins = slices.DeleteFunc(p.span.pins, func(q *dmaPin) bool { return q == p })
 			t.mu.Unlock()
 			close(p.released)
 		})
@@ -594,8 +607,8 @@ func (t *DMATable) Pin(iova vfio.IOVA, size uint64, perm vfio.Perm, revoke func(
 }
 
 // lockUnpinned locks t.mu and returns holding it, either with the error
-// of check, which refused the request, or with nil once no pin is left on
-// a span that touches [a, a+size) (size 0: on any span). check (nil: the
+// of check, which refused the request, or with nil once no pin views any
+// of [a, a+size) (size 0: no pin is left at all). check (nil: the
 // request is never refused) runs with t.mu held and must change nothing;
 // it runs before any pin is revoked, so a refused request revokes none.
 // While there are such pins lockUnpinned collects them (pinsLocked),
@@ -626,13 +639,18 @@ func (t *DMATable) lockUnpinned(a, size uint64, check func() error) error {
 	}
 }
 
-// pinsLocked returns the pins on every span that touches [a, a+size)
-// (size 0: on every span). t.mu held.
+// pinsLocked returns the pins that view any of [a, a+size) (size 0:
+// every pin). t.mu held.
 func (t *DMATable) pinsLocked(a, size uint64) []*dmaPin {
 	var pins []*dmaPin
 	for _, s := range t.spans {
-		if len(s.pins) > 0 && (size == 0 || s.iova <= a+(size-1) && a <= s.end()-1) {
-			pins = append(pins, s.pins...)
+		if len(s.pins) == 0 || size != 0 && (s.iova > a+(size-1) || a > s.end()-1) {
+			continue
+		}
+		for _, p := range s.pins {
+			if size == 0 || p.iova <= a+(size-1) && a <= p.iova+(p.size-1) {
+				pins = append(pins, p)
+			}
 		}
 	}
 	return pins
