@@ -326,17 +326,23 @@ func (r *Resizable) successor(g *generation) (*generation, error) {
 	if n := g.next.Load(); n != nil {
 		return n, nil
 	}
-	link := g.q.m.link()
-	want := link.next.Load()
-	if want == 0 {
-		return nil, nil
-	}
-	if gen := nextGeneration(g.q.gen); want != gen {
-		return nil, corruptf("generation %d links to generation %d: want %d", g.q.gen, want, gen)
+	// Without the lock first: a single producer asks on every reserve.
+	if want, err := g.named(); want == 0 || err != nil {
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.link(g)
+}
+
+// named is the generation g's link line names next, 0 if none yet; a name
+// other than the next number is corruption.
+func (g *generation) named() (uint32, error) {
+	want := g.q.m.link().next.Load()
+	if gen := nextGeneration(g.q.gen); want != 0 && want != gen {
+		return 0, corruptf("generation %d links to generation %d: want %d", g.q.gen, want, gen)
+	}
+	return want, nil
 }
 
 // link is successor's second half, with r.mu held.
@@ -344,14 +350,11 @@ func (r *Resizable) link(g *generation) (*generation, error) {
 	if n := g.next.Load(); n != nil {
 		return n, nil
 	}
+	want, err := g.named()
+	if want == 0 || err != nil {
+		return nil, err
+	}
 	link := g.q.m.link()
-	want := link.next.Load()
-	if want == 0 {
-		return nil, nil
-	}
-	if gen := nextGeneration(g.q.gen); want != gen {
-		return nil, corruptf("generation %d links to generation %d: want %d", g.q.gen, want, gen)
-	}
 	n := r.given[want]
 	if n == nil {
 		return nil, nil
