@@ -100,12 +100,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ring
 	$(GO) run ./cmd/ycq bench ring $$(test -x bin/dpdk-ring-bench && echo -dpdk bin/dpdk-ring-bench)
 	$(GO) run ./cmd/ycq bench ipc
-	$(GO) run ./cmd/ycq bench device
+	$(GO) run ./cmd/ycq bench device $$(test -x bin/dpdk-vhost-bench && echo -dpdk-vhost bin/dpdk-vhost-bench)
 
 ## bench-dpdk: DPDK's rte_ring (zero-copy API) doing the work of `ycq bench
-## ring`, built into bin/; installs dpdk-dev if missing (needs root and
-## Debian's mirrors); not part of `make test`. DPDK_BENCH_ARGS go to the
-## harness, e.g. DPDK_BENCH_ARGS="-items 500000 -rounds 1" or "-json"
+## ring`, and DPDK's virtio-user PMD against vhost-user doing the work of
+## `ycq bench device` (bin/dpdk-vhost-bench, which `make bench` and
+## `ycq bench device -dpdk-vhost` run), built into bin/; installs dpdk-dev
+## if missing (needs root and Debian's mirrors); not part of `make test`.
+## Runs the ring harness; DPDK_BENCH_ARGS go to it, e.g.
+## DPDK_BENCH_ARGS="-items 500000 -rounds 1" or "-json"
 .PHONY: bench-dpdk
 DPDK_BENCH_ARGS ?=
 bench-dpdk:
@@ -113,6 +116,8 @@ bench-dpdk:
 	@mkdir -p bin
 	$(CC) -std=c11 -O2 -fno-tree-vectorize -Wall -Wextra -o bin/dpdk-ring-bench \
 		bench/dpdk/ring_bench.c $$(pkg-config --cflags --libs libdpdk) -lpthread
+	$(CC) -std=c11 -O2 -Wall -Wextra -o bin/dpdk-vhost-bench \
+		bench/dpdk/vhost_bench.c $$(pkg-config --cflags --libs libdpdk) -lpthread
 	./bin/dpdk-ring-bench $(DPDK_BENCH_ARGS)
 
 ## fuzz: each fuzz target for FUZZTIME

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -37,15 +38,18 @@ import (
 // and driven by the host driver, one sender and one receiver goroutine per
 // queue pair. System socket: the child is `ycq bench device-socket-peer`,
 // one connection per queue pair, with a sender and a receiver goroutine
-// each. A record is one request and its response, of the same size; both
-// systems let a stream run ahead by the same window of in-flight records
-// and move the same batches.
+// each. With -dpdk-vhost, system dpdk-vhost is DPDK's software device
+// path beside them: bench/dpdk/vhost_bench.c as a virtio-user driver
+// process against itself as a vhost-user device process, one polling
+// thread each. A record is one request and its response, of the same size;
+// every system lets a stream run ahead by the same window of in-flight
+// records and moves the same batches.
 //
 // A run sends for -min-time, then stops sending and drains: it counts
 // every response it checked, and its time runs from the first send to the
 // last response. Each cell (a system at a record size) runs -rounds times;
-// a round runs every cell, the two systems side by side, so drift in the
-// machine hits both alike. Around every run a ping-pong probe measures the
+// a round runs every cell, the systems side by side, so drift in the
+// machine hits them alike. Around every run a ping-pong probe measures the
 // cache-line round trip between two CPUs, so that a figure taken with the
 // threads placed far apart is seen as such, and the CPU time of both
 // processes gives records per CPU-second.
@@ -62,6 +66,7 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	bar2 := fs.Bool("bar2", false, "ycq: keep the queues' metadata in the device's BAR2")
 	asJSON := fs.Bool("json", false, "print one JSON object per system and size instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
+	dpdkVhost := fs.String("dpdk-vhost", "", "also run this build of bench/dpdk/vhost_bench.c (make bench-dpdk builds bin/dpdk-vhost-bench), as system "+systemDPDKVhost)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -78,6 +83,11 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	}
 	if *minTime <= 0 || *rounds < 1 || *pairs < 1 || *batch < 1 || *window < 1 {
 		return usagef("-min-time, -rounds, -pairs, -batch and -window must be positive")
+	}
+	if *dpdkVhost != "" {
+		if err := checkDPDKVhost(*dpdkVhost, sizes, *pairs, *slots, *batch); err != nil {
+			return err
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -99,16 +109,17 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 		payload int
 	}
 	systems := []string{"ycq", "socket"}
+	if *dpdkVhost != "" {
+		systems = append(systems, systemDPDKVhost)
+	}
 	runs := map[key][]deviceResult{}
 	for round := range *rounds {
 		for i, payload := range sizes {
 			o := deviceRun{minTime: *minTime, payload: payload, pairs: *pairs, slots: *slots, batch: *batch,
 				window: *window, bar2: *bar2}
-			// Alternate which system goes first.
-			order := slices.Clone(systems)
-			if (round+i)%2 == 1 {
-				slices.Reverse(order)
-			}
+			// Rotate which system goes first (with two: alternate).
+			k := (round + i) % len(systems)
+			order := append(slices.Clone(systems[k:]), systems[:k]...)
 			for _, sys := range order {
 				before := ringbench.PingPong(probeTime)
 				var r deviceResult
@@ -116,6 +127,8 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 				switch sys {
 				case "ycq":
 					r, err = runDeviceYCQ(devSock, o)
+				case systemDPDKVhost:
+					r, err = runDeviceDPDKVhost(*dpdkVhost, filepath.Join(dir, fmt.Sprintf("vhost-r%d-%d.sock", round, payload)), o)
 				default:
 					r, err = runDeviceSocket(exe, filepath.Join(dir, fmt.Sprintf("r%d.sock", round)), o)
 				}
@@ -124,7 +137,7 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 				}
 				r.probeBefore, r.probeAfter = before, ringbench.PingPong(probeTime)
 				if *verbose {
-					fmt.Fprintf(stderr, "round %d: %-6s %7d B %9.0f items/s, %d records in %v, CPU %v here + %v child"+
+					fmt.Fprintf(stderr, "round %d: %-10s %7d B %9.0f items/s, %d records in %v, CPU %v host + %v device"+
 						", %.0f records/CPU-s, probe %d/%d ns", round, sys, payload, r.itemsPerSec(), r.records,
 						r.elapsed.Round(time.Millisecond), r.selfCPU.Round(time.Millisecond),
 						r.peerCPU.Round(time.Millisecond), r.perCPUSecond(), r.probeBefore.Nanoseconds(),
@@ -147,9 +160,9 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 			probes = append(probes, r.probeBefore, r.probeAfter)
 		}
 	}
-	// ratios are ycq's items/s over the socket's, round by round.
-	ratios := func(payload int) []float64 {
-		y, s := runs[key{"ycq", payload}], runs[key{"socket", payload}]
+	// ratios are ycq's items/s over another system's, round by round.
+	ratios := func(other string, payload int) []float64 {
+		y, s := runs[key{"ycq", payload}], runs[key{other, payload}]
 		r := make([]float64, len(y))
 		for i := range y {
 			r[i] = y[i].itemsPerSec() / s[i].itemsPerSec()
@@ -170,9 +183,14 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 				if sys == "ycq" {
 					line["doorbells_per_record"] = c.doorbells
 					line["interrupts_per_record"] = c.interrupts
-					rs := ratios(payload)
+					rs := ratios("socket", payload)
 					line["ratio_vs_socket"] = medianOf(rs)
 					line["min_ratio_vs_socket"], line["max_ratio_vs_socket"] = rangeOf(rs)
+					if *dpdkVhost != "" {
+						rs := ratios(systemDPDKVhost, payload)
+						line["ratio_vs_dpdk_vhost"] = medianOf(rs)
+						line["min_ratio_vs_dpdk_vhost"], line["max_ratio_vs_dpdk_vhost"] = rangeOf(rs)
+					}
 				}
 				if err := enc.Encode(line); err != nil {
 					return err
@@ -182,19 +200,30 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "payload\tsystem\titems/s\tspread\tycq/socket\tround ratios\tMB/s\trecords/CPU-s\tCPUs\tprobe ns\tdoorbells/rec\tinterrupts/rec\t\n")
+	others := systems[1:] // ycq's ratio to each
+	fmt.Fprintf(tw, "payload\tsystem\titems/s\tspread\t")
+	for _, o := range others {
+		fmt.Fprintf(tw, "ycq/%s\tround ratios\t", o)
+	}
+	fmt.Fprintf(tw, "MB/s\trecords/CPU-s\tCPUs\tprobe ns\tdoorbells/rec\tinterrupts/rec\t\n")
 	for _, payload := range sizes {
 		for _, sys := range systems {
 			c := cells[key{sys, payload}]
-			ratio, rounds, doorbells, interrupts := "", "", "", ""
+			fmt.Fprintf(tw, "%d\t%s\t%.3fM\t%.3f-%.3fM\t", payload, sys, c.items/1e6, c.minItems/1e6, c.maxItems/1e6)
+			doorbells, interrupts := "", ""
+			for _, o := range others {
+				ratio, rounds := "", ""
+				if sys == "ycq" {
+					rs := ratios(o, payload)
+					lo, hi := rangeOf(rs)
+					ratio, rounds = fmt.Sprintf("%.2fx", medianOf(rs)), fmt.Sprintf("%.2f-%.2fx", lo, hi)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t", ratio, rounds)
+			}
 			if sys == "ycq" {
-				rs := ratios(payload)
-				lo, hi := rangeOf(rs)
-				ratio, rounds = fmt.Sprintf("%.2fx", medianOf(rs)), fmt.Sprintf("%.2f-%.2fx", lo, hi)
 				doorbells, interrupts = fmt.Sprintf("%.4f", c.doorbells), fmt.Sprintf("%.4f", c.interrupts)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%.3fM\t%.3f-%.3fM\t%s\t%s\t%.0f\t%.3fM\t%.2f\t%d/%d\t%s\t%s\t\n", payload, sys,
-				c.items/1e6, c.minItems/1e6, c.maxItems/1e6, ratio, rounds, c.items*float64(payload)/1e6,
+			fmt.Fprintf(tw, "%.0f\t%.3fM\t%.2f\t%d/%d\t%s\t%s\t\n", c.items*float64(payload)/1e6,
 				c.perCPUSecond/1e6, c.cpusBusy, c.probeBefore.Nanoseconds(), c.probeAfter.Nanoseconds(),
 				doorbells, interrupts)
 		}
@@ -203,10 +232,11 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "a record is a request and its echo, checked byte for byte; MB/s counts its payload once\n")
-	fmt.Fprintf(stdout, "median and min-max of %d runs a cell, each sending for %v and then draining; ycq/socket: median of the rounds' ratios\n",
-		*rounds, *minTime)
-	fmt.Fprintf(stdout, "records/CPU-s: records over the user+system CPU time of this process and the child during the run;\n"+
-		"  CPUs: that CPU time over the run's wall time\n")
+	fmt.Fprintf(stdout, "median and min-max of %d runs a cell, each sending for %v and then draining; ycq/%s: median of the rounds' ratios\n",
+		*rounds, *minTime, strings.Join(others, ", ycq/"))
+	fmt.Fprintf(stdout, "records/CPU-s: records over the user+system CPU time of the host and the device process during the run\n"+
+		"  (ycq, socket: this process and the child; %s: the driver and the device process); CPUs: that CPU time over the run's wall time\n",
+		systemDPDKVhost)
 	lo, hi := rangeOf(probes)
 	fmt.Fprintf(stdout, "probe: cache-line round trip between two threads (%v ping-pong) before/after each run, median over the runs;\n"+
 		"  %d-%d ns over all runs", probeTime, lo.Nanoseconds(), hi.Nanoseconds())
@@ -221,7 +251,12 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "ycq: host driver here, device model (echo) in a child over vfio-user; %d queue pairs of %d slots, metadata in %s\n",
 		*pairs, *slots, where)
 	fmt.Fprintf(stdout, "socket: %d UNIX stream connections to a child that echoes, buffers of the queues' size (at most net.core.wmem_max)\n", *pairs)
-	fmt.Fprintf(stdout, "both: batches of up to %d records, at most %d records in flight a stream\n", *batch, *window)
+	if *dpdkVhost != "" {
+		fmt.Fprintf(stdout, "%s: DPDK's virtio-user PMD in a driver process, vhost-user (rte_vhost) echoing in a device process, one polling thread each;\n"+
+			"  %d queue pairs of %d descriptors, mergeable Rx buffers, records over 4 KiB in 4 KiB segments; bench/dpdk\n",
+			systemDPDKVhost, *pairs, *slots)
+	}
+	fmt.Fprintf(stdout, "all: batches of up to %d records, at most %d records in flight a stream\n", *batch, *window)
 	return nil
 }
 
@@ -248,7 +283,7 @@ func (o deviceRun) socketBuffer() int { return min(o.slots*o.payload, 1<<30) }
 type deviceResult struct {
 	records               int
 	elapsed               time.Duration
-	selfCPU, peerCPU      time.Duration // user+system time of this process and of the child, during the run
+	selfCPU, peerCPU      time.Duration // user+system time of the host side (this process; dpdk-vhost: the driver process) and of the device process, during the run
 	probeBefore           time.Duration // ping-pong round trip just before the run
 	probeAfter            time.Duration // and just after
 	doorbells, interrupts uint64
@@ -590,6 +625,148 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 		res.interrupts += st.Interrupts
 	}
 	return res, drv.Close()
+}
+
+// systemDPDKVhost names DPDK's software device path in the results.
+const systemDPDKVhost = "dpdk-vhost"
+
+// dpdkVhostMaxRecord is the largest record bench/dpdk/vhost_bench.c takes
+// with its default segments: 32 of 4 KiB.
+const dpdkVhostMaxRecord = 32 * 4096
+
+// checkDPDKVhost checks, before any run, that path is a program to run and
+// that the run's shape is one bench/dpdk/vhost_bench.c takes: records of
+// at most dpdkVhostMaxRecord, at most 8 queue pairs (virtio-user's limit),
+// bursts of at most 512, and a split virtqueue's size, a power of two.
+func checkDPDKVhost(path string, sizes []int, pairs, slots, batch int) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return usagef("-dpdk-vhost: %v (make bench-dpdk builds bin/dpdk-vhost-bench)", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return usagef("-dpdk-vhost %s: not an executable file (make bench-dpdk builds bin/dpdk-vhost-bench)", path)
+	}
+	for _, n := range sizes {
+		if n > dpdkVhostMaxRecord {
+			return usagef("-dpdk-vhost: records of %d bytes: %s takes at most %d", n, systemDPDKVhost, dpdkVhostMaxRecord)
+		}
+	}
+	if pairs > 8 || batch > 512 || slots > 32768 || slots&(slots-1) != 0 {
+		return usagef("-dpdk-vhost: %s takes at most 8 -pairs, -batch up to 512 and -slots a power of two up to 32768", systemDPDKVhost)
+	}
+	return nil
+}
+
+// dpdkVhostReport is the line bench/dpdk/vhost_bench.c's driver prints
+// when its run ends.
+type dpdkVhostReport struct {
+	System     string  `json:"system"`
+	Payload    int     `json:"payload"`
+	Pairs      int     `json:"pairs"`
+	Records    int     `json:"records"`
+	Seconds    float64 `json:"seconds"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// runDeviceDPDKVhost runs DPDK's software device path once: bin as the
+// vhost-user device listening on sock, then bin as the virtio-user driver,
+// which streams records through o.pairs queue pairs for o.minTime, checks
+// every echo and reports. The driver's CPU time is its own report; the
+// device's is read from its CPU clock when the driver says its timed run
+// starts ("start") and when it reports, at the end of that run.
+func runDeviceDPDKVhost(bin, sock string, o deviceRun) (deviceResult, error) {
+	shape := []string{"-sock", sock, "-payload", strconv.Itoa(o.payload), "-pairs", strconv.Itoa(o.pairs),
+		"-slots", strconv.Itoa(o.slots), "-batch", strconv.Itoa(o.batch), "-window", strconv.Itoa(o.window)}
+	dev := child(bin, append([]string{"-role", "device"}, shape...)...)
+	var devErr bytes.Buffer
+	dev.Stderr = &devErr
+	if err := dev.Start(); err != nil {
+		return deviceResult{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- dev.Wait() }()
+	running := true
+	defer func() {
+		if running {
+			dev.Process.Kill()
+			<-exited
+		}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			break
+		}
+		select {
+		case err := <-exited:
+			running = false
+			return deviceResult{}, fmt.Errorf("vhost device exited before it listened: %v: %s", err, bytes.TrimSpace(devErr.Bytes()))
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return deviceResult{}, fmt.Errorf("vhost device: no socket %s after 30s", sock)
+		}
+	}
+
+	drv := child(bin, append([]string{"-role", "driver", "-seconds", strconv.FormatFloat(o.minTime.Seconds(), 'f', -1, 64)},
+		shape...)...)
+	var drvErr bytes.Buffer
+	drv.Stderr = &drvErr
+	out, err := drv.StdoutPipe()
+	if err != nil {
+		return deviceResult{}, err
+	}
+	if err := drv.Start(); err != nil {
+		return deviceResult{}, err
+	}
+	var devCPU [2]time.Duration
+	var report []byte
+	var cpuErr error
+	started := false
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		switch l := lines.Bytes(); {
+		case !started && string(l) == "start":
+			started = true
+			devCPU[0], cpuErr = cpuClock(dev.Process.Pid)
+		case started && report == nil && len(l) > 0 && l[0] == '{':
+			report = slices.Clone(l)
+			var err error
+			devCPU[1], err = cpuClock(dev.Process.Pid)
+			cpuErr = errors.Join(cpuErr, err)
+		}
+	}
+	if err := drv.Wait(); err != nil {
+		return deviceResult{}, fmt.Errorf("virtio-user driver: %w: %s", err, bytes.TrimSpace(drvErr.Bytes()))
+	}
+	if report == nil {
+		return deviceResult{}, fmt.Errorf("virtio-user driver: no report: %s", bytes.TrimSpace(drvErr.Bytes()))
+	}
+	if cpuErr != nil {
+		return deviceResult{}, fmt.Errorf("vhost device: %w", cpuErr)
+	}
+	var r dpdkVhostReport
+	if err := json.Unmarshal(report, &r); err != nil {
+		return deviceResult{}, fmt.Errorf("virtio-user driver: report %q: %w", report, err)
+	}
+	if r.System != systemDPDKVhost || r.Payload != o.payload || r.Pairs != o.pairs || r.Records <= 0 || r.Seconds <= 0 {
+		return deviceResult{}, fmt.Errorf("virtio-user driver: unexpected report %s", report)
+	}
+	// The device serves one driver and exits once it has gone.
+	select {
+	case err := <-exited:
+		running = false
+		if err != nil {
+			return deviceResult{}, fmt.Errorf("vhost device: %w: %s", err, bytes.TrimSpace(devErr.Bytes()))
+		}
+	case <-time.After(10 * time.Second):
+		return deviceResult{}, errors.New("vhost device: still running 10s after its driver exited")
+	}
+	return deviceResult{
+		records: r.Records,
+		elapsed: time.Duration(r.Seconds * float64(time.Second)),
+		selfCPU: time.Duration(r.CPUSeconds * float64(time.Second)),
+		peerCPU: devCPU[1] - devCPU[0],
+	}, nil
 }
 
 // firstCause joins the errors that are not merely the cancellation another

@@ -166,3 +166,34 @@ func TestDeviceRecords(t *testing.T) {
 type onebyte struct{ r *bytes.Reader }
 
 func (o onebyte) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 1)]) }
+
+// TestBenchDeviceDPDKVhostFlag checks -dpdk-vhost before any run: a
+// missing or non-executable file, or a shape vhost_bench.c does not take,
+// is a usage error that names the flag.
+func TestBenchDeviceDPDKVhostFlag(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "dpdk-vhost-bench")
+	var out, errb bytes.Buffer
+	start := time.Now()
+	require.Equal(t, 2, run([]string{"bench", "device", "-dpdk-vhost", missing}, &out, &errb))
+	require.Contains(t, errb.String(), "-dpdk-vhost")
+	require.Contains(t, errb.String(), "no such file")
+	require.Empty(t, out.String(), "no run")
+	require.Less(t, time.Since(start), 5*time.Second, "refused before any run")
+
+	plain := filepath.Join(dir, "plain")
+	require.NoError(t, os.WriteFile(plain, nil, 0o644))
+	require.ErrorContains(t, checkDPDKVhost(plain, []int{64}, 2, 256, 32), "not an executable file")
+	require.ErrorContains(t, checkDPDKVhost(dir, []int{64}, 2, 256, 32), "not an executable file")
+
+	exe := filepath.Join(dir, "exe")
+	require.NoError(t, os.WriteFile(exe, nil, 0o755))
+	require.NoError(t, checkDPDKVhost(exe, []int{64, 4096, 65536}, 2, 256, 32))
+	require.ErrorContains(t, checkDPDKVhost(exe, []int{64, 1 << 20}, 2, 256, 32), "1048576 bytes")
+	for _, shape := range [][3]int{{9, 256, 32}, {2, 100, 32}, {2, 65536, 32}, {2, 256, 513}} {
+		err := checkDPDKVhost(exe, []int{64}, shape[0], shape[1], shape[2])
+		require.ErrorContains(t, err, "-dpdk-vhost", "%v", shape)
+		var u usageError
+		require.ErrorAs(t, err, &u, "%v", shape)
+	}
+}
