@@ -728,3 +728,18 @@ func TestPassedHolesWakeTheHost(t *testing.T) {
 	require.NoError(t, err, "every slot is free again")
 	require.Zero(t, reg64(t, d, ycqdev.RegRecordsIn), "holes are not records")
 }
+
+// TestLocalSpacePrefetch: prefetching a range that starts outside the
+// view, or runs past it, asks for nothing outside it (and nothing faults);
+// prefetchSlots splits a batch where the ring wraps and skips spaces that
+// cannot prefetch.
+func TestLocalSpacePrefetch(t *testing.T) {
+	s := localSpace{b: make([]byte, 4096), base: 0x10000}
+	for _, a := range []uint64{0, 0xffff, 0x10000, 0x10fc0, 0x11000, 1 << 63} {
+		s.Prefetch(a, 100, 64, false)
+		s.Prefetch(a, 100, 64, true)
+	}
+	prefetchSlots(s, 0x10000, 60, 64, 64, 32, true) // 4 to the end, 28 from the start
+	prefetchSlots(s, 0x10000, 3, 64, 64, 1000, false)
+	prefetchSlots(hostSpace{}, 0x10000, 0, 64, 64, 32, false)
+}

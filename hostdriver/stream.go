@@ -132,6 +132,7 @@ func (s *Stream) send(p *Pair, more *bool, n int) (int, error) {
 	// would update the producers' shared counter, a locked instruction
 	// that waits for the requests' stores to leave this CPU, once a
 	// request.
+	w.Prefetch() // the slots' first lines, to own, before filling them
 	s.lengths = s.lengths[:0]
 	k := 0
 	for ; k < w.Len(); k++ {
@@ -174,6 +175,7 @@ func (s *Stream) reap(p *Pair, n int) (int, error) {
 		p.runlock()
 		return 0, p.check(err)
 	}
+	r.Prefetch() // every response's first line, before reading any
 	for i := range r.Len() {
 		b, err := r.Slot(i)
 		if err == nil {

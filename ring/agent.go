@@ -201,6 +201,9 @@ func attachAgent(m Memory, base uint64, want Config, feature uint32, cursorOff u
 // Pos is the agent's cursor: the position it consumes or produces next.
 func (a *agent) Pos() uint64 { return a.pos }
 
+// Cap is the generation's slot count.
+func (a *agent) Cap() int { return int(a.slots) }
+
 // SlotOffset is where the slot at the agent's position starts in the data
 // region, in bytes.
 func (a *agent) SlotOffset() uint64 { return (a.pos & (a.slots - 1)) * uint64(a.slotSize) }
