@@ -253,7 +253,7 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "socket: %d UNIX stream connections to a child that echoes, buffers of the queues' size (at most net.core.wmem_max)\n", *pairs)
 	if *dpdkVhost != "" {
 		fmt.Fprintf(stdout, "%s: DPDK's virtio-user PMD in a driver process, vhost-user (rte_vhost) echoing in a device process, one polling thread each;\n"+
-			"  %d queue pairs of %d descriptors, mergeable Rx buffers, records over 4 KiB in 4 KiB segments; bench/dpdk\n",
+			"  %d queue pairs of %d descriptors, mergeable Rx buffers, records over 16 KiB in 16 KiB segments; bench/dpdk\n",
 			systemDPDKVhost, *pairs, *slots)
 	}
 	fmt.Fprintf(stdout, "all: batches of up to %d records, at most %d records in flight a stream\n", *batch, *window)
@@ -631,8 +631,8 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 const systemDPDKVhost = "dpdk-vhost"
 
 // dpdkVhostMaxRecord is the largest record bench/dpdk/vhost_bench.c takes
-// with its default segments: 32 of 4 KiB.
-const dpdkVhostMaxRecord = 32 * 4096
+// with its default segments: 32 of 16 KiB.
+const dpdkVhostMaxRecord = 32 * 16384
 
 // checkDPDKVhost checks, before any run, that path is a program to run and
 // that the run's shape is one bench/dpdk/vhost_bench.c takes: records of

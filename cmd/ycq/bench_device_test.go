@@ -190,6 +190,7 @@ func TestBenchDeviceDPDKVhostFlag(t *testing.T) {
 	require.NoError(t, os.WriteFile(exe, nil, 0o755))
 	require.NoError(t, checkDPDKVhost(exe, []int{64, 4096, 65536}, 2, 256, 32))
 	require.ErrorContains(t, checkDPDKVhost(exe, []int{64, 1 << 20}, 2, 256, 32), "1048576 bytes")
+	require.NoError(t, checkDPDKVhost(exe, []int{dpdkVhostMaxRecord}, 2, 256, 32))
 	for _, shape := range [][3]int{{9, 256, 32}, {2, 100, 32}, {2, 65536, 32}, {2, 256, 513}} {
 		err := checkDPDKVhost(exe, []int{64}, shape[0], shape[1], shape[2])
 		require.ErrorContains(t, err, "-dpdk-vhost", "%v", shape)
