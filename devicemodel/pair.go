@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -18,7 +19,12 @@ import (
 // memory it reaches through pinned views could fault (a client that
 // truncates its file): that is caught and reported as a DMA fault of the
 // pair it was serving.
-func (d *YCQ) runLoop(run *runState, bell chan struct{}, pairs []*queuePair) {
+func (d *YCQ) runLoop(run *runState, bell chan struct{}, pairs []*queuePair, cpus []int) {
+	if unpin, err := cpupin.Thread(cpus); err != nil {
+		d.log.Warn("polling loop runs unpinned", "err", err)
+	} else {
+		defer unpin()
+	}
 	defer func() {
 		for _, p := range pairs {
 			p.release()

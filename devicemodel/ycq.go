@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/ring"
 	"github.com/ycq-dev/ycq/vfio"
 	"github.com/ycq-dev/ycq/ycqdev"
@@ -33,6 +35,12 @@ type Options struct {
 	// pairs, pair q in loop q mod Loops; default 1, at most the pairs
 	// enabled. Give it one per CPU the device may keep busy.
 	Loops int
+	// CPUs, when not empty, pins the polling loops as DPDK pins lcores:
+	// loop l runs on CPU CPUs[l mod len(CPUs)] alone (its goroutine
+	// locked to a thread that may run only there), so the scheduler does
+	// not move a spinning loop away from the caches holding its queues.
+	// Each must be a CPU this process may run on.
+	CPUs []int
 	// NoResizeAck makes the device never take up a RESIZE request (it
 	// still follows links it finds): a device that does not acknowledge,
 	// for the host's deadline and rollback.
@@ -115,6 +123,17 @@ func NewYCQ(opt Options) (*YCQ, error) {
 	}
 	if engines[opt.Engine] == nil {
 		return nil, fmt.Errorf("devicemodel: no engine %d", opt.Engine)
+	}
+	if len(opt.CPUs) > 0 {
+		allowed, err := cpupin.Allowed()
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range opt.CPUs {
+			if !slices.Contains(allowed, c) {
+				return nil, fmt.Errorf("devicemodel: %w: CPU %d is not one this process may run on (%v)", cpupin.ErrCPU, c, allowed)
+			}
+		}
 	}
 	bar2, err := dma.Memfd("ycq-bar2", ycqdev.BAR2Size, dma.Options{})
 	if err != nil {
@@ -499,7 +518,11 @@ func (d *YCQ) enableLocked() {
 		case <-d.bells[l]:
 		default:
 		}
-		run.wg.Go(func() { d.runLoop(run, d.bells[l], ps) })
+		var cpus []int
+		if len(d.opt.CPUs) > 0 {
+			cpus = []int{d.opt.CPUs[l%len(d.opt.CPUs)]}
+		}
+		run.wg.Go(func() { d.runLoop(run, d.bells[l], ps, cpus) })
 	}
 	d.run = run
 	d.status |= ycqdev.StatusEnabled

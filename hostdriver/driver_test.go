@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/internal/fdpass"
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/testenv"
@@ -139,7 +140,13 @@ func stream(ctx context.Context, p *Pair, n, size int, engine uint32) (int, erro
 // the test ends, and a context with a minute's deadline.
 func openRig(t *testing.T, cfg Config) (*Driver, context.Context) {
 	t.Helper()
-	r := newRig(t, devicemodel.Options{Queues: 2}, nil)
+	return openRigWith(t, cfg, devicemodel.Options{Queues: 2})
+}
+
+// openRigWith is openRig with the device's options.
+func openRigWith(t *testing.T, cfg Config, opt devicemodel.Options) (*Driver, context.Context) {
+	t.Helper()
+	r := newRig(t, opt, nil)
 	d, err := Open(r.client, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, d.Close()) })
@@ -443,14 +450,23 @@ func TestStreamLoop(t *testing.T) {
 		name   string
 		cfg    Config
 		window int
+		pin    bool // the stream on the last CPU, the device's loop on the first
 	}{
-		{"echo", Config{Engine: ycqdev.EngineEcho}, 0},
-		{"crc32c, window 7", Config{Engine: ycqdev.EngineCRC32C, Slots: 64}, 7},
-		{"echo, metadata in BAR2", Config{Engine: ycqdev.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}, 0},
-		{"echo, polling", Config{Engine: ycqdev.EngineEcho, Polling: true}, 0},
+		{"echo", Config{Engine: ycqdev.EngineEcho}, 0, false},
+		{"crc32c, window 7", Config{Engine: ycqdev.EngineCRC32C, Slots: 64}, 7, false},
+		{"echo, metadata in BAR2", Config{Engine: ycqdev.EngineEcho, MetaInBAR2: true, SlotSize: 256, Slots: 64}, 0, false},
+		{"echo, polling", Config{Engine: ycqdev.EngineEcho, Polling: true}, 0, false},
+		{"echo, pinned", Config{Engine: ycqdev.EngineEcho}, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d, ctx := openRig(t, c.cfg)
+			opt := devicemodel.Options{Queues: 2}
+			var streamCPUs []int
+			if c.pin {
+				cpus, err := cpupin.Allowed()
+				require.NoError(t, err)
+				opt.CPUs, streamCPUs = cpus[:1], cpus[len(cpus)-1:]
+			}
+			d, ctx := openRigWith(t, c.cfg, opt)
 			const n = 5000
 			sent := make([]int, len(d.Pairs()))
 			got := make([]int, len(d.Pairs()))
@@ -458,9 +474,15 @@ func TestStreamLoop(t *testing.T) {
 			want := make([]byte, 256)
 			s := Stream{
 				Window: c.window,
+				CPUs:   streamCPUs,
 				Request: func(p *Pair, b []byte) (int, bool) {
 					if sent[p.Index()] == n {
 						return 0, false
+					}
+					if c.pin && sent[p.Index()] == 0 {
+						on, err := cpupin.Allowed() // Request runs on the stream's thread
+						require.NoError(t, err)
+						require.Equal(t, streamCPUs, on)
 					}
 					request(b[:size(p)], p.Index(), uint64(sent[p.Index()]))
 					sent[p.Index()]++
@@ -494,6 +516,8 @@ func TestStreamLoop(t *testing.T) {
 		})
 	}
 	require.ErrorIs(t, (&Stream{}).Run(context.Background(), nil), ErrConfig)
+	_, err := devicemodel.NewYCQ(devicemodel.Options{Queues: 1, CPUs: []int{1023}})
+	require.ErrorIs(t, err, cpupin.ErrCPU, "a device pinned to a CPU this process may not use")
 
 	// A request longer than its slot ends the stream with ErrInvalid; its
 	// batch goes back to the queue, and the driver stays usable.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/ring"
 )
 
@@ -29,6 +30,11 @@ type Stream struct {
 	// Batch is the most requests reserved, and responses taken, at a time;
 	// 0 is 32.
 	Batch int
+	// CPUs, when not empty, are the CPUs Run's thread may run on: Run
+	// locks its goroutine to a thread and pins that, as DPDK pins an
+	// lcore, so the scheduler does not move the loop away from the caches
+	// that hold its queues. Empty: wherever the Go scheduler runs it.
+	CPUs []int
 
 	lengths []int // the requests' lengths, published together
 }
@@ -39,6 +45,11 @@ func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
 	if len(pairs) == 0 || s.Request == nil || s.Response == nil {
 		return fmt.Errorf("%w: a stream needs pairs, Request and Response", ErrConfig)
 	}
+	unpin, err := cpupin.Thread(s.CPUs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer unpin()
 	d := pairs[0].d
 	batch := s.Batch
 	if batch <= 0 {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/ycq-dev/ycq/devicemodel"
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/vfio/user"
 	"github.com/ycq-dev/ycq/ycqdev"
 )
@@ -23,6 +24,7 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 	engine := fs.String("engine", "crc32c", "what the device does with each record: echo, crc32c, sink or source (the host may change it)")
 	queues := fs.Int("queues", 2, fmt.Sprintf("queue pairs, 1 to %d", ycqdev.MaxQueuePairs))
 	loops := fs.Int("loops", 1, "polling loops (busy threads) serving the queue pairs: one per CPU the device may use")
+	cpus := fs.String("cpus", "", "pin the polling loops, loop l to the l-th CPU of this list mod its length (e.g. 1 or 2-3); empty: unpinned")
 	vendor := fs.String("vendor", "0x1234", "PCI vendor id")
 	device := fs.String("device", "0x7963", "PCI device id")
 	qemu := fs.Bool("qemu", false, "use QEMU's layout of DMA_READ/DMA_WRITE messages (only needed for guest memory without a descriptor)")
@@ -32,6 +34,10 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if *loops < 1 {
 		return usagef("-loops %d: want at least 1", *loops)
+	}
+	pinned, err := cpupin.Parse(*cpus)
+	if err != nil {
+		return usagef("-cpus: %v", err)
 	}
 	id, ok := devicemodel.EngineID(*engine)
 	if !ok {
@@ -54,7 +60,7 @@ func deviceServe(args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: *queues, Loops: *loops, Engine: id, Identity: ident, Log: log})
+	dev, err := devicemodel.NewYCQ(devicemodel.Options{Queues: *queues, Loops: *loops, CPUs: pinned, Engine: id, Identity: ident, Log: log})
 	if err != nil {
 		return usageError{err}
 	}
