@@ -256,7 +256,8 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 			"  %d queue pairs of %d descriptors, mergeable Rx buffers, records over 16 KiB in 16 KiB segments; bench/dpdk\n",
 			systemDPDKVhost, *pairs, *slots)
 	}
-	fmt.Fprintf(stdout, "all: batches of up to %d records, at most %d records in flight a stream\n", *batch, *window)
+	fmt.Fprintf(stdout, "%s: batches of up to %d records, at most %d records in flight a stream\n",
+		map[bool]string{false: "both", true: "all"}[len(systems) > 2], *batch, *window)
 	return nil
 }
 
