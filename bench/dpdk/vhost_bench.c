@@ -56,6 +56,8 @@
  * EAL pins the thread that calls rte_eal_init to lcore 0; each role gives
  * it back the CPU affinity it had before, as ring_bench.c does, so that the
  * two processes are scheduled by the kernel as the Go processes of ycq are.
+ * -lcore N keeps it pinned instead, to CPU N, the way DPDK is usually run,
+ * for comparing with a pinned ycq.
  *
  * The driver writes "start" on a line of its own to stdout when the timed
  * run begins (so that its caller can read the device's CPU clock then) and
@@ -64,7 +66,7 @@
  *
  * Usage: vhost_bench -role device|driver -sock PATH [-payload N] [-pairs N]
  *        [-slots N] [-batch N] [-window N] [-seconds S] [-seg N]
- *        [-virtio DEVARGS] [-huge] [-v]
+ *        [-virtio DEVARGS] [-huge] [-lcore N] [-v]
  */
 #define _GNU_SOURCE
 
@@ -116,6 +118,7 @@ static struct {
 	const char *role;
 	const char *sock;
 	long payload, pairs, slots, batch, window, seg;
+	long lcore; /* -1: unpinned */
 	double seconds;
 	const char *virtio; /* extra virtio-user devargs */
 	bool huge, verbose;
@@ -126,6 +129,7 @@ static struct {
 	.batch = 32,
 	.window = 0,
 	.seg = 16384,
+	.lcore = -1,
 	.seconds = 2,
 	.virtio = "mrg_rxbuf=1,in_order=1,packed_vq=0",
 };
@@ -194,7 +198,8 @@ static struct rte_mempool *pool_create(const char *name, unsigned n)
 /* eal_init starts EAL as the role needs: no PCI, no shared config, no
  * telemetry, memory from one memfd (--no-huge) unless -huge, a file prefix
  * of this process's own, and vdev if not NULL; then gives the calling
- * thread back the affinity EAL took from it. */
+ * thread back the affinity EAL took from it, unless -lcore asked for the
+ * pinning. */
 static void eal_init(const char *argv0, const char *vdev)
 {
 	cpu_set_t cpus;
@@ -205,8 +210,10 @@ static void eal_init(const char *argv0, const char *vdev)
 	char *eal_argv[32];
 	int n = 0;
 	eal_argv[n++] = (char *)argv0;
+	char lcore[24];
+	snprintf(lcore, sizeof lcore, "%ld", opt.lcore < 0 ? 0 : opt.lcore);
 	eal_argv[n++] = "-l";
-	eal_argv[n++] = "0";
+	eal_argv[n++] = lcore;
 	if (!opt.huge) {
 		eal_argv[n++] = "--no-huge";
 	} else {
@@ -235,7 +242,7 @@ static void eal_init(const char *argv0, const char *vdev)
 	eal_argv[n] = NULL;
 	if (rte_eal_init(n, eal_argv) < 0)
 		die("rte_eal_init: %s", rte_strerror(rte_errno));
-	if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
+	if (opt.lcore < 0 && sched_setaffinity(0, sizeof cpus, &cpus) != 0)
 		die("sched_setaffinity: %s", strerror(errno));
 }
 
@@ -669,6 +676,7 @@ static void usage(void)
 		"  -seg N       bytes a segment of records larger than 2 KiB (default 16384)\n"
 		"  -virtio ARGS driver: virtio-user devargs (default %s)\n"
 		"  -huge        use hugepages (--in-memory --single-file-segments) instead of one memfd\n"
+		"  -lcore N     keep the polling thread pinned to CPU N (EAL's -l N); default: unpinned\n"
 		"  -v           log the virtio and vhost paths chosen\n",
 		opt.virtio);
 	exit(2);
@@ -713,7 +721,8 @@ int main(int argc, char **argv)
 		const char *f = a + (a[1] == '-' ? 2 : 1);
 		if (int_flag(argc, argv, &i, "payload", &opt.payload) || int_flag(argc, argv, &i, "pairs", &opt.pairs) ||
 		    int_flag(argc, argv, &i, "slots", &opt.slots) || int_flag(argc, argv, &i, "batch", &opt.batch) ||
-		    int_flag(argc, argv, &i, "window", &opt.window) || int_flag(argc, argv, &i, "seg", &opt.seg))
+		    int_flag(argc, argv, &i, "window", &opt.window) || int_flag(argc, argv, &i, "seg", &opt.seg) ||
+		    int_flag(argc, argv, &i, "lcore", &opt.lcore))
 			continue;
 		if ((v = flag_value(argc, argv, &i, "role")) != NULL)
 			opt.role = v;
@@ -740,7 +749,7 @@ int main(int argc, char **argv)
 	if (opt.payload < HEADER || opt.payload > 8 << 20 || opt.pairs < 1 || opt.pairs > MAX_PAIRS ||
 	    opt.slots < 1 || opt.slots > 32768 || opt.batch < 1 || opt.batch > MAX_BATCH || opt.window < 1 ||
 	    opt.seg < RTE_MBUF_DEFAULT_DATAROOM || opt.seg > UINT16_MAX - RTE_PKTMBUF_HEADROOM ||
-	    !(opt.seconds > 0) || (opt.payload + opt.seg - 1) / opt.seg > 32) {
+	    !(opt.seconds > 0) || opt.lcore < -1 || opt.lcore >= CPU_SETSIZE || (opt.payload + opt.seg - 1) / opt.seg > 32) {
 		fprintf(stderr, "vhost_bench: -payload must be 16 to 8388608, -pairs 1 to %d, -slots 1 to 32768, "
 				"-batch 1 to %d, -seg %d to %d, -window and -seconds positive, "
 				"and a record at most 32 segments\n",
