@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/hostdriver"
+	"github.com/ycq-dev/ycq/internal/cpupin"
 	"github.com/ycq-dev/ycq/internal/record"
 	"github.com/ycq-dev/ycq/internal/ringbench"
 	"github.com/ycq-dev/ycq/vfio/user"
@@ -66,6 +67,7 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	bar2 := fs.Bool("bar2", false, "ycq: keep the queues' metadata in the device's BAR2")
 	asJSON := fs.Bool("json", false, "print one JSON object per system and size instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
+	cpus := fs.String("cpus", "", "A,B: pin each system's busy threads, the host (driver) side's to CPU A and the device side's to CPU B, as DPDK pins lcores; empty: unpinned, where the schedulers put them")
 	dpdkVhost := fs.String("dpdk-vhost", "", "also run this build of bench/dpdk/vhost_bench.c (make bench-dpdk builds bin/dpdk-vhost-bench), as system "+systemDPDKVhost)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -84,6 +86,23 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	if *minTime <= 0 || *rounds < 1 || *pairs < 1 || *batch < 1 || *window < 1 {
 		return usagef("-min-time, -rounds, -pairs, -batch and -window must be positive")
 	}
+	var hostCPU, devCPU []int
+	if *cpus != "" {
+		list, err := cpupin.Parse(*cpus)
+		if err != nil || len(list) != 2 || list[0] == list[1] {
+			return usagef("-cpus %q: want two different CPUs, A,B", *cpus)
+		}
+		allowed, err := cpupin.Allowed()
+		if err != nil {
+			return err
+		}
+		for _, c := range list {
+			if !slices.Contains(allowed, c) {
+				return usagef("-cpus: CPU %d is not one this process may run on (%v)", c, allowed)
+			}
+		}
+		hostCPU, devCPU = list[:1], list[1:]
+	}
 	if *dpdkVhost != "" {
 		if err := checkDPDKVhost(*dpdkVhost, sizes, *pairs, *slots, *batch); err != nil {
 			return err
@@ -98,7 +117,11 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	devSock, stopDevice, err := startDeviceModel(*pairs, "echo", stderr)
+	var devArgs []string
+	if devCPU != nil {
+		devArgs = []string{"-cpus", strconv.Itoa(devCPU[0])}
+	}
+	devSock, stopDevice, err := startDeviceModel(*pairs, "echo", stderr, devArgs...)
 	if err != nil {
 		return err
 	}
@@ -116,7 +139,7 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	for round := range *rounds {
 		for i, payload := range sizes {
 			o := deviceRun{minTime: *minTime, payload: payload, pairs: *pairs, slots: *slots, batch: *batch,
-				window: *window, bar2: *bar2}
+				window: *window, bar2: *bar2, hostCPU: hostCPU, devCPU: devCPU}
 			// Rotate which system goes first (with two: alternate).
 			k := (round + i) % len(systems)
 			order := append(slices.Clone(systems[k:]), systems[:k]...)
@@ -180,6 +203,9 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 					"seconds": c.seconds, "cpu_seconds": c.cpuSeconds, "records_per_cpu_second": c.perCPUSecond,
 					"cpus_busy": c.cpusBusy, "pingpong_before_ns": c.probeBefore.Nanoseconds(),
 					"pingpong_after_ns": c.probeAfter.Nanoseconds()}
+				if hostCPU != nil {
+					line["host_cpu"], line["device_cpu"] = hostCPU[0], devCPU[0]
+				}
 				if sys == "ycq" {
 					line["doorbells_per_record"] = c.doorbells
 					line["interrupts_per_record"] = c.interrupts
@@ -258,6 +284,12 @@ func benchDevice(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: batches of up to %d records, at most %d records in flight a stream\n",
 		map[bool]string{false: "both", true: "all"}[len(systems) > 2], *batch, *window)
+	if hostCPU != nil {
+		fmt.Fprintf(stdout, "pinned (-cpus): each system's host-side busy threads on CPU %d, its device side's on CPU %d"+
+			" (the socket's goroutines, DPDK's lcores)\n", hostCPU[0], devCPU[0])
+	} else {
+		fmt.Fprintf(stdout, "unpinned: every thread where the Go runtime and the kernel put it (-cpus A,B pins each side's busy threads)\n")
+	}
 	return nil
 }
 
@@ -274,6 +306,19 @@ type deviceRun struct {
 	pairs, slots, batch int
 	window              int  // records a stream may have in flight
 	bar2                bool // ycq: queue metadata in BAR2
+	// hostCPU and devCPU, when set (-cpus), are the CPU each side's busy
+	// threads are pinned to: the host driver's loop or the socket
+	// client's goroutines or DPDK's driver lcore; the device model's loop
+	// or the socket peer's goroutines or DPDK's vhost lcore.
+	hostCPU, devCPU []int
+}
+
+// cpuArgs are the flags that pin a child's busy threads to cpu, if set.
+func cpuArgs(flag string, cpu []int) []string {
+	if cpu == nil {
+		return nil
+	}
+	return []string{flag, strconv.Itoa(cpu[0])}
 }
 
 // socketBuffer is the socket buffer size that matches one queue: its
@@ -592,6 +637,7 @@ func runDeviceYCQ(sock string, o deviceRun) (deviceResult, error) {
 	loop := hostdriver.Stream{
 		Window: o.window,
 		Batch:  o.batch,
+		CPUs:   o.hostCPU,
 		Request: func(p *hostdriver.Pair, b []byte) (int, bool) {
 			i := p.Index()
 			if sent[i]%64 == 0 && !late {
@@ -678,7 +724,7 @@ type dpdkVhostReport struct {
 func runDeviceDPDKVhost(bin, sock string, o deviceRun) (deviceResult, error) {
 	shape := []string{"-sock", sock, "-payload", strconv.Itoa(o.payload), "-pairs", strconv.Itoa(o.pairs),
 		"-slots", strconv.Itoa(o.slots), "-batch", strconv.Itoa(o.batch), "-window", strconv.Itoa(o.window)}
-	dev := child(bin, append([]string{"-role", "device"}, shape...)...)
+	dev := child(bin, slices.Concat([]string{"-role", "device"}, shape, cpuArgs("-lcore", o.devCPU))...)
 	var devErr bytes.Buffer
 	dev.Stderr = &devErr
 	if err := dev.Start(); err != nil {
@@ -708,8 +754,8 @@ func runDeviceDPDKVhost(bin, sock string, o deviceRun) (deviceResult, error) {
 		}
 	}
 
-	drv := child(bin, append([]string{"-role", "driver", "-seconds", strconv.FormatFloat(o.minTime.Seconds(), 'f', -1, 64)},
-		shape...)...)
+	drv := child(bin, slices.Concat([]string{"-role", "driver", "-seconds", strconv.FormatFloat(o.minTime.Seconds(), 'f', -1, 64)},
+		shape, cpuArgs("-lcore", o.hostCPU))...)
 	var drvErr bytes.Buffer
 	drv.Stderr = &drvErr
 	out, err := drv.StdoutPipe()
@@ -794,8 +840,9 @@ func runDeviceSocket(exe, sock string, o deviceRun) (deviceResult, error) {
 		return deviceResult{}, err
 	}
 	defer l.Close()
-	cmd := child(exe, "bench", "device-socket-peer", "-socket", sock, "-conns", strconv.Itoa(o.pairs),
-		"-payload", strconv.Itoa(o.payload), "-batch", strconv.Itoa(o.batch), "-buffer", strconv.Itoa(o.socketBuffer()))
+	cmd := child(exe, slices.Concat([]string{"bench", "device-socket-peer", "-socket", sock, "-conns", strconv.Itoa(o.pairs),
+		"-payload", strconv.Itoa(o.payload), "-batch", strconv.Itoa(o.batch), "-buffer", strconv.Itoa(o.socketBuffer())},
+		cpuArgs("-cpus", o.devCPU))...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -868,8 +915,15 @@ func streamSocket(c *net.UnixConn, recs records, s int, deadline time.Time, o de
 	win := newWindow(o.window)
 	var sendErr error
 	var sender sync.WaitGroup
+	var pinErr error
 	sender.Go(func() {
 		defer win.finish()
+		unpin, err := cpupin.Thread(o.hostCPU)
+		if err != nil {
+			pinErr = err
+			return
+		}
+		defer unpin()
 		buf := make([]byte, o.batch*o.payload)
 		for k := 0; time.Now().Before(deadline); {
 			m := win.take(o.batch)
@@ -890,6 +944,11 @@ func streamSocket(c *net.UnixConn, recs records, s int, deadline time.Time, o de
 	})
 	got := 0
 	err := func() error {
+		unpin, err := cpupin.Thread(o.hostCPU)
+		if err != nil {
+			return err
+		}
+		defer unpin()
 		buf := make([]byte, o.batch*o.payload)
 		for n := 0; win.give(n, got); {
 			m, err := readRecords(c, buf, o.payload)
@@ -911,7 +970,7 @@ func streamSocket(c *net.UnixConn, recs records, s int, deadline time.Time, o de
 		c.Close() // a blocked write returns
 	}
 	sender.Wait()
-	return got, errors.Join(err, sendErr)
+	return got, errors.Join(err, sendErr, pinErr)
 }
 
 // setSocketBuffers sizes both of c's kernel buffers like a queue; the
@@ -953,8 +1012,13 @@ func benchDeviceSocketPeer(args []string, stdout, stderr io.Writer) error {
 	payload := fs.Int("payload", 64, "bytes a record")
 	batch := fs.Int("batch", 32, "most records a read")
 	buffer := fs.Int("buffer", 0, "kernel socket buffer bytes; the kernel's default if 0")
+	cpus := fs.String("cpus", "", "pin each connection's goroutine to these CPUs; empty: unpinned")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	pinned, err := cpupin.Parse(*cpus)
+	if err != nil {
+		return usagef("-cpus: %v", err)
 	}
 	if *payload < 1 || *batch < 1 || *conns < 1 || *buffer < 0 {
 		return usagef("bad -payload, -batch, -conns or -buffer")
@@ -971,6 +1035,12 @@ func benchDeviceSocketPeer(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		wg.Go(func() {
+			unpin, err := cpupin.Thread(pinned)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer unpin()
 			buf := make([]byte, *batch**payload)
 			for {
 				m, err := readRecords(c, buf, *payload)

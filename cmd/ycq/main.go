@@ -3,9 +3,9 @@
 //	ycq run [-size 1GiB] [-queues 2] [-engine crc32c] [-payload 4KiB] [-pci ADDR]
 //	ycq bench ring [-items N] [-rounds R] [-latency-rate R] [-json]
 //	ycq bench ipc [-json]
-//	ycq bench device [-payload 64,4KiB,64KiB] [-min-time 2s] [-rounds 5] [-json]
+//	ycq bench device [-payload 64,4KiB,64KiB] [-min-time 2s] [-rounds 5] [-cpus A,B] [-dpdk-vhost BIN] [-json]
 //	ycq bench usb [-rounds 5] [-json]
-//	ycq device serve [-socket PATH] [-engine E] [-queues N]
+//	ycq device serve [-socket PATH] [-engine E] [-queues N] [-loops N] [-cpus LIST]
 //	ycq host list | bind ADDR | unbind ADDR
 //	ycq ipc serve [-socket PATH] [-shm NAME] [-block] [-resize-every D]
 //	ycq ipc connect [-socket PATH] [-by-name] [-role R] [-count N] [-payload B] [-batch K] [-block] [-resizable]

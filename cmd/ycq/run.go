@@ -101,7 +101,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 }
 
 // startDeviceModel runs `ycq device serve` as a separate process on a
-// temporary socket and returns the socket and how to stop it.
+// temporary socket, with extra flags, and returns the socket and how to
+// stop it.
 // child is a command for a process this one starts and depends on (a
 // device model, a benchmark's peer): it is killed if this process dies
 // first, so none outlives an interrupted run.
@@ -111,7 +112,7 @@ func child(exe string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func startDeviceModel(queues int, engine string, stderr io.Writer) (string, func(), error) {
+func startDeviceModel(queues int, engine string, stderr io.Writer, extra ...string) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, err
@@ -121,7 +122,7 @@ func startDeviceModel(queues int, engine string, stderr io.Writer) (string, func
 		return "", nil, err
 	}
 	sock := filepath.Join(dir, "device.sock")
-	cmd := child(exe, "device", "serve", "-socket", sock, "-queues", strconv.Itoa(queues), "-engine", engine)
+	cmd := child(exe, append([]string{"device", "serve", "-socket", sock, "-queues", strconv.Itoa(queues), "-engine", engine}, extra...)...)
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
