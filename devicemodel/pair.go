@@ -147,7 +147,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 					return false, false, &ring.MemoryError{Addr: at, Err: err}
 				}
 			}
-			if err := p.d2h.Publish(uint32(n)); err != nil {
+			if err := p.d2h.PublishDeferred(uint32(n)); err != nil {
 				return false, false, err
 			}
 			p.next++
@@ -156,7 +156,7 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		if blocked {
 			break
 		}
-		if err := p.h2d.Release(); err != nil {
+		if err := p.h2d.ReleaseDeferred(); err != nil {
 			return false, false, err
 		}
 		p.pending = false

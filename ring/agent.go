@@ -302,6 +302,10 @@ func (a *agent) corrupt(side string, p uint64, format string, args ...any) error
 type AgentConsumer struct {
 	agent
 	holes uint64 // aborted slots Peek passed over
+	// released: the position up to which slots are released in the
+	// metadata; [released, pos) were released with ReleaseDeferred and
+	// are stored by Flush.
+	released uint64
 }
 
 // AttachConsumer checks the queue at base in m against the geometry the
@@ -314,7 +318,7 @@ func AttachConsumer(m Memory, base uint64, want Config) (*AgentConsumer, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &AgentConsumer{agent: a}, nil
+	return &AgentConsumer{agent: a, released: a.pos}, nil
 }
 
 // Drained reports whether the consumer has taken everything its
@@ -374,7 +378,7 @@ func (c *AgentConsumer) Follow(reach Reach) (Next, bool, error) {
 	if err := c.store32(OffLinkLeft, next.Generation); err != nil {
 		return Next{}, false, err
 	}
-	*c = AgentConsumer{agent: a, holes: c.holes}
+	*c = AgentConsumer{agent: a, holes: c.holes, released: a.pos}
 	return next, true, nil
 }
 
@@ -425,18 +429,64 @@ func (c *AgentConsumer) HolesPassed() uint64 { return c.holes }
 // Release hands the slot at the consumer's position back to producers
 // (stamp p+N) and moves on. The cursor in the metadata is stored by Sync.
 func (c *AgentConsumer) Release() error {
+	if err := c.Flush(); err != nil {
+		return err
+	}
 	p := c.pos
 	if err := c.m.Store64(c.descAddr(p), uint64(uint32(p)+uint32(c.slots))); err != nil {
 		return &MemoryError{Addr: c.descAddr(p), Err: err}
 	}
 	c.pos++
+	c.released = c.pos
 	return nil
 }
 
-// Sync stores the consumer cursor: call it after a batch of Release calls
-// and before the agent stops, so that whenever it is stopped the cursor
-// agrees with the stamps.
-func (c *AgentConsumer) Sync() error { return c.store64(OffConsCursor, c.pos) }
+// ReleaseDeferred moves on from the slot at the consumer's position as
+// Release does, but leaves its stamp for Flush (or Sync) to store with
+// the rest of the batch. A batch's stamps stored together, last first,
+// keep the producer, which polls them, from taking each descriptor line
+// from this agent record by record while the agent still writes the line;
+// a line taken and given back costs a trip between the CPUs each time. The
+// slot's payload must not be touched after this call.
+func (c *AgentConsumer) ReleaseDeferred() error {
+	c.pos++
+	if c.pos-c.released >= deferLimit(c.slots) {
+		return c.Flush()
+	}
+	return nil
+}
+
+// Flush stores the stamps of the slots released with ReleaseDeferred
+// since the last Flush, last first. On an access the Memory refuses they
+// all stay pending (storing one again is harmless).
+func (c *AgentConsumer) Flush() error {
+	for p := c.pos; p > c.released; p-- {
+		q := p - 1
+		if err := c.m.Store64(c.descAddr(q), uint64(uint32(q)+uint32(c.slots))); err != nil {
+			return &MemoryError{Addr: c.descAddr(q), Err: err}
+		}
+	}
+	c.released = c.pos
+	return nil
+}
+
+// Sync stores the stamps ReleaseDeferred left (Flush), then the consumer
+// cursor: call it after a batch of releases and before the agent stops, so
+// that whenever it is stopped the cursor agrees with the stamps.
+func (c *AgentConsumer) Sync() error {
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	return c.store64(OffConsCursor, c.pos)
+}
+
+// deferLimit is the most stamps an agent leaves for Flush: a batch's
+// worth, and at most half the ring, so the other side is never kept from
+// a ring's worth of slots by stamps not yet stored.
+func deferLimit(slots uint64) uint64 { return max(1, min(maxDeferred, slots/2)) }
+
+// maxDeferred bounds a producer's deferred descriptors (its array).
+const maxDeferred = 64
 
 // WakeProducers wakes producers asleep for space, if any (see the space
 // wake line in LAYOUT.md), and counts the wakeup on the consumer line. It
@@ -539,6 +589,12 @@ type AgentProducer struct {
 	// attached so, after a reset in the middle of a switch): nothing more
 	// is published here, and Follow moves on without storing it again.
 	sealed bool
+	// published: the position up to which records are published in the
+	// metadata; [published, pos) were published with PublishDeferred,
+	// their lengths in lengths (by position mod maxDeferred), and are
+	// stored by Flush.
+	published uint64
+	lengths   [maxDeferred]uint32
 }
 
 // AttachProducer checks the queue at base in m as AttachConsumer does,
@@ -559,6 +615,7 @@ func newAgentProducer(a agent) *AgentProducer {
 		p.pos &^= Sealed
 		p.sealed = true
 	}
+	p.published = p.pos
 	return p
 }
 
@@ -574,6 +631,9 @@ func newAgentProducer(a agent) *AgentProducer {
 // drain. A link or a header no correct owner writes is a *CorruptError or
 // *HeaderError, and the producer stays where it was, unsealed.
 func (p *AgentProducer) Follow(reach Reach) (Next, bool, error) {
+	if err := p.Flush(); err != nil {
+		return Next{}, false, err
+	}
 	next, ok, err := p.link("producer")
 	if err != nil || !ok {
 		return Next{}, false, err
@@ -628,16 +688,56 @@ func (p *AgentProducer) Publish(length uint32) error {
 	if length > p.slotSize {
 		return invalidf("publish %d bytes into a %d-byte slot", length, p.slotSize)
 	}
+	if err := p.Flush(); err != nil {
+		return err
+	}
 	pos := p.pos
 	if err := p.m.Store64(p.descAddr(pos), packDesc(uint32(pos)+1, length, 0)); err != nil {
 		return &MemoryError{Addr: p.descAddr(pos), Err: err}
 	}
 	p.pos++
+	p.published = p.pos
 	return nil
 }
 
-// Sync stores the producer cursor, as AgentConsumer.Sync does for its side.
+// PublishDeferred makes the slot at the producer's position a record of
+// length bytes as Publish does, but leaves its descriptor for Flush (or
+// Sync) to store with the rest of the batch, last first, for the reason
+// AgentConsumer.ReleaseDeferred gives: consumers then find the batch whole
+// and take it at once, instead of chasing the agent slot by slot through
+// lines it is still writing.
+func (p *AgentProducer) PublishDeferred(length uint32) error {
+	if length > p.slotSize {
+		return invalidf("publish %d bytes into a %d-byte slot", length, p.slotSize)
+	}
+	p.lengths[p.pos%maxDeferred] = length
+	p.pos++
+	if p.pos-p.published >= deferLimit(p.slots) {
+		return p.Flush()
+	}
+	return nil
+}
+
+// Flush stores the descriptors of the records published with
+// PublishDeferred since the last Flush, last first. On an access the
+// Memory refuses they all stay pending (storing one again is harmless).
+func (p *AgentProducer) Flush() error {
+	for q := p.pos; q > p.published; q-- {
+		pos := q - 1
+		if err := p.m.Store64(p.descAddr(pos), packDesc(uint32(pos)+1, p.lengths[pos%maxDeferred], 0)); err != nil {
+			return &MemoryError{Addr: p.descAddr(pos), Err: err}
+		}
+	}
+	p.published = p.pos
+	return nil
+}
+
+// Sync stores the descriptors PublishDeferred left (Flush), then the
+// producer cursor, as AgentConsumer.Sync does for its side.
 func (p *AgentProducer) Sync() error {
+	if err := p.Flush(); err != nil {
+		return err
+	}
 	if p.sealed {
 		return nil // the sealed cursor is final
 	}
