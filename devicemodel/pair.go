@@ -339,7 +339,7 @@ func (d *YCQ) generationNow(p *queuePair) {
 // doorbell costs the host a register write (a vfio-user round trip, or an
 // exit to the hypervisor), so a device that polls a little first is rung
 // far less often. Real devices do the same.
-const pollFor = 20 * time.Microsecond
+const pollFor = 100 * time.Microsecond
 
 // ready reports whether pair p can go on: a request to take, or, when it
 // stopped on a full device-to-host queue, a free slot there.

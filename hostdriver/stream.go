@@ -39,6 +39,10 @@ type Stream struct {
 	lengths []int // the requests' lengths, published together
 }
 
+// streamSpin is how long a Stream with nothing to do keeps looking before
+// it sleeps.
+const streamSpin = 100 * time.Microsecond
+
 // Run drives pairs until every one has no more requests and all its
 // responses are taken, ctx ends, or the driver fails.
 func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
@@ -72,6 +76,7 @@ func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
 		}
 	}
 	idle := 0
+	var idleSince time.Time
 	wantsRoom := make([]bool, len(pairs))
 	for {
 		active, did := false, false
@@ -113,10 +118,18 @@ func (s *Stream) Run(ctx context.Context, pairs []*Pair) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if idle++; idle < spinTries {
+		if idle++; idle == 1 {
+			idleSince = time.Now()
+		}
+		// Spin for streamSpin at least: a burst from the device can take
+		// that long to come back when the CPUs are far apart, and a
+		// stream that sleeps in between costs both sides an interrupt
+		// and a wakeup for every burst.
+		if idle < spinTries || idle%16 != 0 || time.Since(idleSince) < streamSpin {
 			pause(idle)
 			continue
 		}
+		idle = 0
 		if err := s.sleep(ctx, pairs, wantsRoom); err != nil {
 			return err
 		}
