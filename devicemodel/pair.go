@@ -92,9 +92,17 @@ func (d *YCQ) step(p *queuePair) (did, blocked bool, err error) {
 		}
 	}()
 	if !p.pending {
-		p.prefetch(d.opt.Batch)
+		p.h2d.Prefetch(d.opt.Batch) // the batch's descriptor lines
+		p.d2h.Prefetch(d.opt.Batch)
+		p.prefetch(0, 2*prefetchAhead)
 	}
 	for consumed < d.opt.Batch && !blocked {
+		if !p.pending && consumed > 0 && consumed%prefetchAhead == 0 {
+			// The next group, whose lines were not asked for yet: the CPU
+			// keeps a few dozen misses in flight, and most of a whole
+			// batch's asked at once would be dropped.
+			p.prefetch(prefetchAhead, prefetchAhead)
+		}
 		if !p.pending {
 			length, ok, err := p.h2d.Peek()
 			if err != nil {
@@ -567,24 +575,28 @@ func (s localSpace) Prefetch(a uint64, n, stride int, write bool) {
 	}
 }
 
-// prefetch starts loading what the next batch of up to n requests touches
-// before any of it is used, as a DPDK burst does: the requests'
-// descriptors and first payload lines, and, to own, the descriptors and
-// first lines of the response slots they go to. Each miss is a trip to the
+// prefetch starts loading the first lines of requests [off, off+n) from
+// the consumer's position, and, to own, of the response slots they go to,
+// ahead of their use, as a DPDK burst does (step asks for the batch's
+// descriptors once, at its start). Each miss is a trip to the
 // host's CPU; started together they overlap, one after another they add
 // up (a trip costs several times as much when the CPUs are far apart).
-func (p *queuePair) prefetch(n int) {
-	p.h2d.Prefetch(n)
-	p.d2h.Prefetch(n)
-	prefetchSlots(p.h2d.data, p.h2d.dataAddr, p.h2d.Pos(), p.h2d.Cap(), p.slotSize, n, false)
-	prefetchSlots(p.d2h.data, p.d2h.dataAddr, p.d2h.Pos(), p.d2h.Cap(), p.slotSize, n, true)
+func (p *queuePair) prefetch(off, n int) {
+	prefetchSlots(p.h2d.data, p.h2d.dataAddr, p.h2d.Pos()+uint64(off), p.h2d.Cap(), p.slotSize, n, false)
+	prefetchSlots(p.d2h.data, p.d2h.dataAddr, p.d2h.Pos()+uint64(off), p.d2h.Cap(), p.slotSize, n, true)
 }
+
+// prefetchAhead is how many requests a step's prefetch runs ahead of the
+// one it handles: it asks for two groups of this many at its start (with
+// the whole batch's descriptors), then for the next group each time it
+// finishes one.
+const prefetchAhead = 8
 
 // prefetchSlots prefetches the first line of the n slots from position
 // pos of a queue of slots slots of size bytes whose data starts at base,
 // in two parts where they wrap.
 func prefetchSlots(s space, base, pos uint64, slots, size, n int, write bool) {
-	pf, ok := s.(ring.Prefetcher)
+	pf, ok := s.(localSpace) // the one space that can: a concrete check is cheap
 	if !ok {
 		return
 	}
