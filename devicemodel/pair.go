@@ -594,17 +594,13 @@ const prefetchAhead = 8
 
 // prefetchSlots prefetches the first line of the n slots from position
 // pos of a queue of slots slots of size bytes whose data starts at base,
-// in two parts where they wrap.
+// where s reaches it directly (ring.PrefetchSlots).
 func prefetchSlots(s space, base, pos uint64, slots, size, n int, write bool) {
-	pf, ok := s.(localSpace) // the one space that can: a concrete check is cheap
+	ls, ok := s.(localSpace) // the one space that can: a concrete check is cheap
 	if !ok {
 		return
 	}
-	n = min(n, slots)
-	at := int(pos & uint64(slots-1))
-	first := min(n, slots-at)
-	pf.Prefetch(base+uint64(at*size), first, size, write)
-	if n > first {
-		pf.Prefetch(base, n-first, size, write)
+	if data, ok := ls.Slice(base, slots*size); ok {
+		ring.PrefetchSlots(data, pos, size, n, write)
 	}
 }

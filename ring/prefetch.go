@@ -93,18 +93,33 @@ func (w *WriteRun) Prefetch() {
 	}
 }
 
-// prefetchSlots prefetches the first line of the n slots from position p,
-// in two parts where they wrap.
+// prefetchSlots prefetches the first line of the n slots from position p.
 func (q *Queue) prefetchSlots(p uint64, n int, write bool) {
-	n = min(n, int(q.slots))
-	at := int(p & q.mask)
-	first := min(n, int(q.slots)-at)
+	PrefetchSlots(q.data, p, q.slotSize, n, write)
+}
+
+// PrefetchSlots starts loading the first line of each of the n slots from
+// position p of a queue whose data region is data, in slots of size bytes
+// (its slot count, len(data)/size, a power of two), in two parts where
+// they wrap: PrefetchWrite's fetch to own with write, PrefetchRead's
+// otherwise. For an agent that reaches the payload directly.
+func PrefetchSlots(data []byte, p uint64, size, n int, write bool) {
+	if size <= 0 {
+		return
+	}
+	slots := len(data) / size
+	if slots == 0 || n <= 0 {
+		return
+	}
+	n = min(n, slots)
+	at := int(p & uint64(slots-1))
+	first := min(n, slots-at)
 	pf := PrefetchRead
 	if write {
 		pf = PrefetchWrite
 	}
-	pf(q.data[at*q.slotSize:], first, q.slotSize)
+	pf(data[at*size:], first, size)
 	if n > first {
-		pf(q.data, n-first, q.slotSize)
+		pf(data, n-first, size)
 	}
 }

@@ -9,7 +9,9 @@ import (
 )
 
 // TestPrefetchBounds: the prefetch hints take any count and stride, and
-// never reach past the slice (a block past its end is left out).
+// never reach past the slice (a block past its end is left out);
+// PrefetchSlots takes any position and count, wrapping, and no slot size
+// or no data.
 func TestPrefetchBounds(t *testing.T) {
 	b := make([]byte, 200)
 	for _, c := range []struct{ n, stride int }{{0, 64}, {-1, 64}, {1, 0}, {100, 64}, {4, 64}, {3, 1 << 20}, {1, -8}} {
@@ -17,6 +19,15 @@ func TestPrefetchBounds(t *testing.T) {
 		ring.PrefetchWrite(b, c.n, c.stride)
 		ring.PrefetchRead(nil, c.n, c.stride)
 		ring.PrefetchWrite(b[:0], c.n, c.stride)
+	}
+	data := make([]byte, 8*64)
+	for _, c := range []struct {
+		p       uint64
+		size, n int
+		data    []byte
+	}{{0, 64, 8, data}, {6, 64, 5, data}, {7, 64, 100, data}, {3, 0, 4, data}, {3, 64, 4, nil}, {3, 64, -1, data}, {1 << 40, 64, 3, data}} {
+		ring.PrefetchSlots(c.data, c.p, c.size, c.n, false)
+		ring.PrefetchSlots(c.data, c.p, c.size, c.n, true)
 	}
 }
 
