@@ -24,6 +24,7 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 5, "runs of each system and scenario; the median is reported")
 	latRate := fs.Float64("latency-rate", 1e6, "offered records/s of the latency runs (0: none)")
 	latRecords := fs.Int("latency-records", 200_000, "records of each latency run")
+	stallRuns := fs.Bool("stalls", true, "also time the producers' waits for room, ring against ring-resize")
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	verbose := fs.Bool("v", false, "print every run")
 	dpdk := fs.String("dpdk", "", "also run this build of bench/dpdk (make bench-dpdk builds bin/dpdk-ring-bench) once a round, as system "+systemDPDK)
@@ -95,6 +96,28 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	// stalls[i][sys] are the stall runs of ringbench.StallScenarios[i].
+	stalls := make([]map[string][]ringbench.Stalls, len(ringbench.StallScenarios))
+	if *stallRuns {
+		for i := range stalls {
+			stalls[i] = map[string][]ringbench.Stalls{}
+		}
+		for round := range *rounds {
+			for i, sc := range ringbench.StallScenarios {
+				systems := slices.Clone(sc.Systems)
+				if round%2 == 1 {
+					slices.Reverse(systems)
+				}
+				for _, sys := range systems {
+					st, err := ringbench.MeasureStalls(sys, sc, *items)
+					if err != nil {
+						return err
+					}
+					stalls[i][sys] = append(stalls[i][sys], st)
+				}
+			}
+		}
+	}
 	probes = append(probes, ringbench.PingPong(20*time.Millisecond))
 	slices.Sort(probes)
 
@@ -129,6 +152,17 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		m.P50 = s[len(s)/2].P50
 		return m
 	}
+	// medianStalls is the median p99 of a system's stall runs, with the
+	// longest wait of them all.
+	medianStalls := func(ss []ringbench.Stalls) ringbench.Stalls {
+		s := slices.Clone(ss)
+		slices.SortFunc(s, func(a, b ringbench.Stalls) int { return cmp.Compare(a.P99, b.P99) })
+		m := s[len(s)/2]
+		for _, st := range ss {
+			m.Max = max(m.Max, st.Max)
+		}
+		return m
+	}
 	probe := probes[len(probes)/2]
 
 	if *asJSON {
@@ -159,6 +193,21 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 				}
 				if err := enc.Encode(latRow{medianLat(ls), "latency", len(ls), int64(probe)}); err != nil {
 					return err
+				}
+			}
+		}
+		for i := range stalls {
+			for _, sys := range ringbench.StallScenarios[i].Systems {
+				if ss := stalls[i][sys]; len(ss) > 0 {
+					type stallRow struct {
+						ringbench.Stalls
+						Kind    string `json:"kind"`
+						Rounds  int    `json:"rounds"`
+						ProbeNs int64  `json:"pingpong_round_trip_ns"`
+					}
+					if err := enc.Encode(stallRow{medianStalls(ss), "stall", len(ss), int64(probe)}); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -206,6 +255,42 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	// What resizing costs: ring-resize's throughput against the ring's in
+	// each scenario that has both, and both systems' waits for room.
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "resized every %v\tbatch\tring-resize/ring\tround ratios\tsystem\tproducer waits\twait p99\tlongest\t\n", ringbench.ResizeEvery)
+	for i, sc := range ringbench.Scenarios {
+		if !slices.Contains(sc.Systems, ringbench.SystemResize) {
+			continue
+		}
+		ring, resized := runs[key{ringbench.SystemRing, i}], runs[key{ringbench.SystemResize, i}]
+		lo, hi := ratioSpread(resized, ring)
+		ratio := fmt.Sprintf("%.2fx", median(resized).ItemsPerSec/median(ring).ItemsPerSec)
+		rounds := fmt.Sprintf("%.2f-%.2fx", lo, hi)
+		var ss map[string][]ringbench.Stalls
+		for j, st := range ringbench.StallScenarios {
+			if st.Name == sc.Name && st.Producers == sc.Producers && st.Consumers == sc.Consumers && st.Batch == sc.Batch {
+				ss = stalls[j]
+			}
+		}
+		if len(ss) == 0 {
+			fmt.Fprintf(tw, "%s %dx%d\t%d\t%s\t%s\t\t\t\t\t\n", sc.Name, sc.Producers, sc.Consumers, sc.Batch, ratio, rounds)
+			continue
+		}
+		for k, sys := range []string{ringbench.SystemRing, ringbench.SystemResize} {
+			m := medianStalls(ss[sys])
+			name := ""
+			if k == 0 {
+				name = fmt.Sprintf("%s %dx%d\t%d\t%s\t%s", sc.Name, sc.Producers, sc.Consumers, sc.Batch, ratio, rounds)
+			} else {
+				name = "\t\t\t"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%v\t\n", name, sys, m.Waits, threeDigits(m.P99), threeDigits(m.Max))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "%d-byte records written and read in full, capacity %d, median of %d runs of %d records each\n",
 		ringbench.Payload, ringbench.Capacity, *rounds, *items)
 	fmt.Fprintln(stdout, strings.Join([]string{
@@ -215,11 +300,22 @@ func benchRing(args []string, stdout, stderr io.Writer) error {
 		fmt.Sprintf("chan-batch: pooled *[%d][64]byte the same way; channels wait in the Go runtime", ringbench.ChanBatch),
 		"latency: from just before publish (send) to just after the consumer read the record; max: the longest of all rounds",
 		"  (for ring-resize, what a record waits across the resizes every 10 ms: the stall a switch costs)",
+		"producer waits: each from a reserve refused as full to the next that succeeded (median of the rounds' p99s, within 1/8; longest of all rounds)",
 	}, "\n"))
 	if *dpdk != "" {
 		fmt.Fprintln(stdout, systemDPDK+": DPDK rte_ring, zero-copy burst API (SP/SC for 1x1, HTS otherwise), the same records and wait; bench/dpdk")
 	}
 	return nil
+}
+
+// threeDigits rounds d to about three significant digits, for a column
+// whose values span nanoseconds to seconds.
+func threeDigits(d time.Duration) time.Duration {
+	unit := time.Duration(1)
+	for d/unit >= 1000 {
+		unit *= 10
+	}
+	return d.Round(unit)
 }
 
 // systemDPDK names the rte_ring harness's results.

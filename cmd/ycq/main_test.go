@@ -22,6 +22,7 @@ func TestBenchRingJSON(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	seen := map[string]bool{}
 	latency := map[string]bool{}
+	stalls := map[string]bool{}
 	for _, l := range lines {
 		var r map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &r))
@@ -30,6 +31,12 @@ func TestBenchRingJSON(t *testing.T) {
 			require.Greater(t, r["p50_ns"].(float64), 0.0)
 			require.GreaterOrEqual(t, r["p99_ns"].(float64), r["p50_ns"].(float64))
 			latency[r["system"].(string)] = true
+			continue
+		}
+		if r["kind"] == "stall" {
+			require.Contains(t, r, "waits")
+			require.GreaterOrEqual(t, r["max_ns"].(float64), r["p99_ns"].(float64))
+			stalls[fmt.Sprintf("%s/%s-%vx%v/%v", r["system"], r["scenario"], r["producers"], r["consumers"], r["batch"])] = true
 			continue
 		}
 		for _, k := range []string{"system", "scenario", "batch", "producers", "consumers", "payload", "items_per_sec", "min_items_per_sec", "max_items_per_sec"} {
@@ -47,6 +54,10 @@ func TestBenchRingJSON(t *testing.T) {
 		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true,
 	}, seen)
 	require.Equal(t, map[string]bool{"ring": true, "chan": true, "ring-resize": true}, latency)
+	require.Equal(t, map[string]bool{
+		"ring/spsc-1x1/32": true, "ring-resize/spsc-1x1/32": true,
+		"ring/mpmc-2x2/1": true, "ring-resize/mpmc-2x2/1": true,
+	}, stalls)
 }
 
 // TestBenchRingDPDK: -dpdk runs the harness once a round and reports its
@@ -96,7 +107,7 @@ func TestBenchRingDPDK(t *testing.T) {
 func TestBenchRingTable(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-records", "1000"}, &out, &errb), errb.String())
-	for _, s := range []string{"ping-pong", "ring/system", "chan-batch", "mpmc 4x4", "p99"} {
+	for _, s := range []string{"ping-pong", "ring/system", "chan-batch", "mpmc 4x4", "p99", "ring-resize/ring", "producer waits"} {
 		require.Contains(t, out.String(), s)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -187,7 +189,7 @@ func runRing(sc Scenario, per int) (written, read uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return runSides(sc, per, q.Producer, q.Consumer)
+	return runSides(sc, per, q.Producer, q.Consumer, nil)
 }
 
 // ResizeEvery is how often the ring-resize system changes the slot count.
@@ -203,7 +205,7 @@ func runRingResize(sc Scenario, per int) (written, read uint64, err error) {
 		return 0, 0, err
 	}
 	stop := resizeEvery(r)
-	written, read, err = runSides(sc, per, r.Producer, r.Consumer)
+	written, read, err = runSides(sc, per, r.Producer, r.Consumer, nil)
 	return written, read, errors.Join(err, stop())
 }
 
@@ -214,8 +216,10 @@ type reserver[R any] interface {
 
 // runSides runs sc's producers and consumers over the sides newP and newC
 // make. Each instantiation is its own code (the sides are distinct struct
-// types), so the calls stay direct.
-func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, per int, newP func() P, newC func() C) (written, read uint64, err error) {
+// types), so the calls stay direct. With stalls not nil, every producer
+// times each of its waits for room, from the reserve refused as full to the
+// next that succeeded, into it.
+func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, per int, newP func() P, newC func() C, stalls *stallLog) (written, read uint64, err error) {
 	var wsum, rsum atomic.Uint64
 	var producing atomic.Int32
 	producing.Store(int32(sc.Producers))
@@ -227,9 +231,18 @@ func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, 
 			p := newP()
 			var s uint64
 			var wait Backoff
+			var h *histogram
+			var since int64 // when the wait under way began, or 0
+			if stalls != nil {
+				h = new(histogram)
+				defer stalls.add(h)
+			}
 			for sent := 0; sent < per; {
 				w, err := p.ReserveUpTo(min(sc.Batch, per-sent))
 				if err == ring.ErrFull {
+					if h != nil && since == 0 {
+						since = stalls.now()
+					}
 					wait.Wait()
 					continue
 				}
@@ -238,6 +251,10 @@ func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, 
 					return
 				}
 				wait.Reset()
+				if since != 0 {
+					h.add(stalls.now() - since)
+					since = 0
+				}
 				for i := range w.Len() {
 					s += fill(w.Slot(i), uint64(sent+i))
 				}
@@ -377,6 +394,142 @@ func runPool[B batchOf](sc Scenario, per int) (written, read uint64, err error) 
 	close(data)
 	cons.Wait()
 	return wsum.Load(), rsum.Load(), nil
+}
+
+// StallScenarios are the shapes MeasureStalls compares the ring and
+// ring-resize in.
+var StallScenarios = []Scenario{
+	{"spsc", 1, 1, ChanBatch, []string{SystemRing, SystemResize}},
+	{"mpmc", 2, 2, 1, []string{SystemRing, SystemResize}},
+}
+
+// Stalls are how long the producers of one run waited for room: each wait,
+// from a reserve refused as full to the next one that succeeded. A ring
+// waits whenever its consumers fall behind; ring-resize waits as well while
+// a switch drains, so the two side by side show what a switch costs.
+type Stalls struct {
+	System    string        `json:"system"`
+	Scenario  string        `json:"scenario"`
+	Batch     int           `json:"batch"`
+	Producers int           `json:"producers"`
+	Consumers int           `json:"consumers"`
+	Items     int           `json:"items"`
+	Waits     uint64        `json:"waits"`
+	P99       time.Duration `json:"p99_ns"` // the upper bound of its histogram bucket: at most 1/8 high
+	Max       time.Duration `json:"max_ns"`
+}
+
+// MeasureStalls runs items records through system (ring or ring-resize) in
+// scenario sc, as Run does, and times its producers' waits for room.
+func MeasureStalls(system string, sc Scenario, items int) (Stalls, error) {
+	if sc.Producers < 1 || sc.Consumers < 1 || sc.Batch < 1 || sc.Batch > Capacity || items < sc.Producers {
+		return Stalls{}, fmt.Errorf("ringbench: bad scenario %+v with %d items", sc, items)
+	}
+	per := items / sc.Producers
+	log := &stallLog{base: time.Now()}
+	var written, read uint64
+	var err error
+	runtime.GC()
+	switch system {
+	case SystemRing:
+		q, qerr := newRing(sc)
+		if qerr != nil {
+			return Stalls{}, qerr
+		}
+		written, read, err = runSides(sc, per, q.Producer, q.Consumer, log)
+	case SystemResize:
+		r, rerr := ring.NewResizable(ring.Config{Slots: Capacity, SlotSize: Payload,
+			SingleProducer: sc.Producers == 1, SingleConsumer: sc.Consumers == 1})
+		if rerr != nil {
+			return Stalls{}, rerr
+		}
+		stop := resizeEvery(r)
+		written, read, err = runSides(sc, per, r.Producer, r.Consumer, log)
+		err = errors.Join(err, stop())
+	default:
+		return Stalls{}, fmt.Errorf("ringbench: no stall run for %q", system)
+	}
+	if err != nil {
+		return Stalls{}, fmt.Errorf("ringbench: %s %s: %w", system, sc.Name, err)
+	}
+	if written != read {
+		return Stalls{}, fmt.Errorf("ringbench: %s %s: wrote sum %#x, read sum %#x", system, sc.Name, written, read)
+	}
+	h := &log.h
+	return Stalls{System: system, Scenario: sc.Name, Batch: sc.Batch, Producers: sc.Producers,
+		Consumers: sc.Consumers, Items: per * sc.Producers, Waits: h.count,
+		P99: time.Duration(h.quantile(0.99)), Max: time.Duration(h.max)}, nil
+}
+
+// stallLog gathers the producers' histograms of one stall run.
+type stallLog struct {
+	base time.Time
+	mu   sync.Mutex
+	h    histogram
+}
+
+// now is the time since the run began, at least 1 (0 means no wait).
+func (l *stallLog) now() int64 { return max(int64(time.Since(l.base)), 1) }
+
+func (l *stallLog) add(h *histogram) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, n := range h.n {
+		l.h.n[i] += n
+	}
+	l.h.count += h.count
+	l.h.max = max(l.h.max, h.max)
+}
+
+// histogram counts durations in nanoseconds in buckets of 1/8 of a power of
+// two (below 8 ns, one a nanosecond), so a quantile is within 1/8 of the
+// truth; the maximum is exact.
+type histogram struct {
+	n     [64 * 8]uint64
+	count uint64
+	max   int64
+}
+
+func (h *histogram) add(d int64) {
+	d = max(d, 0)
+	h.n[histBucket(d)]++
+	h.count++
+	h.max = max(h.max, d)
+}
+
+// histBucket is the bucket of d >= 0: d itself below 8, else 8 buckets
+// for each power of two, by the three bits below the top one.
+func histBucket(d int64) int {
+	if d < 8 {
+		return int(d)
+	}
+	e := bits.Len64(uint64(d)) - 4
+	return (e+1)*8 + int(uint64(d)>>e&7)
+}
+
+// histUpper is the largest duration bucket i holds.
+func histUpper(i int) int64 {
+	if i < 8 {
+		return int64(i)
+	}
+	e, m := i/8-1, int64(i%8)
+	return (8+m+1)<<e - 1
+}
+
+// quantile is the upper bound of the bucket that holds quantile q, capped
+// at the maximum; 0 with nothing counted.
+func (h *histogram) quantile(q float64) int64 {
+	if h.count == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(h.count)))
+	seen := uint64(0)
+	for i, n := range h.n {
+		if seen += n; seen >= max(rank, 1) {
+			return min(histUpper(i), h.max)
+		}
+	}
+	return h.max
 }
 
 // Latency is the one-way latency of one system at a steady offered load.
