@@ -39,9 +39,10 @@ type pairResize struct {
 	// positions count on across generations; under mu.
 	h2dBase, h2dSkipped, d2hBase uint64
 
-	resizes, rolledBack, failed atomic.Uint64
-	statsMu                     sync.Mutex
-	took                        []time.Duration // each completed resize, from its start to the old generation given back
+	started, resizes, rolledBack, failed atomic.Uint64
+	draining                             atomic.Int64 // nanoseconds in drain, every resize's
+	statsMu                              sync.Mutex
+	took                                 []time.Duration // each completed resize, from its start to the old generation given back
 }
 
 // generation is one generation of a pair's two queues and their memory.
@@ -112,9 +113,11 @@ type ResizeStats struct {
 	Generation uint32          // the newest generation
 	Slots      int             // its slot count
 	Live       int             // generations not yet given back (1 outside Resize)
+	Started    uint64          // resizes begun: a generation made and offered to the device
 	Resizes    uint64          // resizes completed
 	RolledBack uint64          // resizes the device did not acknowledge, undone
 	Failed     uint64          // resizes that stopped after naming the generation
+	Draining   time.Duration   // time spent waiting for old generations to drain, all resizes
 	Took       []time.Duration // how long each completed resize took, oldest first
 }
 
@@ -128,7 +131,8 @@ func (p *Pair) ResizeStats() ResizeStats {
 	rz.mu.RLock()
 	last := rz.gens[len(rz.gens)-1]
 	st := ResizeStats{Generation: last.gen, Slots: last.slots, Live: len(rz.gens),
-		Resizes: rz.resizes.Load(), RolledBack: rz.rolledBack.Load(), Failed: rz.failed.Load()}
+		Started: rz.started.Load(), Resizes: rz.resizes.Load(), RolledBack: rz.rolledBack.Load(),
+		Failed: rz.failed.Load(), Draining: time.Duration(rz.draining.Load())}
 	rz.mu.RUnlock()
 	rz.statsMu.Lock()
 	st.Took = slices.Clone(rz.took)
@@ -179,6 +183,7 @@ func (p *Pair) Resize(ctx context.Context, slots int) error {
 	if err != nil {
 		return err
 	}
+	rz.started.Add(1)
 	rollback := func(step string, err error) error {
 		// Disarm the device; nothing was named, so it has nothing to follow.
 		if werr := d.reg32(ycqdev.QueueReg(p.index, ycqdev.RegQResize), cur.gen); werr != nil {
@@ -230,7 +235,10 @@ func (p *Pair) finish(ctx context.Context, g *generation, start time.Time) error
 	}
 	// Goroutines asleep on the generation the device left move on.
 	p.interrupt()
-	if err := p.drain(ctx); err != nil {
+	drainStart := time.Now()
+	err := p.drain(ctx)
+	rz.draining.Add(int64(time.Since(drainStart)))
+	if err != nil {
 		rz.failed.Add(1)
 		return &ResizeError{Pair: p.index, Generation: g.gen, Step: "drain", Err: err}
 	}

@@ -117,6 +117,9 @@ func TestResizeWhileStreaming(t *testing.T) {
 				require.GreaterOrEqual(t, got[i], uint64(least))
 				st := p.ResizeStats()
 				require.Equal(t, uint64(rounds), st.Resizes, "pair %d", i)
+				require.Equal(t, uint64(rounds), st.Started, "pair %d: every resize begun completed", i)
+				require.Positive(t, st.Draining, "pair %d: time waiting for old generations to drain", i)
+				require.LessOrEqual(t, st.Draining, sumDurations(st.Took), "pair %d: draining is part of the resizes", i)
 				require.Equal(t, 1, st.Live, "pair %d: one generation outside Resize", i)
 				require.Equal(t, uint32(rounds+1), st.Generation)
 				require.Equal(t, resizeSizes[(rounds-1+i)%len(resizeSizes)], st.Slots)
@@ -306,7 +309,7 @@ func TestResizeNotAcknowledged(t *testing.T) {
 	require.Equal(t, uint32(2), re.Generation)
 	require.NoError(t, d.Err(), "a refused resize does not stop the driver")
 	st := p.ResizeStats()
-	require.Equal(t, ResizeStats{Generation: 1, Slots: 16, Live: 1, RolledBack: 1, Took: st.Took}, st)
+	require.Equal(t, ResizeStats{Generation: 1, Slots: 16, Live: 1, Started: 1, RolledBack: 1, Took: st.Took}, st)
 	require.Equal(t, 1, d.alloc.Allocated(), "the new generation's memory was given back")
 	v, err := d.reg32Read(ycqdev.QueueReg(0, ycqdev.RegQResize))
 	require.NoError(t, err)
@@ -322,4 +325,11 @@ func TestResizeNotAcknowledged(t *testing.T) {
 	d2, ctx2 := openRig(t, Config{Engine: ycqdev.EngineEcho})
 	require.ErrorIs(t, d2.Pair(0).Resize(ctx2, 64), ErrNotResizable)
 	require.ErrorIs(t, p.Resize(ctx, 3), ErrConfig)
+}
+
+func sumDurations(ds []time.Duration) (sum time.Duration) {
+	for _, d := range ds {
+		sum += d
+	}
+	return sum
 }

@@ -58,6 +58,11 @@ type Result struct {
 	Resizes              int
 	ResizeP50, ResizeMax time.Duration
 	ResizeEvery          time.Duration
+	// ResizesStarted and ResizesRolledBack count every pair's resizes
+	// begun and undone; ResizeDraining is the time they spent waiting
+	// for old generations to drain.
+	ResizesStarted, ResizesRolledBack uint64
+	ResizeDraining                    time.Duration
 }
 
 // Run brings the device up, streams, checks, and closes the driver.
@@ -160,7 +165,11 @@ func Run(ctx context.Context, dev vfio.Device, o Options) (Result, error) {
 	}
 	var took []time.Duration
 	for _, p := range drv.Pairs() {
-		took = append(took, p.ResizeStats().Took...)
+		st := p.ResizeStats()
+		took = append(took, st.Took...)
+		res.ResizesStarted += st.Started
+		res.ResizesRolledBack += st.RolledBack
+		res.ResizeDraining += st.Draining
 	}
 	slices.Sort(took)
 	if res.Resizes = len(took); len(took) > 0 {
@@ -289,8 +298,9 @@ func (r Result) Table(w io.Writer) {
 	fmt.Fprintf(tw, "doorbells/record\t%s (%d)\n", per(r.Doorbells), r.Doorbells)
 	fmt.Fprintf(tw, "interrupts/record\t%s (%d)\n", per(r.Interrupts), r.Interrupts)
 	if r.ResizeEvery > 0 {
-		fmt.Fprintf(tw, "resizes\t%d (both queues of a pair, every %v), each p50 %v, max %v\n", r.Resizes, r.ResizeEvery,
-			r.ResizeP50.Round(time.Microsecond), r.ResizeMax.Round(time.Microsecond))
+		fmt.Fprintf(tw, "resizes\t%d completed of %d started, %d rolled back (both queues of a pair, every %v); each p50 %v, max %v; draining %v in all\n",
+			r.Resizes, r.ResizesStarted, r.ResizesRolledBack, r.ResizeEvery,
+			r.ResizeP50.Round(time.Microsecond), r.ResizeMax.Round(time.Microsecond), r.ResizeDraining.Round(time.Microsecond))
 	}
 	tw.Flush()
 }

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,9 +78,13 @@ func TestRunResizing(t *testing.T) {
 		require.Equal(t, size/payload, res.Records)
 	}
 	require.LessOrEqual(t, res.ResizeP50, res.ResizeMax)
+	require.GreaterOrEqual(t, res.ResizesStarted, uint64(res.Resizes), "a completed resize was started")
+	require.Zero(t, res.ResizesRolledBack, "the device acknowledges every resize")
+	require.Positive(t, res.ResizeDraining)
 	var out strings.Builder
 	res.Table(&out)
-	require.Contains(t, out.String(), "resizes")
+	require.Contains(t, out.String(), fmt.Sprintf("%d completed of %d started, 0 rolled back", res.Resizes, res.ResizesStarted))
+	require.Contains(t, out.String(), "draining")
 	t.Log("\n" + out.String())
 	require.NoError(t, client.Close())
 	<-done
