@@ -43,6 +43,11 @@ var (
 	// changed; try again once they have followed, or give up after a
 	// deadline.
 	ErrResizing = errors.New("ring: the previous resize is not yet followed")
+	// ErrNotPending: Resizable.SealAbandoned found no resize waiting for
+	// a single producer: none was named since the producer last followed,
+	// or the producer sealed its generation itself before it stopped.
+	// Nothing changed.
+	ErrNotPending = errors.New("ring: no resize waits for the producer")
 	// ErrNotLast: a consumer tried to give records back, but another run
 	// was reserved after this one. The records are still held by the run:
 	// read and release them.

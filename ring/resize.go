@@ -252,6 +252,117 @@ func (r *Resizable) pending() bool {
 	return false
 }
 
+// SealAbandoned finishes the last resize for a single producer that
+// stopped before it followed it, as LAYOUT.md's "Failure" says the owner
+// may: it seals the generation the producer was leaving, as the producer
+// would have on its next reserve. First it turns every slot there the
+// producer reserved and did not publish into a hole (an aborted slot, which
+// consumers pass over), and takes as the generation's final position the
+// stored producer cursor, or, past it, the last record the producer
+// published there (an agent stores its cursor after it publishes). Every
+// record the producer published stays for consumers to drain; they then
+// follow to the next generation, where a new producer (Producer, on any
+// view) reserves. It returns how many slots became holes, and wakes
+// whoever sleeps on the generation (OnSeal).
+//
+// It is safe only once the caller knows the producer will never touch the
+// queue again: its process has exited (its parent reaped it, a pidfd or
+// its session's socket said so), or a device was reset and does not drive
+// the queue until it is attached anew. No producer of this Resizable may
+// be running either: the producer it replaces is the only one there is. A
+// producer that is only slow would publish into holes consumers may have
+// passed, or reserve past the seal. Consumers may run meanwhile, here and
+// in other processes.
+//
+// ErrInvalid if the queue's producers are shared: a resize seals their
+// generation itself, and a dead shared producer's slots cannot be told
+// from a live one's. ErrNotPending if no resize waits for the producer:
+// none was named since it last followed, or it sealed the generation
+// itself before it stopped. A producer that died in the newest generation
+// (holding slots there, say) is recovered by naming one more (ResizeTo,
+// or Resize), which it will never follow, and then SealAbandoned.
+func (r *Resizable) SealAbandoned() (holes int, err error) {
+	if !r.single.SingleProducer {
+		return 0, invalidf("SealAbandoned on a queue of shared producers: a resize seals their generation itself")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Link what other agents named and this process was given, so that a
+	// view other than the owner's finds the resize too.
+	for {
+		n, err := r.link(r.tail)
+		if err != nil {
+			return 0, err
+		}
+		if n == nil {
+			break
+		}
+	}
+	var g *generation
+	for x := r.oldest; x != r.tail; x = x.next.Load() {
+		if x.next.Load() == r.tail {
+			g = x
+		}
+	}
+	if g == nil {
+		return 0, fmt.Errorf("%w: generation %d is the newest this process has, and names none", ErrNotPending, r.tail.q.gen)
+	}
+	q := g.q
+	c := q.m.prod.cursor.Load()
+	if c&sealed != 0 {
+		return 0, fmt.Errorf("%w: generation %d is sealed: its producer followed the resize", ErrNotPending, q.gen)
+	}
+	holes, final := q.abandon(c)
+	// The producer's own step (moveOn): the seal is a plain store, ordered
+	// after the holes, then a fence before the wakers load the waiters
+	// words.
+	StoreRelease64(&q.m.prod.cursor, final|sealed)
+	Fence()
+	g.sealedAt.Store(r.now())
+	r.sealed(q)
+	r.write.CompareAndSwap(g, r.tail)
+	return holes, nil
+}
+
+// abandon is SealAbandoned's work on q, a generation whose single producer
+// is gone and whose cursor reads c: it aborts the slots the producer holds
+// (stamp p at a position it passed) and returns how many, with the final
+// position to seal q at. A producer that stores its cursor late (an agent,
+// by less than a lap) may have published past c: the final position is
+// past the last record it published there (stamp p+1), or consumers took
+// and released (stamp p+N), and positions it passed without publishing
+// become holes too. The stamps are read once each, and a hostile peer's
+// are clamped to a lap from the consumer cursor.
+func (q *Queue) abandon(c uint64) (holes int, final uint64) {
+	descs, mask, n := q.m.descs, q.mask, q.slots
+	stamp := func(p uint64) uint32 { return uint32(descs[p&mask].word.Load()) }
+	final = c
+	for p := c; p < c+n; p++ {
+		if s := stamp(p); s == uint32(p+1) || s == uint32(p+n) {
+			final = p + 1
+		}
+	}
+	// Read after the stamps: a consumer that took a record the loop did
+	// not see (published and released before it looked) has moved the
+	// cursor past it.
+	cons := q.m.cons.cursor.Load()
+	final = max(final, cons)
+	lo := cons
+	if final-lo > n {
+		lo = final - n
+	}
+	for p := lo; p < final; p++ {
+		if stamp(p) == uint32(p) {
+			// Pairs with the consumers' load of the stamp, as a
+			// producer's abort does.
+			StoreRelease64(&descs[p&mask].word, packDesc(uint32(p)+1, 0, FlagAborted))
+			holes++
+		}
+	}
+	q.m.prod.aborted.Add(uint64(holes))
+	return holes, final
+}
+
 // fits checks that q can be generation gen of r.
 func (r *Resizable) fits(q *Queue, gen uint32) error {
 	switch {
