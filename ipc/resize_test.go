@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -317,4 +318,55 @@ func TestTakeReoffer(t *testing.T) {
 	require.Equal(t, before+2, testenv.OpenFDs(t), "only the second offer's two regions are held")
 	require.NoError(t, st.close())
 	require.Equal(t, before, testenv.OpenFDs(t))
+}
+
+// TestResizeRolledBack: a client that cannot answer an offer (its process
+// is stopped) has the resize rolled back at the server's deadline: the
+// request is refused, the counts say so, and nothing changed: once the
+// client runs again (and answers late), the next resize completes and
+// every record arrives, checked.
+func TestResizeRolledBack(t *testing.T) {
+	path := startServer(t, ServerOptions{ResizeDeadline: 50 * time.Millisecond})
+	const count = 1_000_000
+	client := helpers.Start(t, "client", []string{"SOCKET=" + path, "ROLE=" + RoleBoth, fmt.Sprintf("COUNT=%d", count), "RESIZABLE=1"})
+	client.WaitOutput(t, "joined")
+	pid := client.Cmd.Process.Pid
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	stopped := func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		require.NoError(t, err)
+		// pid (comm) state ...: the state follows the last ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		return len(f) > 0 && f[0] == "T"
+	}
+	testenv.WaitFor(t, "the client to stop", stopped)
+	ctx := context.Background()
+	_, err := Resize(ctx, path, 1, QueueUp, 256)
+	require.ErrorIs(t, err, ErrResizeRefused)
+	require.Contains(t, err.Error(), "did not take generation 2")
+	qs, err := Stat(ctx, path)
+	require.NoError(t, err)
+	for _, q := range qs {
+		require.Equal(t, uint32(1), q.Generation, "%s: nothing was named", q.Queue)
+		require.NotNil(t, q.Resizes)
+		if q.Queue == QueueUp {
+			require.Equal(t, uint64(1), q.Resizes.Started)
+			require.Equal(t, uint64(1), q.Resizes.RolledBack)
+			require.Zero(t, q.Resizes.Completed)
+		}
+	}
+	require.NoError(t, CloseStat(qs))
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	var gen uint32
+	for {
+		gen, err = Resize(ctx, path, 1, QueueUp, 256)
+		if !errors.Is(err, ErrResizeRefused) || !strings.Contains(err.Error(), ring.ErrResizing.Error()) {
+			break
+		}
+		time.Sleep(time.Millisecond) // the client has not followed yet
+	}
+	require.NoError(t, err, "a resize after the rolled-back one")
+	require.Equal(t, uint32(2), gen, "the rolled-back generation's number is used again")
+	require.NoError(t, client.Wait(), "%s", client.Out.String())
+	require.Contains(t, client.Out.String(), fmt.Sprintf("records %d err <nil>", count))
 }
