@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define RUNS 4
-#define CODES 9 /* YCQ_OK and YCQ_EFULL to YCQ_ENOTLAST */
+#define CODES 11 /* YCQ_OK and YCQ_EFULL to YCQ_EBUSY */
 
 struct hostile {
 	struct region q;
@@ -210,8 +210,10 @@ static void one_op(struct hostile *s)
 		return;
 	default: {
 		/* A run the caller garbled: the calls refuse what is out of range. */
-		struct ycq_read_run bad = {rng_next(&s->rng), rng_next(&s->rng), (uint32_t)rng_next(&s->rng)};
-		struct ycq_write_run badw = {rng_next(&s->rng), (uint32_t)rng_next(&s->rng)};
+		struct ycq_read_run bad = {rng_next(&s->rng), rng_next(&s->rng), (uint32_t)rng_next(&s->rng),
+		                           rng_below(&s->rng, 4) == 0 ? (uint32_t)rng_next(&s->rng) : ca->gen};
+		struct ycq_write_run badw = {rng_next(&s->rng), (uint32_t)rng_next(&s->rng),
+		                             rng_below(&s->rng, 4) == 0 ? (uint32_t)rng_next(&s->rng) : pa->gen};
 		tally(s, ycq_consumer_release_all(&s->c, &bad), "release all of a garbled run");
 		tally(s, ycq_consumer_give_back(&s->c, &bad, arg32(s, bad.n)), "give back of a garbled run");
 		tally(s, ycq_producer_abort_all(&s->p, &badw), "abort all of a garbled run");
