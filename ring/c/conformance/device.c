@@ -107,6 +107,16 @@ void map_queue(const char *spec, struct region *q)
 	q->data_len = data_len;
 }
 
+uint8_t *map_space(const char *spec, uint64_t *len)
+{
+	int fd;
+	unsigned long long n;
+	if (spec == NULL || sscanf(spec, "%d:%llu", &fd, &n) != 2)
+		die("space %s: want fd:len", spec ? spec : "(none)");
+	*len = n;
+	return map_one(fd, 0, n);
+}
+
 /* Wake hooks. The futex words are in shared mappings, so the operations
  * are not FUTEX_PRIVATE: the kernel keys them on the page, and a Go
  * process that maps the same memfd wakes us and is woken by us. */
@@ -259,7 +269,7 @@ int main(int argc, char **argv)
 {
 	crc_init();
 	if (argc < 2)
-		die("usage: device echo|script|golden|hostile key=value...");
+		die("usage: device echo|script|golden|hostile|resize|link key=value...");
 	if (strcmp(argv[1], "echo") == 0)
 		return run_echo(argc, argv);
 	if (strcmp(argv[1], "script") == 0)
@@ -268,5 +278,9 @@ int main(int argc, char **argv)
 		return run_golden(argc, argv);
 	if (strcmp(argv[1], "hostile") == 0)
 		return run_hostile(argc, argv);
+	if (strcmp(argv[1], "resize") == 0)
+		return run_resize(argc, argv);
+	if (strcmp(argv[1], "link") == 0)
+		return run_link(argc, argv);
 	die("unknown scenario %s", argv[1]);
 }

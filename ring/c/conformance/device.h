@@ -25,6 +25,11 @@ struct region {
 /* Parse "fd:meta_off:meta_len:data_off:data_len" and map it. */
 void map_queue(const char *spec, struct region *q);
 
+/* Parse "fd:len" and map bytes 0 to len - 1 of fd alone, as map_queue maps
+ * a region: a device's address space for the resize scenarios, every
+ * generation's regions in it. */
+uint8_t *map_space(const char *spec, uint64_t *len);
+
 /* The wake hooks: FUTEX_WAKE, and FUTEX_WAIT until the word moves on. With
  * announce set, wait prints "asleep <name> <line>" before it sleeps, so the
  * Go side knows this side is past its second look; with timeout_ms, it
@@ -72,5 +77,7 @@ int run_echo(int argc, char **argv);
 int run_script(int argc, char **argv);
 int run_golden(int argc, char **argv);
 int run_hostile(int argc, char **argv);
+int run_resize(int argc, char **argv);
+int run_link(int argc, char **argv);
 
 #endif /* YCQ_DEVICE_H */
