@@ -24,10 +24,13 @@ import (
 // third process asks (Resize). One resize of one queue, in order:
 //
 //  1. The server formats generation N+1 in two new memfds and sends
-//     Generation{queue, number, slots} with their two descriptors.
+//     Generation{queue, number, slots, offer} with their two descriptors.
 //  2. The client maps them, attaches, gives them to its Resizable
-//     (ring.Resizable.Add) and answers Added{queue, number}; or Added with
-//     an error, having closed them.
+//     (ring.Resizable.Add) and answers Added{queue, number, offer}; or
+//     Added with an error, having closed them. The offer is the server's
+//     serial of the message, new for every offer: a rolled-back resize
+//     leaves the generation number free, and the next offer of that
+//     number must not take the late answer to the one before it.
 //  3. Only then does the server name generation N+1 in generation N's link
 //     line (ResizeTo). The queue's single producer, in whichever process,
 //     seals N when it next reserves; the consumer drains N, then follows.
@@ -44,12 +47,14 @@ type Generation struct {
 	Queue  string `json:"queue"`  // QueueUp or QueueDown
 	Number uint32 `json:"number"` // its generation number
 	Slots  int    `json:"slots"`  // its slot count; the slot size stays
+	Offer  uint64 `json:"offer"`  // the server's serial of this offer, from 1, which the answer repeats
 }
 
 // Added is the client's answer to a Generation.
 type Added struct {
 	Queue  string `json:"queue"`
 	Number uint32 `json:"number"`
+	Offer  uint64 `json:"offer"`           // the Generation's Offer
 	Error  string `json:"error,omitempty"` // refused; the descriptors are closed
 }
 
@@ -107,6 +112,7 @@ type resizeState struct {
 	// Added messages from the session's reader to the resize waiting.
 	resizing sync.Mutex
 	acks     chan Added
+	offers   uint64 // the last offer's serial; under resizing
 
 	started, completed, rolledBack, deferred, added, retired atomic.Uint64
 }
@@ -304,7 +310,9 @@ func (s *session) resize(which string, slots int, deadline time.Duration) (uint3
 		regs[1].Close()
 	}
 	st.started.Add(1)
-	msg := sessionMsg{Generation: &Generation{Queue: which, Number: number, Slots: slots}}
+	st.offers++
+	offer := st.offers
+	msg := sessionMsg{Generation: &Generation{Queue: which, Number: number, Slots: slots, Offer: offer}}
 	if err := s.offer(msg, regs[0].FD(), regs[1].FD()); err != nil {
 		giveBack()
 		st.rolledBack.Add(1)
@@ -315,8 +323,8 @@ func (s *session) resize(which string, slots int, deadline time.Duration) (uint3
 	for {
 		select {
 		case a := <-st.acks:
-			if a.Queue != which || a.Number != number {
-				continue // a late answer to a resize rolled back before
+			if a.Offer != offer || a.Queue != which || a.Number != number {
+				continue // a late answer to an offer rolled back before
 			}
 			if a.Error != "" {
 				giveBack()

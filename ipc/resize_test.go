@@ -177,8 +177,8 @@ func btoi(b bool) int {
 // refused with ErrProtocol.
 func FuzzSessionMsg(f *testing.F) {
 	f.Add([]byte(`{"records":5}`))
-	f.Add([]byte(`{"records":0,"generation":{"queue":"up","number":2,"slots":64}}`))
-	f.Add([]byte(`{"records":0,"added":{"queue":"down","number":3,"error":"no"}}`))
+	f.Add([]byte(`{"records":0,"generation":{"queue":"up","number":2,"slots":64,"offer":3}}`))
+	f.Add([]byte(`{"records":0,"added":{"queue":"down","number":3,"offer":3,"error":"no"}}`))
 	f.Add([]byte(`{"generation":{"queue":"up"},"added":{"queue":"up"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := decodeSessionMsg(body)

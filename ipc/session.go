@@ -86,7 +86,7 @@ func (s *session) watch() {
 		}
 		switch {
 		case m.Generation != nil && s.client:
-			a := Added{Queue: m.Generation.Queue, Number: m.Generation.Number}
+			a := Added{Queue: m.Generation.Queue, Number: m.Generation.Number, Offer: m.Generation.Offer}
 			if s.rz == nil {
 				fdpass.CloseAll(fds)
 				a.Error = "the session is not resizable"
