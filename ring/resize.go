@@ -650,6 +650,14 @@ func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
 		if err != ErrEmpty {
 			return run, err
 		}
+		// Nothing to follow before a resize names the next generation:
+		// ask the link line, which changes once a resize, and not the
+		// producer cursor, the line producers write on every reserve.
+		if g.next.Load() == nil {
+			if want, lerr := g.named(); want == 0 && lerr == nil {
+				return run, err
+			}
+		}
 		// Sealed: once consumers have taken every position below final
 		// the generation is drained and its successor is next. Records
 		// still held there are released into it as usual.
