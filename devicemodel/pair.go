@@ -244,7 +244,10 @@ func (d *YCQ) h2dReady(p *queuePair) (bool, error) {
 		err = d.wakeHost(p, false, true)
 	}
 	if err == nil && !ready && p.resizable {
-		ready, err = p.h2d.Drained()
+		var named bool
+		if named, err = p.h2d.Named(); named {
+			ready, err = p.h2d.Drained()
+		}
 	}
 	return ready, err
 }
@@ -318,8 +321,12 @@ func (d *YCQ) followD2H(p *queuePair) error {
 // followH2D moves the host-to-device side on once it has drained its
 // generation, and reports whether it did.
 func (d *YCQ) followH2D(p *queuePair) (bool, error) {
-	// One load while the generation is not drained, and nothing made for
-	// the move: step calls this whenever it finds the queue empty.
+	// One load of the link line while no resize is named, and nothing
+	// made for the move: step calls this whenever it finds the queue
+	// empty, and the producer cursor Drained loads is the host's.
+	if named, err := p.h2d.Named(); err != nil || !named {
+		return false, err
+	}
 	if drained, err := p.h2d.Drained(); err != nil || !drained {
 		return false, err
 	}

@@ -345,6 +345,19 @@ func (c *AgentConsumer) Drained() (bool, error) {
 	return true, nil
 }
 
+// Named reports whether a resize has named the generation that follows
+// this one: one load of link_next, a word written once a resize. A
+// consumer that polls an empty queue asks it before Drained, which loads
+// the producer cursor, the line the producers write on every reserve: a
+// generation is sealed only after its successor is named.
+func (c *AgentConsumer) Named() (bool, error) {
+	if !c.follows || c.gen == 0 {
+		return false, nil
+	}
+	n, err := c.load32(OffLinkNext)
+	return n != 0, err
+}
+
 // Follow moves the consumer to the next generation once it has drained
 // this one: call it when Peek finds nothing, after the releases before it
 // are synced. It loads the producer cursor (one load while the generation

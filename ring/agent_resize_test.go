@@ -472,3 +472,40 @@ func FuzzAgentFollow(f *testing.F) {
 		}
 	})
 }
+
+// TestAgentConsumerNamed: Named says whether a resize named the next
+// generation, which a consumer polling an empty queue asks before it loads
+// the producer cursor (Drained); an agent that does not follow resizes
+// never sees one named.
+func TestAgentConsumerNamed(t *testing.T) {
+	sp := newArenas(2, 16, 16)
+	cfg := ring.Config{Slots: 16, SlotSize: 16, SingleConsumer: true, Resizable: true, Generation: 1}
+	q0, off0 := sp.take(t, cfg)
+	r, err := ring.NewResizableOn(q0)
+	require.NoError(t, err)
+	cons, err := ring.AttachConsumer(sp.memory(), sp.metaAddr(off0), ring.Config{Slots: 16, SlotSize: 16, Resizable: true})
+	require.NoError(t, err)
+	named, err := cons.Named()
+	require.NoError(t, err)
+	require.False(t, named, "nothing named yet")
+	drained, err := cons.Drained()
+	require.NoError(t, err)
+	require.False(t, drained)
+
+	next := cfg
+	next.Slots, next.Generation = 8, r.NextGeneration()
+	q1, off1 := sp.take(t, next)
+	require.NoError(t, r.ResizeTo(q1, sp.metaAddr(off1), sp.dataAddr(off1)))
+	named, err = cons.Named()
+	require.NoError(t, err)
+	require.True(t, named, "the resize named generation 2")
+	drained, err = cons.Drained()
+	require.NoError(t, err)
+	require.True(t, drained, "sealed and empty")
+	_, ok, err := cons.Follow(nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	named, err = cons.Named()
+	require.NoError(t, err)
+	require.False(t, named, "generation 2 names none")
+}
