@@ -587,9 +587,10 @@ func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
 	r := p.r
 	for {
 		g := r.write.Load()
-		if r.single.SingleProducer {
+		if r.single.SingleProducer && (g.next.Load() != nil || g.q.m.link().next.Load() != 0) {
 			// A single producer leaves a generation once it is named:
-			// that seals it.
+			// that seals it. (The test above is successor's first
+			// look, here so that the common case makes no call.)
 			next, err := r.successor(g)
 			if err != nil {
 				return WriteRun{}, err
