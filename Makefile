@@ -17,7 +17,7 @@ FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
 	./usb/redir:FuzzReader ./usb/redir:FuzzDecodeHeader ./usb/redir:FuzzDecodeHello \
 	./usb/redir:FuzzDecodeControlPacket ./usb/redir:FuzzDecodeBulkPacket ./usb/redir:FuzzDecodeInterruptPacket \
 	./usb/redir:FuzzDecodeBufferedBulkPacket ./usb/redir:FuzzDecodeEPInfo ./usb/redir:FuzzDecodeDeviceConnect \
-	./devicemodel/usbdev:FuzzDevice ./devicemodel/usbdev:FuzzControl ./ycqdev/usbproto:FuzzDecode
+	./devicemodel/usbdev:FuzzDevice ./devicemodel/usbdev:FuzzControl ./ycqdev/usbproto:FuzzDecode ./internal/usbredirpeer:FuzzGuest
 
 .PHONY: all build run run-qemu provision tools test check race-free imports e2e lint fmt-check vet bench fuzz clean
 
