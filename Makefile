@@ -9,15 +9,7 @@ YCQ_CACHE ?= $(HOME)/.cache/ycq
 export YCQ_CACHE
 
 FUZZTIME ?= 60s
-FUZZ_TARGETS := ./ring:FuzzAttach ./ring:FuzzOps ./ring:FuzzHostile \
-	./dma:FuzzCheckName ./dma:FuzzIOVAAllocator ./ipc:FuzzHello ./ipc:FuzzWelcomeAndDone ./ipc:FuzzRequest ./ipc:FuzzStatReply ./cmd/ycq:FuzzStatRegion \
-	./vfio/user:FuzzDecodeHeader ./vfio/user:FuzzDecodePayload ./vfio/user:FuzzDecodeVersion \
-	./vfio/user:FuzzDecodeRegionInfo ./vfio/user:FuzzClient ./devicemodel:FuzzServer \
-	./vfio/kernel:FuzzParseRegionInfo ./vfio/kernel:FuzzParseIOMMUInfo ./ring:FuzzAgent ./ring:FuzzResizeLink ./ring:FuzzAgentFollow ./ipc:FuzzSessionMsg ./ipc:FuzzTakeGeneration ./internal/record:FuzzCheck \
-	./usb/redir:FuzzReader ./usb/redir:FuzzDecodeHeader ./usb/redir:FuzzDecodeHello \
-	./usb/redir:FuzzDecodeControlPacket ./usb/redir:FuzzDecodeBulkPacket ./usb/redir:FuzzDecodeInterruptPacket \
-	./usb/redir:FuzzDecodeBufferedBulkPacket ./usb/redir:FuzzDecodeEPInfo ./usb/redir:FuzzDecodeDeviceConnect \
-	./devicemodel/usbdev:FuzzDevice ./devicemodel/usbdev:FuzzControl ./ycqdev/usbproto:FuzzDecode ./internal/usbredirpeer:FuzzGuest
+# make fuzz runs every Fuzz target of every package (go test -list finds them).
 
 .PHONY: all build run run-qemu provision tools test check race-free imports e2e lint fmt-check vet bench fuzz clean
 
@@ -122,10 +114,11 @@ bench-dpdk:
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for name in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
 	done
 
 clean:
