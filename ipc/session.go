@@ -120,6 +120,12 @@ func (s *session) watch() {
 			return
 		default:
 			s.peer <- Done{Records: m.Records, Error: m.Error}
+			if m.Error != "" {
+				// The peer stopped before finishing its role (its Close
+				// can send this Done just before it hangs up): this
+				// side's waits for it stop now, as when it is gone.
+				s.cancel(fmt.Errorf("%w: it stopped after %d records: %s", ErrPeerGone, m.Records, m.Error))
+			}
 			return
 		}
 	}

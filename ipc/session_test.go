@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/internal/testenv"
 )
 
 // startServer serves on a fresh socket until the test ends.
@@ -171,4 +173,19 @@ func TestParseMode(t *testing.T) {
 	require.Equal(t, Mode{}, got, "the default spins, then sleeps")
 	_, err = ParseMode("nap")
 	require.Error(t, err)
+}
+
+// TestPeerStoppedDone: a client's Done that says it stopped (its Close
+// can send one just before it hangs up) ends the server's waits for it at
+// once, though the socket stays open: the server's echo, which waits for
+// records the client will never send, ends its session.
+func TestPeerStoppedDone(t *testing.T) {
+	var logs testenv.Buffer
+	path := startServer(t, ServerOptions{Log: slogTo(&logs)})
+	c, err := Dial(context.Background(), path, hello(RoleBoth, 1<<40, 64), Mode{}, dma.Options{})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.s.send(Done{Records: 0, Error: "stopped"}))
+	testenv.WaitFor(t, "the server's session to end", func() bool { return strings.Contains(logs.String(), "session ended") })
+	require.Contains(t, logs.String(), "stopped after 0 records: stopped")
 }
