@@ -254,7 +254,8 @@ func TestUSBGuestDriver(t *testing.T) {
 	require.GreaterOrEqual(t, l["resets"], float64(1), "the driver's RESET")
 	require.Equal(t, float64(1), l["unplugs"])
 	require.GreaterOrEqual(t, l["recoveries"], float64(1), "recovered after the replug")
-	require.Equal(t, float64(0), l["copies"], "every transfer issued on slot memory")
+	// The test streams' queues are anonymous memory, which usbfs copies.
+	require.Positive(t, l["copies"], "usbfs copies the transfers of queues in anonymous memory")
 	benches, _ := l["bench"].([]any)
 	require.Len(t, benches, 4)
 	for i, b := range benches {
@@ -266,6 +267,11 @@ func TestUSBGuestDriver(t *testing.T) {
 			want = "device memory"
 		}
 		require.Equal(t, want, m["memory"], "usbfs maps 2 MiB queues")
+		if want == "device memory" {
+			require.Equal(t, float64(0), m["copies"], "usbfs memory: no transfer copied")
+		} else {
+			require.Positive(t, m["copies"], "anonymous memory: usbfs copies every transfer")
+		}
 	}
 	t.Logf("guest ran %v; %v records checked, %v resent after reset and replug, %v transfers; device model served %d connection(s)",
 		res.Duration.Round(time.Millisecond), l["records"], l["resent"], l["transfers"], dm.served)
@@ -295,7 +301,10 @@ func TestUSBGuestDemo(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.Equal(t, float64(4096), res.Line["records"], "16 MiB of 4 KiB records")
-	require.Equal(t, float64(0), res.Line["copies"])
+	// The demo's queues are anonymous memory (16 MiB of queues is more
+	// than usbfs maps): usbfs copies each transfer, and the count says so.
+	require.GreaterOrEqual(t, res.Line["copies"], res.Line["transfers"])
+	require.Positive(t, res.Line["copies"])
 	require.Contains(t, res.Table, "records/s")
 	require.Contains(t, res.Table, "crc32c engine, 2 queue pairs")
 	require.Contains(t, res.Table, "usb transfers")
@@ -331,7 +340,7 @@ func TestUSBGuestBench(t *testing.T) {
 	l := res.Line
 	require.Equal(t, "bench", l["mode"])
 	require.Equal(t, float64(0), l["errors"])
-	require.Equal(t, float64(0), l["copies"], "every USB transfer issued on slot memory")
+	require.Equal(t, float64(0), l["copies"], "every USB transfer on slot memory in usbfs memory: copied by nobody")
 	require.Positive(t, l["transfers"])
 	b, _ := l["bench_usb"].(map[string]any)
 	require.NotNil(t, b, "the bench figures")

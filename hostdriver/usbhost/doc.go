@@ -18,8 +18,10 @@
 // issued on a run of reserved response slots; the device fills it with
 // whole responses, which are published where they landed, and the slots
 // it left empty are given back as holes. Neither direction stages or
-// copies: PairStats.Copies counts any transfer whose buffer was not the
-// queues' memory, and stays 0. (gousb's own transfers and streams own
+// copies in this driver; with Config.DeviceMemory the queues' data are
+// usbfs memory, which the kernel does not copy either (in anonymous memory
+// usbfs copies every transfer). PairStats.Copies counts every transfer
+// copied on its way, by either. (gousb's own transfers and streams own
 // their buffers and copy each transfer, so gousb finds, opens and
 // configures the device, claims the interface, runs the control requests
 // and libusb's event loop, and the bulk transfers are libusb's, submitted

@@ -281,10 +281,17 @@ func sentinel(err error) error {
 	return fmt.Errorf("%w: %w", ErrIO, err)
 }
 
+// copied reports whether a transfer on buf, cut from a queue's data
+// region data whose memory is usbfs memory when device says so, has its
+// bytes copied on the way: by this driver, were buf not the queue's own
+// memory (isSub checks that without unsafe), or by usbfs, which copies a
+// transfer between a buffer of its own and any memory it did not map
+// itself (USBDEVFS_SUBMITURB on anonymous memory). PairStats.Copies counts
+// them.
+func copied(buf, data []byte, device bool) bool { return !device || !isSub(buf, data) }
+
 // isSub reports whether s is a subslice of base (it shares the end of
-// base's backing array): how the driver checks, without unsafe, that every
-// transfer is issued on the queues' own memory. A transfer that is not
-// counts in PairStats.Copies.
+// base's backing array).
 func isSub(s, base []byte) bool {
 	if cap(s) == 0 || cap(base) == 0 {
 		return false
@@ -332,7 +339,7 @@ func (e *engines) runOut(p *Pair) {
 				return submitted, true
 			}
 			buf := p.h2dData[slot*r : (slot+n)*r]
-			if !isSub(buf, p.h2dData) {
+			if copied(buf, p.h2dData, p.h2dMem.device) {
 				p.copies.Add(1)
 			}
 			x := free[len(free)-1]
@@ -464,7 +471,7 @@ func (e *engines) runIn(p *Pair) {
 				n = slots - first
 			}
 			buf := p.d2hData[first*s : (first+n)*s]
-			if !isSub(buf, p.d2hData) {
+			if copied(buf, p.d2hData, p.d2hMem.device) {
 				p.copies.Add(1)
 			}
 			x := free[len(free)-1]

@@ -7,13 +7,17 @@ import (
 )
 
 // A request out and its echo back, zero-copy: reserve, fill in place,
-// publish; receive, read in place, release. (The device here is the
-// tests' in-memory one; Open finds a real one by vendor and product.)
+// publish; receive, read in place, release, with the queues in the
+// device's usbfs memory, which the kernel does not copy either. (The
+// device here is the tests' in-memory one; Open finds a real one by
+// vendor and product.)
 func Example() {
-	pl := &plugs{cur: newFake(1)}
+	f := newFake(1)
+	f.memory = true
+	pl := &plugs{cur: f}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	d, err := openWith(ctx, Config{RecordSize: 64, Slots: 64}, pl.open)
+	d, err := openWith(ctx, Config{RecordSize: 64, Slots: 64, DeviceMemory: true}, pl.open)
 	if err != nil {
 		fmt.Println(err)
 		return

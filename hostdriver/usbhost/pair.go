@@ -54,9 +54,11 @@ type PairStats struct {
 	ShortIn      uint64 // IN transfers that brought fewer responses than they had room for
 	Holes        uint64 // response slots given back unfilled (after a short IN transfer)
 	Resent       uint64 // requests sent again after a reset or a replug
-	// Copies counts transfers whose buffer was not slot memory of the
-	// pair's queues: the driver issues every transfer on the slots, so a
-	// nonzero count is a bug.
+	// Copies counts transfers whose bytes were copied on their way: by
+	// usbfs, for every transfer when the queue's data region is not usbfs
+	// memory (anonymous memory: Config.DeviceMemory off, or refused), or
+	// by this driver, were a transfer's buffer not slot memory (it never
+	// is: that would be a bug). With DeviceMemory it stays 0.
 	Copies uint64
 	// DeviceMemory: both queues' data regions are usbfs memory
 	// (Config.DeviceMemory), which the kernel does not copy either.
