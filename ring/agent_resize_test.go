@@ -51,6 +51,37 @@ func (a *arenas) take(t *testing.T, cfg ring.Config) (q *ring.Queue, off int) {
 func (a *arenas) metaAddr(off int) uint64 { return agentBase + uint64(off) }
 func (a *arenas) dataAddr(off int) uint64 { return agentBase + uint64(off+a.metaSize) }
 
+// leaving is a retired generation of an agent's input queue whose arena
+// waits for the agent's link_left.
+type leaving struct {
+	meta []byte
+	off  int
+}
+
+// giveBack takes back the arenas of the generations in and out retired:
+// out's at once (its consumer is this process), in's once the agent that
+// consumes it stored link_left there, its last touch; waitLeft are those
+// still waiting, which it returns with in's newly retired ones.
+func (a *arenas) giveBack(in, out *ring.Resizable, offs map[*ring.Queue]int, waitLeft []leaving) []leaving {
+	for _, q := range in.Retire() {
+		waitLeft = append(waitLeft, leaving{a.mem[offs[q]:][:ring.OffDescs], offs[q]})
+		delete(offs, q)
+	}
+	kept := waitLeft[:0]
+	for _, l := range waitLeft {
+		if word32(l.meta, ring.OffLinkLeft).Load() != 0 {
+			a.free = append(a.free, l.off)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	for _, q := range out.Retire() {
+		a.free = append(a.free, offs[q])
+		delete(offs, q)
+	}
+	return kept
+}
+
 // memory is the whole space as the agent reaches it.
 func (a *arenas) memory() sliceMemory { return sliceMemory{a.mem, agentBase} }
 
@@ -181,12 +212,6 @@ func TestAgentFollowsResizes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var sent, got uint64
 	done := 0
-	// leaving are retired generations of the input queue whose arenas wait
-	// for the agent's link_left.
-	type leaving struct {
-		meta []byte
-		off  int
-	}
 	var waitLeft []leaving
 	resize := func(r *ring.Resizable, base ring.Config) bool {
 		cfg := base
@@ -234,23 +259,7 @@ func TestAgentFollowsResizes(t *testing.T) {
 				done++
 			}
 		}
-		for _, q := range in.Retire() {
-			waitLeft = append(waitLeft, leaving{sp.mem[offs[q]:][:ring.OffDescs], offs[q]})
-			delete(offs, q)
-		}
-		kept := waitLeft[:0]
-		for _, l := range waitLeft {
-			if word32(l.meta, ring.OffLinkLeft).Load() != 0 {
-				sp.free = append(sp.free, l.off)
-			} else {
-				kept = append(kept, l)
-			}
-		}
-		waitLeft = kept
-		for _, q := range out.Retire() {
-			sp.free = append(sp.free, offs[q])
-			delete(offs, q)
-		}
+		waitLeft = sp.giveBack(in, out, offs, waitLeft)
 		if agentDone.Load() && agentErr != nil {
 			break // the agent stopped early (the atomic orders its error before); reported below
 		}

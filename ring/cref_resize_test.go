@@ -132,10 +132,6 @@ func runFollowsResizes(t *testing.T, dev string, seed uint64) {
 	var sent, got uint64
 	var goAborted uint64
 	stopAt := uint64(math.MaxUint64) // the records to send: set once enough resizes are made
-	type leaving struct {
-		meta []byte
-		off  int
-	}
 	var waitLeft []leaving
 	resize := func(r *ring.Resizable, base ring.Config) {
 		cfg := base
@@ -212,23 +208,7 @@ func runFollowsResizes(t *testing.T, dev string, seed uint64) {
 				stopAt = sent + tail
 			}
 		}
-		for _, q := range in.Retire() {
-			waitLeft = append(waitLeft, leaving{sp.mem[offs[q]:][:ring.OffDescs], offs[q]})
-			delete(offs, q)
-		}
-		kept := waitLeft[:0]
-		for _, l := range waitLeft {
-			if word32(l.meta, ring.OffLinkLeft).Load() != 0 {
-				sp.free = append(sp.free, l.off)
-			} else {
-				kept = append(kept, l)
-			}
-		}
-		waitLeft = kept
-		for _, q := range out.Retire() {
-			sp.free = append(sp.free, offs[q])
-			delete(offs, q)
-		}
+		waitLeft = sp.giveBack(in, out, offs, waitLeft)
 		if !moved {
 			select {
 			case <-d.done:
