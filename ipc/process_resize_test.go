@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -73,8 +72,7 @@ var rzFormat = record.Format{Sum: true}
 
 type rzControl struct{ b []byte }
 
-func (c rzControl) word(i int) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&c.b[8*i])) }
-func (c rzControl) ack(i int) *atomic.Uint64  { return c.word(rzAcks + i) }
+func (c rzControl) ack(i int) *atomic.Uint64 { return c.word(rzAcks + i) }
 
 // rzView is one process's Resizable over its own mappings of the
 // generations, with the regions of each until it is retired.
