@@ -126,6 +126,8 @@ type Driver struct {
 	log *slog.Logger
 
 	mem   *dma.Region  // every queue's memory, one mapping
+	rpMu  sync.Mutex   // rpage: noteResizes against teardown
+	rpage *dma.Region  // the resize page (resizepage.go) of a resizable driver, else nil
 	iova  uint64       // where mem starts in the device's view
 	bar2  vfio.Mapping // when MetaInBAR2
 	pairs []*Pair
@@ -323,6 +325,14 @@ func (d *Driver) allocate() error {
 			}
 		}
 		d.pairs = append(d.pairs, p)
+	}
+	if c.Resizable {
+		if err := d.newResizePage(len(d.pairs)); err != nil {
+			return err
+		}
+		for _, p := range d.pairs {
+			p.noteResizes()
+		}
 	}
 	return nil
 }
@@ -569,5 +579,11 @@ func (d *Driver) teardown() error {
 		errs = append(errs, d.bar2.Close())
 		d.bar2 = nil
 	}
+	d.rpMu.Lock()
+	if d.rpage != nil {
+		errs = append(errs, d.rpage.Close())
+		d.rpage = nil
+	}
+	d.rpMu.Unlock()
 	return errors.Join(errs...)
 }

@@ -168,6 +168,7 @@ func (p *Pair) Resize(ctx context.Context, slots int) error {
 	if err := d.Err(); err != nil {
 		return err
 	}
+	defer p.noteResizes() // whatever came of it
 	start := time.Now()
 	rz.mu.RLock()
 	cur := rz.gens[len(rz.gens)-1]

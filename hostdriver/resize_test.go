@@ -131,6 +131,15 @@ func TestResizeWhileStreaming(t *testing.T) {
 				require.Equal(t, got[i], ps.Received)
 				t.Logf("pair %d: %d records, %d resizes, took %v", i, got[i], st.Resizes, st.Took[:4])
 			}
+			page, err := DecodeResizePage(d.rpage.Bytes())
+			require.NoError(t, err)
+			require.Len(t, page, len(d.Pairs()))
+			for _, p := range d.Pairs() {
+				st := p.ResizeStats()
+				require.Equal(t, PairResizes{Pair: p.Index(), Generation: st.Generation, Slots: st.Slots, Started: st.Started,
+					Completed: st.Resizes, RolledBack: st.RolledBack, Failed: st.Failed, Draining: st.Draining}, page[p.Index()],
+					"the resize page says what ResizeStats says")
+			}
 			require.Equal(t, 1+len(d.Pairs()), d.alloc.Allocated(), "the first mapping and each pair's current generation: every older one was given back")
 			require.NoError(t, d.Err())
 		})
@@ -310,6 +319,9 @@ func TestResizeNotAcknowledged(t *testing.T) {
 	require.NoError(t, d.Err(), "a refused resize does not stop the driver")
 	st := p.ResizeStats()
 	require.Equal(t, ResizeStats{Generation: 1, Slots: 16, Live: 1, Started: 1, RolledBack: 1, Took: st.Took}, st)
+	page, err := DecodeResizePage(d.rpage.Bytes())
+	require.NoError(t, err)
+	require.Equal(t, PairResizes{Pair: 0, Generation: 1, Slots: 16, Started: 1, RolledBack: 1}, page[0], "the resize page counts the rollback")
 	require.Equal(t, 1, d.alloc.Allocated(), "the new generation's memory was given back")
 	v, err := d.reg32Read(ycqdev.QueueReg(0, ycqdev.RegQResize))
 	require.NoError(t, err)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/ipc"
 	"github.com/ycq-dev/ycq/ring"
 )
@@ -54,7 +55,10 @@ Sources (each may be given more than once, and mixed):
   -pid PID      every queue in the memory files of a process that are named
                 ycq-* (memfds: the host driver's ycq-hostdriver, a device
                 model's ycq-bar2, ycq ipc serve's ycq-ipc.*), as -scan finds
-                them (same user or root)
+                them (same user or root), and a resizable host driver's
+                resize counters (its memfd ycq-resizes: each pair's resizes
+                started, completed, rolled back and failed, and the time
+                spent draining)
 
 "ycq device serve" is no source of its own, and has no stat request (its
 socket speaks vfio-user). The device model keeps no queues: they live in
@@ -223,16 +227,16 @@ func stat(args []string, stdout, stderr io.Writer) error {
 				return nil
 			}
 		}
-		qs, err := o.read(ctx)
+		qs, rs, err := o.read(ctx)
 		next := map[string]*statQueue{}
 		for _, q := range qs {
 			next[q.key] = q
 		}
 		var perr error
 		if *asJSON {
-			perr = printStatJSON(stdout, qs, prev)
+			perr = printStatJSON(stdout, qs, rs, prev)
 		} else {
-			perr = printStatTable(stdout, qs, prev, *watch > 0, n, err == nil)
+			perr = printStatTable(stdout, qs, rs, prev, *watch > 0, n, err == nil)
 		}
 		if err != nil {
 			return err
@@ -247,8 +251,9 @@ func stat(args []string, stdout, stderr io.Writer) error {
 
 // read reads every queue of every source once. It returns the queues it
 // read, and the errors of the rest.
-func (o *statOptions) read(ctx context.Context) ([]*statQueue, error) {
+func (o *statOptions) read(ctx context.Context) ([]*statQueue, []statResizes, error) {
 	var qs []*statQueue
+	var rs []statResizes
 	var errs []error
 	add := func(got []*statQueue, err error) {
 		qs = append(qs, got...)
@@ -266,9 +271,11 @@ func (o *statOptions) read(ctx context.Context) ([]*statQueue, error) {
 		add(readFile(p, o.offset, o.scan))
 	}
 	for _, pid := range o.pids {
-		add(readPid(pid))
+		got, pages, err := readPid(pid)
+		add(got, err)
+		rs = append(rs, pages...)
 	}
-	return qs, errors.Join(errs...)
+	return qs, rs, errors.Join(errs...)
 }
 
 // statSocketTimeout bounds a stat request, so that ycq stat never hangs
@@ -449,20 +456,40 @@ func readFile(path string, offset int64, scan bool) ([]*statQueue, error) {
 	return qs, errors.Join(errs...)
 }
 
+// statResizes is a host driver's resize page (hostdriver.ResizePageName)
+// as one refresh read it.
+type statResizes struct {
+	pid   int
+	path  string
+	at    time.Time
+	pairs []hostdriver.PairResizes
+}
+
 // readPid scans every memory file of process pid whose name starts with
-// ycq- for queues.
-func readPid(pid int) ([]*statQueue, error) {
+// ycq- for queues, and reads its resize page if it has one.
+func readPid(pid int) ([]*statQueue, []statResizes, error) {
 	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(fdDir)
 	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
+		return nil, nil, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	var qs []*statQueue
+	var rs []statResizes
 	var errs []error
 	for _, fe := range fds {
 		p := filepath.Join(fdDir, fe.Name())
 		target, err := os.Readlink(p)
 		if err != nil || !strings.HasPrefix(target, "/memfd:ycq-") {
+			continue
+		}
+		if strings.TrimSuffix(target, " (deleted)") == "/memfd:"+hostdriver.ResizePageName {
+			r, err := readResizePage(p)
+			if err != nil {
+				errs = append(errs, &regionError{Source: fmt.Sprintf("pid %d %s", pid, p), Err: err})
+				continue
+			}
+			r.pid = pid
+			rs = append(rs, r)
 			continue
 		}
 		got, err := readFile(p, 0, true)
@@ -477,10 +504,34 @@ func readPid(pid int) ([]*statQueue, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(qs) == 0 && len(errs) == 0 {
+	if len(qs) == 0 && len(rs) == 0 && len(errs) == 0 {
 		errs = append(errs, &regionError{Source: fmt.Sprintf("pid %d", pid), Err: fmt.Errorf("%w: no memory file named ycq-* holds one", errNotQueue)})
 	}
-	return qs, errors.Join(errs...)
+	return qs, rs, errors.Join(errs...)
+}
+
+// maxResizePage bounds what ycq stat reads of a resize page: more than
+// the page of the most pairs a driver has.
+const maxResizePage = 64 << 10
+
+// readResizePage reads the resize page at path, whatever its writer put
+// there: hostdriver.DecodeResizePage checks it.
+func readResizePage(path string) (statResizes, error) {
+	f, err := openReadOnly(path)
+	if err != nil {
+		return statResizes{}, err
+	}
+	defer f.Close()
+	b := make([]byte, maxResizePage)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return statResizes{}, err
+	}
+	pairs, err := hostdriver.DecodeResizePage(b[:n])
+	if err != nil {
+		return statResizes{}, err
+	}
+	return statResizes{path: path, at: time.Now(), pairs: pairs}, nil
 }
 
 // scanQueues returns the page-aligned offsets in f where a header that
@@ -738,7 +789,7 @@ func (q *statQueue) checkString() string {
 	return q.check.Error()
 }
 
-func printStatJSON(w io.Writer, qs []*statQueue, prev map[string]*statQueue) error {
+func printStatJSON(w io.Writer, qs []*statQueue, rs []statResizes, prev map[string]*statQueue) error {
 	enc := json.NewEncoder(w)
 	for _, q := range qs {
 		obj := map[string]any{
@@ -781,10 +832,17 @@ func printStatJSON(w io.Writer, qs []*statQueue, prev map[string]*statQueue) err
 			return err
 		}
 	}
+	for _, r := range rs {
+		obj := map[string]any{"time": r.at.UTC().Format(time.RFC3339Nano), "kind": "resizes", "source": "pid",
+			"pid": r.pid, "path": r.path, "pairs": r.pairs}
+		if err := enc.Encode(obj); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func printStatTable(w io.Writer, qs []*statQueue, prev map[string]*statQueue, watching bool, n int, ok bool) error {
+func printStatTable(w io.Writer, qs []*statQueue, rs []statResizes, prev map[string]*statQueue, watching bool, n int, ok bool) error {
 	if watching {
 		fmt.Fprintf(w, "-- refresh %d at %s\n", n, time.Now().Format("15:04:05.000"))
 	}
@@ -855,6 +913,13 @@ func printStatTable(w io.Writer, qs []*statQueue, prev map[string]*statQueue, wa
 				rs = strconv.FormatFloat(r, 'f', 1, 64)
 			}
 			fmt.Fprintf(w, "%-24s %20d %14s\n", c.name, c.value, rs)
+		}
+	}
+	for _, r := range rs {
+		fmt.Fprintf(w, "== pid %d resizes (%s, the host driver's counters)\n", r.pid, hostdriver.ResizePageName)
+		for _, p := range r.pairs {
+			fmt.Fprintf(w, "pair %-3d   generation %d (%d slots): %d completed of %d started, %d rolled back, %d failed; draining %v in all\n",
+				p.Pair, p.Generation, p.Slots, p.Completed, p.Started, p.RolledBack, p.Failed, p.Draining.Round(time.Microsecond))
 		}
 	}
 	if len(qs) == 0 && ok {

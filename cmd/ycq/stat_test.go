@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ycq-dev/ycq/dma"
+	"github.com/ycq-dev/ycq/hostdriver"
 	"github.com/ycq-dev/ycq/internal/testenv"
 	"github.com/ycq-dev/ycq/ipc"
 	"github.com/ycq-dev/ycq/ring"
@@ -258,6 +259,43 @@ func TestStatPid(t *testing.T) {
 	require.Equal(t, 1, run([]string{"stat", "-pid", "2147483647"}, &out, &errb))
 	require.Contains(t, errb.String(), "pid 2147483647")
 	require.Equal(t, 2, run([]string{"stat", "-pid", "x"}, &out, &errb))
+}
+
+// TestStatPidResizes: a host driver's resize page (its memfd
+// ycq-resizes) is read with the process's queues, in JSON and in the
+// table, and one that is not a page this version reads is a typed error.
+func TestStatPidResizes(t *testing.T) {
+	page, err := dma.Memfd(hostdriver.ResizePageName, dma.PageSize, dma.Options{})
+	require.NoError(t, err)
+	defer page.Close()
+	require.NoError(t, hostdriver.FormatResizePage(page.Bytes(), 2))
+	hostdriver.PutPairResizes(page.Bytes(), hostdriver.PairResizes{Pair: 1, Generation: 5, Slots: 256, Started: 6,
+		Completed: 4, RolledBack: 1, Failed: 1, Draining: 1500 * time.Microsecond})
+	pid := fmt.Sprint(os.Getpid())
+	var pages int
+	for _, o := range statJSON(t, "-pid", pid) {
+		if o["kind"] != "resizes" || o["path"] != fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), page.FD()) {
+			continue
+		}
+		pages++
+		pairs := o["pairs"].([]any)
+		require.Len(t, pairs, 2)
+		p1 := pairs[1].(map[string]any)
+		require.Equal(t, 6.0, p1["started"])
+		require.Equal(t, 4.0, p1["completed"])
+		require.Equal(t, 1.0, p1["rolled_back"])
+		require.Equal(t, 1.5e6, p1["draining_ns"])
+	}
+	require.Equal(t, 1, pages)
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, run([]string{"stat", "-pid", pid}, &out, &errb), errb.String())
+	require.Contains(t, out.String(), "pair 1     generation 5 (256 slots): 4 completed of 6 started, 1 rolled back, 1 failed; draining 1.5ms in all")
+
+	copy(page.Bytes(), "junk")
+	out.Reset()
+	errb.Reset()
+	require.Equal(t, 1, run([]string{"stat", "-pid", pid}, &out, &errb))
+	require.Contains(t, errb.String(), "not a resize page")
 }
 
 // TestStatBadInput: regions that are no queue, or not all of one, and a
