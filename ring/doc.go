@@ -33,6 +33,13 @@
 // count changes while producers and consumers run, in one process (Resize)
 // or across processes over shared regions (ResizeTo and Add).
 //
+// A goroutine that moves one record at a time through shared sides can
+// take its slots or records from a CachedProducer or CachedConsumer, which
+// reserve up to n at a time (one compare-and-swap of the shared cursor for
+// n records) and hand them out one by one; records are still published and
+// released one at a time. What a cache holds and has not handed out is
+// reserved, so it is Flushed before its goroutine pauses.
+//
 // # Concurrency
 //
 // A Queue may be shared by any number of goroutines, and its regions by any

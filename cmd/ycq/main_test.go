@@ -47,11 +47,11 @@ func TestBenchRingJSON(t *testing.T) {
 		seen[fmt.Sprintf("%s/%s-%vx%v/%v", r["system"], r["scenario"], r["producers"], r["consumers"], r["batch"])] = true
 	}
 	require.Equal(t, map[string]bool{
-		"ring/spsc-1x1/1": true, "chan/spsc-1x1/1": true, "pool/spsc-1x1/1": true,
+		"ring/spsc-1x1/1": true, "chan/spsc-1x1/1": true, "pool/spsc-1x1/1": true, "ring-cached/spsc-1x1/1": true,
 		"ring/spsc-1x1/32": true, "chan-batch/spsc-1x1/32": true, "ring-resize/spsc-1x1/32": true,
-		"ring/mpmc-2x2/1": true, "chan/mpmc-2x2/1": true, "pool/mpmc-2x2/1": true, "ring-resize/mpmc-2x2/1": true,
+		"ring/mpmc-2x2/1": true, "chan/mpmc-2x2/1": true, "pool/mpmc-2x2/1": true, "ring-resize/mpmc-2x2/1": true, "ring-cached/mpmc-2x2/1": true,
 		"ring/mpmc-2x2/32": true, "chan-batch/mpmc-2x2/32": true,
-		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true,
+		"ring/mpmc-4x4/1": true, "chan/mpmc-4x4/1": true, "pool/mpmc-4x4/1": true, "ring-cached/mpmc-4x4/1": true,
 	}, seen)
 	require.Equal(t, map[string]bool{"ring": true, "chan": true, "ring-resize": true}, latency)
 	require.Equal(t, map[string]bool{
@@ -107,7 +107,7 @@ func TestBenchRingDPDK(t *testing.T) {
 func TestBenchRingTable(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run([]string{"bench", "ring", "-items", "4096", "-rounds", "1", "-latency-records", "1000"}, &out, &errb), errb.String())
-	for _, s := range []string{"ping-pong", "ring/system", "chan-batch", "mpmc 4x4", "p99", "ring-resize/ring", "producer waits"} {
+	for _, s := range []string{"ping-pong", "ring/system", "chan-batch", "mpmc 4x4", "p99", "ring-resize/ring", "producer waits", "ring-cached/chan"} {
 		require.Contains(t, out.String(), s)
 	}
 }

@@ -51,7 +51,15 @@ const (
 	// alternates between Capacity and half of it every ResizeEvery, its
 	// sides formatted as the ring's are.
 	SystemResize = "ring-resize"
+	// SystemCached is the ring through ring.CachedProducer and
+	// CachedConsumer: records handed out and published one at a time,
+	// from runs of up to CacheRun reserved at once.
+	SystemCached = "ring-cached"
 )
+
+// CacheRun is how many slots or records ring-cached reserves at a time:
+// one descriptor line's.
+const CacheRun = 8
 
 // Scenario is one shape of traffic and the systems it compares, the one
 // under test first.
@@ -65,11 +73,11 @@ type Scenario struct {
 
 // Scenarios are the shapes `ycq bench ring` runs.
 var Scenarios = []Scenario{
-	{"spsc", 1, 1, 1, []string{SystemRing, SystemChan, SystemPool}},
+	{"spsc", 1, 1, 1, []string{SystemRing, SystemChan, SystemPool, SystemCached}},
 	{"spsc", 1, 1, ChanBatch, []string{SystemRing, SystemBatch, SystemResize}},
-	{"mpmc", 2, 2, 1, []string{SystemRing, SystemChan, SystemPool, SystemResize}},
+	{"mpmc", 2, 2, 1, []string{SystemRing, SystemChan, SystemPool, SystemResize, SystemCached}},
 	{"mpmc", 2, 2, ChanBatch, []string{SystemRing, SystemBatch}},
-	{"mpmc", 4, 4, 1, []string{SystemRing, SystemChan, SystemPool}},
+	{"mpmc", 4, 4, 1, []string{SystemRing, SystemChan, SystemPool, SystemCached}},
 }
 
 // Result is one measurement.
@@ -99,6 +107,11 @@ func Run(system string, sc Scenario, items int) (Result, error) {
 		run = runRing
 	case SystemResize:
 		run = runRingResize
+	case SystemCached:
+		if sc.Batch != 1 {
+			return Result{}, fmt.Errorf("ringbench: %s hands out single records, not batches of %d", system, sc.Batch)
+		}
+		run = runRingCached
 	case SystemChan:
 		if sc.Batch != 1 {
 			return Result{}, fmt.Errorf("ringbench: %s carries single records, not batches of %d", system, sc.Batch)
@@ -209,6 +222,35 @@ func runRingResize(sc Scenario, per int) (written, read uint64, err error) {
 	return written, read, errors.Join(err, stop())
 }
 
+// runRingCached is runRing through a CachedProducer and a CachedConsumer
+// on each side.
+func runRingCached(sc Scenario, per int) (written, read uint64, err error) {
+	q, err := newRing(sc)
+	if err != nil {
+		return 0, 0, err
+	}
+	newP := func() cachedProducer {
+		c, _ := q.CachedProducer(CacheRun)
+		return cachedProducer{c}
+	}
+	newC := func() cachedConsumer {
+		c, _ := q.CachedConsumer(CacheRun)
+		return cachedConsumer{c}
+	}
+	return runSides(sc, per, newP, newC, nil)
+}
+
+// cachedProducer and cachedConsumer are the cached sides as runSides
+// drives them: a batch of one each call.
+type cachedProducer struct{ c *ring.CachedProducer }
+
+func (p cachedProducer) ReserveUpTo(int) (ring.WriteRun, error) { return p.c.Reserve() }
+func (p cachedProducer) Flush() error                           { return p.c.Flush() }
+
+type cachedConsumer struct{ c *ring.CachedConsumer }
+
+func (c cachedConsumer) ReserveUpTo(int) (ring.ReadRun, error) { return c.c.Reserve() }
+
 // reserver is a producing or consuming side: ring's, or a Resizable's.
 type reserver[R any] interface {
 	ReserveUpTo(n int) (R, error)
@@ -263,6 +305,14 @@ func runSides[P reserver[ring.WriteRun], C reserver[ring.ReadRun]](sc Scenario, 
 					return
 				}
 				sent += w.Len()
+			}
+			if f, ok := any(p).(interface{ Flush() error }); ok {
+				// Slots a cached producer reserved and did not use: the
+				// consumers would wait at them for ever.
+				if err := f.Flush(); err != nil {
+					errs <- err
+					return
+				}
 			}
 			wsum.Add(s)
 		})
