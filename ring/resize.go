@@ -313,13 +313,7 @@ func (r *Resizable) SealAbandoned() (holes int, err error) {
 		return 0, fmt.Errorf("%w: generation %d is sealed: its producer followed the resize", ErrNotPending, q.gen)
 	}
 	holes, final := q.abandon(c)
-	// The producer's own step (moveOn): the seal is a plain store, ordered
-	// after the holes, then a fence before the wakers load the waiters
-	// words.
-	StoreRelease64(&q.m.prod.cursor, final|sealed)
-	Fence()
-	g.sealedAt.Store(r.now())
-	r.sealed(q)
+	r.sealAt(g, final) // the producer's own step (moveOn), after the holes
 	r.write.CompareAndSwap(g, r.tail)
 	return holes, nil
 }
@@ -446,6 +440,14 @@ func (r *Resizable) successor(g *generation) (*generation, error) {
 	return r.link(g)
 }
 
+// mayBeNamed is successor's first look, small enough to inline into the
+// reserves that ask it on every call: false while no resize has named g's
+// next generation (this process has not linked one, and the link line's
+// word is 0); true otherwise, a name that named then checks.
+func (g *generation) mayBeNamed() bool {
+	return g.next.Load() != nil || g.q.m.link().next.Load() != 0
+}
+
 // named is the generation g's link line names next, 0 if none yet; a name
 // other than the next number is corruption.
 func (g *generation) named() (uint32, error) {
@@ -487,15 +489,21 @@ func (r *Resizable) link(g *generation) (*generation, error) {
 // is the seal; a rollback of a run it still holds there then fails, and
 // the run's unpublished slots become holes.
 func (r *Resizable) moveOn(g, n *generation) {
-	cur := &g.q.m.prod.cursor
-	StoreRelease64(cur, cur.Load()|sealed)
+	r.sealAt(g, g.q.m.prod.cursor.Load())
+	r.write.Store(n)
+}
+
+// sealAt is a single producer's seal of g at position final, made by the
+// producer as it moves on (moveOn) or for it (SealAbandoned), and the
+// wakeup of whoever sleeps on g: the last touch of g's memory on that path.
+func (r *Resizable) sealAt(g *generation, final uint64) {
+	StoreRelease64(&g.q.m.prod.cursor, final|sealed)
 	// The seal is a plain store; OnSeal's wakers next load the waiters
 	// words, and a store may pass a later load: order them, as a waker
 	// must (the shared producers' seal is a compare-and-swap, which does).
 	Fence()
 	g.sealedAt.Store(r.now())
-	r.sealed(g.q) // before the move: the last touch of g's memory here
-	r.write.Store(n)
+	r.sealed(g.q)
 }
 
 func (r *Resizable) now() int64 { return max(int64(time.Since(r.born)), 1) }
@@ -587,10 +595,9 @@ func (p ResizableProducer) reserve(n int, exact bool) (WriteRun, error) {
 	r := p.r
 	for {
 		g := r.write.Load()
-		if r.single.SingleProducer && (g.next.Load() != nil || g.q.m.link().next.Load() != 0) {
+		if r.single.SingleProducer && g.mayBeNamed() {
 			// A single producer leaves a generation once it is named:
-			// that seals it. (The test above is successor's first
-			// look, here so that the common case makes no call.)
+			// that seals it.
 			next, err := r.successor(g)
 			if err != nil {
 				return WriteRun{}, err
@@ -654,10 +661,8 @@ func (c ResizableConsumer) reserve(n int, exact bool) (ReadRun, error) {
 		// Nothing to follow before a resize names the next generation:
 		// ask the link line, which changes once a resize, and not the
 		// producer cursor, the line producers write on every reserve.
-		if g.next.Load() == nil {
-			if want, lerr := g.named(); want == 0 && lerr == nil {
-				return run, err
-			}
+		if !g.mayBeNamed() {
+			return run, err
 		}
 		// Sealed: once consumers have taken every position below final
 		// the generation is drained and its successor is next. Records
